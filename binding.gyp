@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "jitsu_native",
+      "sources": ["native/addon.cc"],
+      "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"],
+      "cflags_cc!": ["-fno-exceptions"]
+    },
+    {
+      "target_name": "jitsu-activate",
+      "type": "executable",
+      "sources": ["native/activate.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=c11", "-D_GNU_SOURCE"]
+    }
+  ]
+}

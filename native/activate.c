@@ -1,0 +1,2 @@
+/* Placeholder: the socket-activation launcher (process backend) fills this in. */
+int main(void) { return 0; }

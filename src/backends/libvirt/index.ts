@@ -1,0 +1,18 @@
+// Placeholder until the libvirt backend lands: every call fails with BACKEND_UNSUPPORTED.
+import type { Backend } from '../backend.js';
+import { JitsuError } from '../../errors.js';
+
+const unsupported = (): never => {
+  throw new JitsuError('BACKEND_UNSUPPORTED', 'the libvirt backend is not built yet');
+};
+
+export const backend: Backend = {
+  name: 'libvirt',
+  summary: 'libvirt backend (not built yet)',
+  capabilities: { stopModes: ['destroy'], maskModes: ['none'], defaultMask: 'none' },
+  options: [],
+  start: async () => unsupported(),
+  ready: async () => unsupported(),
+  stop: async () => unsupported(),
+  state: async () => unsupported(),
+};

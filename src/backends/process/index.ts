@@ -1,0 +1,18 @@
+// Placeholder until the process backend lands: every call fails with BACKEND_UNSUPPORTED.
+import type { Backend } from '../backend.js';
+import { JitsuError } from '../../errors.js';
+
+const unsupported = (): never => {
+  throw new JitsuError('BACKEND_UNSUPPORTED', 'the process backend is not built yet');
+};
+
+export const backend: Backend = {
+  name: 'process',
+  summary: 'process backend (not built yet)',
+  capabilities: { stopModes: ['destroy'], maskModes: ['none'], defaultMask: 'none' },
+  options: [],
+  start: async () => unsupported(),
+  ready: async () => unsupported(),
+  stop: async () => unsupported(),
+  state: async () => unsupported(),
+};
