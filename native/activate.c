@@ -1,2 +1,270 @@
-/* Placeholder: the socket-activation launcher (process backend) fills this in. */
-int main(void) { return 0; }
+/*
+ * jitsu-activate: run a command inside a network namespace with pre-bound listening sockets
+ * (systemd socket-activation protocol), so connections that arrive while the command starts
+ * wait in the kernel's accept queue instead of being refused.
+ *
+ *   jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR]
+ *                  [--log FILE [--log-max BYTES]] -- COMMAND ARGS...
+ *
+ * ADDR is an IPv4 address, `[IPv6]`, or empty (`tcp::80` = 0.0.0.0). Sockets land on fds 3..N in
+ * the order given; LISTEN_FDS, LISTEN_PID (exec keeps our pid) and LISTEN_FDNAMES (`tcp-80`, ...)
+ * describe them. With --log, stdout and stderr go through a small detached logger that keeps the
+ * file under BYTES/2 by rotating it to FILE.1 (so at most BYTES on disk).
+ *
+ * Exit codes (one line on stderr says why): 64 usage, 65 open netns, 66 setns, 67 socket setup,
+ * 68 chdir, 69 fd/env setup, 70 log setup, 126 exec failed, 127 command not found.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum {
+  EXIT_USAGE = 64,
+  EXIT_NETNS_OPEN = 65,
+  EXIT_SETNS = 66,
+  EXIT_SOCKET = 67,
+  EXIT_CHDIR = 68,
+  EXIT_FDS = 69,
+  EXIT_LOG = 70,
+  EXIT_EXEC = 126,
+  EXIT_NOTFOUND = 127,
+};
+
+#define MAX_LISTEN 64
+
+struct listen_spec {
+  int type; /* SOCK_STREAM or SOCK_DGRAM */
+  int family;
+  struct sockaddr_storage addr;
+  socklen_t addrlen;
+  char name[16];
+  const char *text;
+};
+
+static void die(int code, const char *what, const char *arg, int err) {
+  if (err)
+    fprintf(stderr, "jitsu-activate: %s%s%s: %s\n", what, arg ? " " : "", arg ? arg : "", strerror(err));
+  else
+    fprintf(stderr, "jitsu-activate: %s%s%s\n", what, arg ? " " : "", arg ? arg : "");
+  exit(code);
+}
+
+static long parse_long(const char *s, long min, long max, const char *what) {
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end != '\0' || v < min || v > max) die(EXIT_USAGE, what, s, 0);
+  return v;
+}
+
+/* tcp:1.2.3.4:80, tcp:[::1]:80, tcp::80 (any IPv4), udp:... */
+static void parse_listen(const char *text, struct listen_spec *out) {
+  char buf[128];
+  if (strlen(text) >= sizeof buf) die(EXIT_USAGE, "--listen value too long:", text, 0);
+  strcpy(buf, text);
+  memset(out, 0, sizeof *out);
+  out->text = text;
+  char *rest;
+  if (strncmp(buf, "tcp:", 4) == 0) out->type = SOCK_STREAM;
+  else if (strncmp(buf, "udp:", 4) == 0) out->type = SOCK_DGRAM;
+  else die(EXIT_USAGE, "--listen must start with tcp: or udp:, got", text, 0);
+  rest = buf + 4;
+  char *colon = strrchr(rest, ':');
+  if (!colon) die(EXIT_USAGE, "--listen needs ADDR:PORT, got", text, 0);
+  *colon = '\0';
+  long port = parse_long(colon + 1, 0, 65535, "--listen port out of range:");
+  char *host = rest;
+  size_t hl = strlen(host);
+  if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+    host[hl - 1] = '\0';
+    host++;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) die(EXIT_USAGE, "--listen bad IPv6 address in", text, 0);
+    out->family = AF_INET6;
+    out->addrlen = sizeof *a6;
+  } else {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    if (hl == 0) a4->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) die(EXIT_USAGE, "--listen bad IPv4 address in", text, 0);
+    out->family = AF_INET;
+    out->addrlen = sizeof *a4;
+  }
+  snprintf(out->name, sizeof out->name, "%s-%ld", out->type == SOCK_STREAM ? "tcp" : "udp", port);
+}
+
+static int open_socket(const struct listen_spec *spec, int backlog) {
+  int fd = socket(spec->family, spec->type | SOCK_CLOEXEC, 0);
+  if (fd < 0) die(EXIT_SOCKET, "socket() for", spec->text, errno);
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die(EXIT_SOCKET, "SO_REUSEADDR for", spec->text, errno);
+  if (bind(fd, (const struct sockaddr *)&spec->addr, spec->addrlen) != 0) die(EXIT_SOCKET, "bind", spec->text, errno);
+  if (spec->type == SOCK_STREAM && listen(fd, backlog) != 0) die(EXIT_SOCKET, "listen", spec->text, errno);
+  return fd;
+}
+
+/* Logger loop: copy the pipe into `path`, rotating to path.1 when the file reaches `half` bytes. */
+static void run_logger(int in, const char *path, long half) {
+  char rotated[PATH_MAX];
+  if (snprintf(rotated, sizeof rotated, "%s.1", path) >= (int)sizeof rotated) _exit(1);
+  int out = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) _exit(1);
+  struct stat st;
+  long size = fstat(out, &st) == 0 ? (long)st.st_size : 0;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(in, buf, sizeof buf);
+    if (n == 0) _exit(0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      _exit(1);
+    }
+    if (size + n > half) {
+      close(out);
+      (void)rename(path, rotated);
+      out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+      if (out < 0) _exit(1);
+      size = 0;
+    }
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(out, buf + off, (size_t)(n - off));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        _exit(1);
+      }
+      off += w;
+    }
+    size += n;
+  }
+}
+
+/* Point stdout+stderr at a pipe read by a double-forked logger (reparented away from the service,
+ * but in its process group, so killing the group also ends the logger). */
+static void setup_log(const char *path, long max_bytes) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) die(EXIT_LOG, "pipe for log", path, errno);
+  pid_t child = fork();
+  if (child < 0) die(EXIT_LOG, "fork logger for", path, errno);
+  if (child == 0) {
+    pid_t grandchild = fork();
+    if (grandchild < 0) _exit(1);
+    if (grandchild > 0) _exit(0);
+    close(fds[1]);
+    /* Outlive a graceful SIGTERM to the group so the service's last words still get logged. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    run_logger(fds[0], path, max_bytes / 2 > 0 ? max_bytes / 2 : 1);
+  }
+  int status;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) die(EXIT_LOG, "waitpid logger for", path, errno);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die(EXIT_LOG, "logger fork failed for", path, 0);
+  close(fds[0]);
+  if (dup2(fds[1], STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0) die(EXIT_LOG, "dup2 log pipe for", path, errno);
+  close(fds[1]);
+}
+
+static void usage(void) {
+  die(EXIT_USAGE,
+      "usage: jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR] "
+      "[--log FILE [--log-max BYTES]] -- COMMAND ARGS...",
+      NULL, 0);
+}
+
+int main(int argc, char **argv) {
+  const char *netns = NULL, *dir = NULL, *log_path = NULL;
+  long backlog = SOMAXCONN, log_max = 1 << 20;
+  struct listen_spec specs[MAX_LISTEN];
+  int nspecs = 0, i;
+
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    }
+    if (!v) usage();
+    if (strcmp(a, "--netns") == 0) netns = v;
+    else if (strcmp(a, "--chdir") == 0) dir = v;
+    else if (strcmp(a, "--log") == 0) log_path = v;
+    else if (strcmp(a, "--log-max") == 0) log_max = parse_long(v, 1024, LONG_MAX, "--log-max must be >= 1024:");
+    else if (strcmp(a, "--backlog") == 0) backlog = parse_long(v, 1, INT_MAX, "--backlog must be >= 1:");
+    else if (strcmp(a, "--listen") == 0) {
+      if (nspecs == MAX_LISTEN) die(EXIT_USAGE, "too many --listen (max 64)", NULL, 0);
+      parse_listen(v, &specs[nspecs++]);
+    } else usage();
+    i++;
+  }
+  if (i >= argc) usage();
+  char **cmd = argv + i;
+
+  /* Before the sockets exist, so the logger never holds a listening socket open. */
+  if (log_path) setup_log(log_path, log_max);
+
+  if (netns) {
+    int nsfd = open(netns, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0) die(EXIT_NETNS_OPEN, "open netns", netns, errno);
+    if (setns(nsfd, CLONE_NEWNET) != 0) die(EXIT_SETNS, "setns", netns, errno);
+    close(nsfd);
+  }
+
+  int fds[MAX_LISTEN];
+  for (i = 0; i < nspecs; i++) fds[i] = open_socket(&specs[i], (int)backlog);
+
+  /* Move the sockets to 3..3+n-1: first above the target range, so no dup2 clobbers a socket
+   * not yet moved; dup2 clears FD_CLOEXEC on the final fds. */
+  for (i = 0; i < nspecs; i++) {
+    int high = fcntl(fds[i], F_DUPFD_CLOEXEC, 3 + nspecs);
+    if (high < 0) die(EXIT_FDS, "fcntl(F_DUPFD) for", specs[i].text, errno);
+    close(fds[i]);
+    fds[i] = high;
+  }
+  for (i = 0; i < nspecs; i++) {
+    if (dup2(fds[i], 3 + i) < 0) die(EXIT_FDS, "dup2 for", specs[i].text, errno);
+    close(fds[i]);
+  }
+
+  if (dir && chdir(dir) != 0) die(EXIT_CHDIR, "chdir", dir, errno);
+
+  if (nspecs > 0) {
+    char num[32], names[MAX_LISTEN * 17];
+    size_t off = 0;
+    snprintf(num, sizeof num, "%d", nspecs);
+    if (setenv("LISTEN_FDS", num, 1) != 0) die(EXIT_FDS, "setenv LISTEN_FDS", NULL, errno);
+    snprintf(num, sizeof num, "%ld", (long)getpid());
+    if (setenv("LISTEN_PID", num, 1) != 0) die(EXIT_FDS, "setenv LISTEN_PID", NULL, errno);
+    names[0] = '\0';
+    for (i = 0; i < nspecs; i++) off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ":" : "", specs[i].name);
+    if (setenv("LISTEN_FDNAMES", names, 1) != 0) die(EXIT_FDS, "setenv LISTEN_FDNAMES", NULL, errno);
+  } else {
+    /* Never let a child misread sockets inherited from whoever started us. */
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
+  }
+
+  execvp(cmd[0], cmd);
+  int err = errno;
+  die(err == ENOENT ? EXIT_NOTFOUND : EXIT_EXEC, "exec", cmd[0], err);
+  return EXIT_EXEC;
+}

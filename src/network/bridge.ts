@@ -1,0 +1,95 @@
+import { JitsuError } from '../errors.js';
+import { ipBatch } from './exec.js';
+import { isBridge, linkExists, setLinkUp } from './link.js';
+import { MAX_IFNAME, isValidIfName } from './names.js';
+import { parseCidr } from './addr.js';
+import { stableMac } from './mac.js';
+
+export const DEFAULT_BRIDGE = 'jitsu0';
+
+export interface BridgeOptions {
+  /** Fixed bridge MAC; default stableMac(name), so the bridge MAC never follows its ports. */
+  mac?: string;
+  /**
+   * Keep one port always up (a veth pair `<name>-ka`/`<name>-kb`), so the bridge keeps its carrier
+   * while every service port is down (booting services keep their port down).
+   */
+  keepalive?: boolean;
+}
+
+export interface BridgeInfo {
+  name: string;
+  /** True when this call created the bridge: the daemon removes it on clean exit only then. */
+  created: boolean;
+  keepalive?: string;
+}
+
+export function keepaliveNames(bridge: string): [string, string] {
+  const base = bridge.slice(0, MAX_IFNAME - 3);
+  return [`${base}-ka`, `${base}-kb`];
+}
+
+/**
+ * Make sure the daemon's bridge exists and is up. An existing bridge of that name is adopted
+ * (created=false); an existing non-bridge link of that name is an error.
+ */
+export async function ensureBridge(name: string = DEFAULT_BRIDGE, opts: BridgeOptions = {}): Promise<BridgeInfo> {
+  if (!isValidIfName(name)) {
+    throw new JitsuError('CONFIG_INVALID', `bridge name "${name}" is not a valid interface name (1-15 chars, no spaces, / or :)`, { bridge: name });
+  }
+  const keepalive = opts.keepalive ?? true;
+  const [ka, kb] = keepaliveNames(name);
+  let created = false;
+  if (linkExists(name)) {
+    if (!isBridge(name)) {
+      throw new JitsuError('NETWORK_SETUP', `network setup failed: ${name} exists and is not a bridge: choose another --bridge name`, { bridge: name });
+    }
+    await setLinkUp(name, true);
+  } else {
+    await ipBatch([`link add ${name} address ${opts.mac ?? stableMac(name)} type bridge`, `link set ${name} up`]);
+    created = true;
+  }
+  if (keepalive && !linkExists(ka)) {
+    await ipBatch([
+      `link add ${ka} type veth peer name ${kb}`,
+      `link set ${ka} addrgenmode none`,
+      `link set ${kb} addrgenmode none`,
+      `link set ${ka} master ${name}`,
+      `link set ${kb} up`,
+      `link set ${ka} up`,
+    ]);
+  }
+  return keepalive ? { name, created, keepalive: ka } : { name, created };
+}
+
+/** Remove the bridge (and its keepalive pair). Idempotent. */
+export async function removeBridge(name: string): Promise<void> {
+  const [ka] = keepaliveNames(name);
+  const lines: string[] = [];
+  if (linkExists(ka)) lines.push(`link del ${ka}`);
+  if (linkExists(name)) lines.push(`link del ${name}`);
+  await ipBatch(lines, { force: true });
+}
+
+function addrLine(verb: 'replace' | 'del', cidr: string, bridge: string): string {
+  const { family } = parseCidr(cidr);
+  // nodad: the host's IPv6 gateway address is usable at once instead of after ~1 s of DAD.
+  return `addr ${verb} ${cidr} dev ${bridge}${family === 6 && verb === 'replace' ? ' nodad' : ''}`;
+}
+
+/** Give the host these addresses (gateway CIDRs of service subnets) on the bridge, in one exec. */
+export async function ensureHostAddresses(bridge: string, cidrs: readonly string[]): Promise<void> {
+  await ipBatch([...new Set(cidrs)].map((c) => addrLine('replace', c, bridge)));
+}
+
+/** Remove host addresses from the bridge; addresses already gone are fine. */
+export async function removeHostAddresses(bridge: string, cidrs: readonly string[]): Promise<void> {
+  if (!linkExists(bridge)) return;
+  try {
+    await ipBatch([...new Set(cidrs)].map((c) => addrLine('del', c, bridge)), { force: true });
+  } catch (err) {
+    // "Cannot assign requested address" = already gone; anything else is real.
+    const stderr = String((err as { details?: { stderr?: unknown } }).details?.stderr ?? '');
+    if (!stderr.split('\n').every((l) => l.trim() === '' || /Cannot assign requested address/.test(l))) throw err;
+  }
+}

@@ -1,0 +1,12 @@
+// The service network: the daemon's bridge, host gateway addresses, one netns + veth per service.
+export { DEFAULT_BRIDGE, ensureBridge, removeBridge, ensureHostAddresses, removeHostAddresses, keepaliveNames } from './bridge.js';
+export type { BridgeInfo, BridgeOptions } from './bridge.js';
+export { prepareServiceNetns, removeServiceNetns } from './netns.js';
+export type { PreparedNetns, PrepareOptions } from './netns.js';
+export { netnsName, hostLinkName, netnsPath, NETNS_LINK, isValidIfName, MAX_IFNAME } from './names.js';
+export { setLinkUp, isLinkUp, setPromisc, setBridgePort, linkExists, linkMaster, isBridge, bridgePorts } from './link.js';
+export type { BridgePortOptions } from './link.js';
+export { defaultGateway, hostCidr, parseCidr } from './addr.js';
+export type { SubnetGateway } from './addr.js';
+export { stableMac } from './mac.js';
+export { ip, ipBatch, bridgeTool } from './exec.js';
