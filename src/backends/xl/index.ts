@@ -1,18 +1,204 @@
-// Placeholder until the xl backend lands: every call fails with BACKEND_UNSUPPORTED.
-import type { Backend } from '../backend.js';
-import { JitsuError } from '../../errors.js';
+/**
+ * Xen backend driving the `xl` CLI, with the original Jitsu's libxl keys.
+ * UNTESTED ON XEN: no hypervisor runs where this was written; see README.md.
+ */
+import { access, readFile, writeFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { JitsuError, errorCode } from '../../errors.js';
+import { parseXlDomain, renderXlConfig, XL_OPTIONS } from './config.js';
+import { mapXlFailure, runXl, xlArgv, type XlOp } from './command.js';
+import { parseXlList, stateFromFlags, type XlListEntry } from './parse.js';
 
-const unsupported = (): never => {
-  throw new JitsuError('BACKEND_UNSUPPORTED', 'the xl backend is not built yet');
-};
+export interface XlBackendOptions {
+  /** The xl binary (default `xl` from PATH; Debian's /usr/sbin/xl is a wrapper that needs a running Xen). */
+  xl?: string;
+  /** Limit for `xl create` (domain build + hotplug scripts). */
+  createTimeoutMs?: number;
+  /** How long `xl shutdown -w` may take before the domain is destroyed instead. */
+  shutdownTimeoutMs?: number;
+  /** Limit for the quick commands (list, pause, unpause, destroy). */
+  commandTimeoutMs?: number;
+  /** Poll interval of the ready check. */
+  pollMs?: number;
+}
 
-export const backend: Backend = {
-  name: 'xl',
-  summary: 'xl backend (not built yet)',
-  capabilities: { stopModes: ['destroy'], maskModes: ['none'], defaultMask: 'none' },
-  options: [],
-  start: async () => unsupported(),
-  ready: async () => unsupported(),
-  stop: async () => unsupported(),
-  state: async () => unsupported(),
-};
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(aborted('ready'));
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(aborted('ready'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+
+function aborted(what: string, service?: string): JitsuError {
+  return new JitsuError('ABORTED', `xl ${what} aborted${service ? ` for service ${service}` : ''}`, { service });
+}
+
+function domainOf(handle: BackendHandle): string {
+  const d = handle.data['domain'];
+  return typeof d === 'string' ? d : handle.service;
+}
+
+/** One TCP connect attempt; resolves true once something accepts. */
+function tcpOnce(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host, port });
+    const done = (ok: boolean): void => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+export function createXlBackend(opts: XlBackendOptions = {}): Backend {
+  const xl = opts.xl ?? 'xl';
+  const createTimeoutMs = opts.createTimeoutMs ?? 120_000;
+  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 30_000;
+  const commandTimeoutMs = opts.commandTimeoutMs ?? 30_000;
+  const pollMs = opts.pollMs ?? 5;
+
+  /** Runs xl and throws the mapped JitsuError on failure; returns stdout. */
+  async function xlOrThrow(op: XlOp, argv: string[], domain: string | undefined, timeoutMs: number): Promise<string> {
+    const r = await runXl(xl, argv, timeoutMs);
+    if (r.exitCode === 0) return r.stdout;
+    throw mapXlFailure(op, argv, domain, r);
+  }
+
+  async function find(domain: string): Promise<XlListEntry | undefined> {
+    const out = await xlOrThrow('list', xlArgv.list(), undefined, commandTimeoutMs);
+    return parseXlList(out).find((e) => e.name === domain);
+  }
+
+  function handleFor(spec: ServiceSpec, entry: XlListEntry, mac: string, configPath: string): BackendHandle {
+    return {
+      backend: 'xl',
+      service: spec.service,
+      // netback names the host side of a guest's first NIC vif<domid>.0.
+      link: `vif${entry.domid}.0`,
+      mac,
+      data: { domain: entry.name, domid: entry.domid, config: configPath },
+    };
+  }
+
+  /** Stops a domain, treating "no such domain" as already stopped (stop is idempotent). */
+  async function stopQuietly(op: XlOp, argv: string[], domain: string, timeoutMs: number): Promise<void> {
+    try {
+      await xlOrThrow(op, argv, domain, timeoutMs);
+    } catch (err) {
+      if (errorCode(err) === 'NOT_RUNNING') return;
+      throw err;
+    }
+  }
+
+  return {
+    name: 'xl',
+    summary: 'Xen domains via the xl CLI (original Jitsu libxl keys); untested on a real Xen host',
+    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], maskModes: ['none', 'park', 'handshake'], defaultMask: 'none' },
+    options: XL_OPTIONS,
+
+    async start(spec, signal) {
+      const domain = parseXlDomain(spec);
+      for (const [key, path] of [['kernel', domain.kernel], ['initrd', domain.ramdisk]] as const) {
+        if (path === undefined) continue;
+        try {
+          await access(path, fsConstants.R_OK);
+        } catch {
+          throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${key}: ${path} does not exist or is not readable in dom0`, { service: spec.service, key });
+        }
+      }
+      if (signal.aborted) throw aborted('start', spec.service);
+      const configPath = join(spec.runDir, `xl-${domain.name}.cfg`);
+      const mac = domain.nics[0]!.mac;
+
+      // A domain left from an earlier daemon (or paused by stop mode suspend) is adopted, not duplicated.
+      const existing = await find(domain.name);
+      if (existing && stateFromFlags(existing.flags) !== 'stopped') {
+        if (stateFromFlags(existing.flags) === 'paused') await xlOrThrow('unpause', xlArgv.unpause(domain.name), domain.name, commandTimeoutMs);
+        return handleFor(spec, existing, mac, configPath);
+      }
+
+      await writeFile(configPath, renderXlConfig(domain), { mode: 0o600 });
+      // Not tied to `signal`: killing xl mid-build would orphan a half-built domain. We destroy after instead.
+      await xlOrThrow('create', xlArgv.create(configPath), domain.name, createTimeoutMs);
+      const created = await find(domain.name);
+      if (!created) {
+        throw new JitsuError('BOOT_FAILED', `xl create succeeded but domain ${domain.name} is gone at once: the guest crashed or powered off during boot (see xl dmesg and /var/log/xen/)`, {
+          service: spec.service,
+          reason: 'vanished',
+        });
+      }
+      if (signal.aborted) {
+        await stopQuietly('destroy', xlArgv.destroy(domain.name), domain.name, commandTimeoutMs);
+        throw aborted('start', spec.service);
+      }
+      return handleFor(spec, created, mac, configPath);
+    },
+
+    async ready(handle, spec, signal) {
+      if (spec.ready) {
+        const { ip } = spec.network;
+        while (!(await tcpOnce(ip, spec.ready.port, 200))) await sleep(pollMs * 4, signal);
+        return;
+      }
+      // First frame from the guest: netback counts the guest's transmissions as rx on the host vif.
+      const counter = `/sys/class/net/${handle.link ?? ''}/statistics/rx_packets`;
+      for (;;) {
+        const text = await readFile(counter, 'utf8').catch(() => '0');
+        if (Number(text.trim()) > 0) return;
+        await sleep(pollMs, signal);
+      }
+    },
+
+    async stop(handle, _spec, mode: StopMode, signal) {
+      const domain = domainOf(handle);
+      if (signal.aborted) throw aborted('stop', handle.service);
+      switch (mode) {
+        case 'destroy':
+          return stopQuietly('destroy', xlArgv.destroy(domain), domain, commandTimeoutMs);
+        case 'suspend':
+          return stopQuietly('pause', xlArgv.pause(domain), domain, commandTimeoutMs);
+        case 'shutdown':
+          try {
+            await stopQuietly('shutdown', xlArgv.shutdown(domain), domain, shutdownTimeoutMs);
+          } catch (err) {
+            // A guest that ignores or cannot take the shutdown request is destroyed: stop must end it.
+            if (errorCode(err) !== 'STOP_FAILED') throw err;
+            await stopQuietly('destroy', xlArgv.destroy(domain), domain, commandTimeoutMs);
+          }
+          return;
+      }
+    },
+
+    async resume(handle, _spec, signal) {
+      if (signal.aborted) throw aborted('resume', handle.service);
+      const domain = domainOf(handle);
+      await xlOrThrow('unpause', xlArgv.unpause(domain), domain, commandTimeoutMs);
+    },
+
+    async state(handle): Promise<RuntimeState> {
+      try {
+        const entry = await find(domainOf(handle));
+        return entry ? stateFromFlags(entry.flags) : 'stopped';
+      } catch (err) {
+        // The host cannot run Xen at all: say so rather than pretend the state is merely unknown.
+        if (errorCode(err) === 'BACKEND_UNSUPPORTED') throw err;
+        // Any other list failure is transient as far as we can tell.
+        return 'unknown';
+      }
+    },
+  };
+}
+
+export const backend: Backend = createXlBackend();
