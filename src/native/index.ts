@@ -1,0 +1,113 @@
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { JitsuError } from '../errors.js';
+
+/** Ring geometry for the TPACKET_V3 receive ring. blockSize: a multiple of the page size and of frameSize. */
+export interface RingOptions {
+  blockSize?: number;
+  blockCount?: number;
+  frameSize?: number;
+  /** How long (ms) the kernel waits before handing a partly filled block to us: the latency bound at low rates. */
+  timeoutMs?: number;
+}
+
+export interface PacketSocketOptions {
+  /** Interface to bind to (bridge, veth, tap). */
+  iface: string;
+  /** Open the receive ring and poll it; false makes a send-only socket that queues nothing. */
+  receive?: boolean;
+  promisc?: boolean;
+  /** Classic BPF program (8 bytes per instruction), attached before bind. */
+  filter?: Buffer;
+  ring?: RingOptions;
+  /** Receive batch buffer, reused for every batch. */
+  data?: Buffer;
+  /** Receive batch descriptors: [offset, length, pktType] per frame. */
+  meta?: Uint32Array;
+  /** Called once per batch with the number of frames described in meta. */
+  onBatch?: (count: number) => void;
+}
+
+export interface PacketStats {
+  packets: number;
+  drops: number;
+  freezes: number;
+}
+
+export interface PacketSocket {
+  readonly fd: number;
+  readonly ifindex: number;
+  /** Sends `count` frames described by [offset, length] pairs in meta; returns how many were sent. */
+  send(data: Buffer, meta: Uint32Array, count: number): number;
+  /** Replaces the BPF filter atomically. */
+  setFilter(program: Buffer): void;
+  /** Cumulative ring counters (the kernel's are reset on read; this accumulates). */
+  stats(): PacketStats;
+  close(): void;
+}
+
+export interface NativeAddon {
+  readonly version: number;
+  readonly PacketSocket: new (options: PacketSocketOptions) => PacketSocket;
+  ifIndex(name: string): number;
+}
+
+/** sll_pkttype values delivered in batch meta. */
+export const PKT_HOST = 0;
+export const PKT_BROADCAST = 1;
+export const PKT_MULTICAST = 2;
+export const PKT_OTHERHOST = 3;
+export const PKT_OUTGOING = 4;
+
+let cached: NativeAddon | undefined;
+
+function findAddon(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  // src/native (tsx/vitest) or dist/src/native (compiled): walk up to the package root.
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'build', 'Release', 'jitsu_native.node');
+    if (existsSync(candidate)) return candidate;
+    dir = resolve(dir, '..');
+  }
+  return undefined;
+}
+
+/** Loads build/Release/jitsu_native.node once; throws NATIVE_UNAVAILABLE with the fix when missing. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  const path = findAddon();
+  if (!path) {
+    throw new JitsuError(
+      'NATIVE_UNAVAILABLE',
+      'native addon build/Release/jitsu_native.node not found: build it with `npx node-gyp rebuild` (needs build-essential and python3)',
+    );
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    const addon = require(path) as NativeAddon;
+    if (typeof addon.PacketSocket !== 'function') {
+      throw new Error('addon has no PacketSocket export (stale build?)');
+    }
+    cached = addon;
+    return addon;
+  } catch (err) {
+    throw new JitsuError(
+      'NATIVE_UNAVAILABLE',
+      `native addon ${path} failed to load: rebuild it with \`npx node-gyp rebuild\` (${err instanceof Error ? err.message : String(err)})`,
+      { path },
+      { cause: err },
+    );
+  }
+}
+
+/** True when the addon loads; for tests that must skip with a reason. */
+export function nativeAvailable(): boolean {
+  try {
+    loadNative();
+    return true;
+  } catch {
+    return false;
+  }
+}
