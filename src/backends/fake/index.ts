@@ -1,0 +1,66 @@
+import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { JitsuError } from '../../errors.js';
+
+/**
+ * In-memory backend for unit tests of the lifecycle only (never registered for users). Boots take
+ * `bootMs`; `failNext` makes the next start fail; every call is recorded for assertions.
+ */
+export interface FakeBackend extends Backend {
+  calls: string[];
+  running: Map<string, RuntimeState>;
+  bootMs: number;
+  readyMs: number;
+  failNext: number;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new JitsuError('ABORTED', 'aborted'));
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(new JitsuError('BOOT_TIMEOUT', 'timed out'));
+    }, { once: true });
+  });
+}
+
+export function createFakeBackend(): FakeBackend {
+  let nextPid = 1000;
+  const fake: FakeBackend = {
+    name: 'process',
+    summary: 'fake backend for unit tests',
+    capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], maskModes: ['none', 'park', 'handshake', 'activate'], defaultMask: 'none' },
+    options: [],
+    calls: [],
+    running: new Map(),
+    bootMs: 20,
+    readyMs: 5,
+    failNext: 0,
+    async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
+      fake.calls.push(`start ${spec.service}`);
+      await sleep(fake.bootMs, signal);
+      if (fake.failNext > 0) {
+        fake.failNext--;
+        throw new JitsuError('BOOT_FAILED', `${spec.service} exited with status 1`, { logTail: 'exec: not found' });
+      }
+      fake.running.set(spec.service, 'running');
+      return { backend: 'process', service: spec.service, pid: nextPid++, data: {} };
+    },
+    async ready(handle: BackendHandle, _spec: ServiceSpec, signal: AbortSignal): Promise<void> {
+      fake.calls.push(`ready ${handle.service}`);
+      await sleep(fake.readyMs, signal);
+    },
+    async stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode): Promise<void> {
+      fake.calls.push(`stop ${handle.service} ${mode}`);
+      fake.running.set(handle.service, mode === 'suspend' ? 'paused' : 'stopped');
+    },
+    async resume(handle: BackendHandle): Promise<void> {
+      fake.calls.push(`resume ${handle.service}`);
+      fake.running.set(handle.service, 'running');
+    },
+    async state(handle: BackendHandle): Promise<RuntimeState> {
+      return fake.running.get(handle.service) ?? 'stopped';
+    },
+  };
+  return fake;
+}

@@ -1,0 +1,60 @@
+/**
+ * The one table of daemon options. The CLI parser, the config-file loader, validation and `--help`
+ * all read it, so a flag cannot exist in one place and be missing in another. Config files use the
+ * long names as keys (`forwarder-port: 5300`).
+ */
+export interface FlagSpec {
+  long: string;
+  short?: string;
+  /** Placeholder for the value in --help; absent for switches. */
+  metavar?: string;
+  help: string;
+  /** Shown in --help; the typed default lives in validate.ts next to the parser. */
+  defaultText?: string;
+  repeatable?: boolean;
+  /** Only meaningful on the command line (not a config-file key). */
+  cliOnly?: boolean;
+}
+
+export const FLAGS: readonly FlagSpec[] = [
+  { long: 'bind', short: 'b', metavar: 'ADDR', repeatable: true, defaultText: '127.0.0.1', help: 'address to serve DNS on (repeatable or comma-separated; IPv4 and IPv6)' },
+  { long: 'port', short: 'l', metavar: 'PORT', defaultText: '53', help: 'DNS port, UDP and TCP' },
+  { long: 'forwarder', short: 'f', metavar: 'ADDR', repeatable: true, defaultText: 'nameservers of /etc/resolv.conf', help: 'upstream resolver for names we do not own; 0.0.0.0 disables forwarding' },
+  { long: 'forwarder-port', short: 'p', metavar: 'PORT', defaultText: '53', help: 'upstream resolver port' },
+  { long: 'backend', short: 'x', metavar: 'NAME', defaultText: 'process', help: 'default backend: process|qemu|libvirt|container|xl (a service may name its own with backend=)' },
+  { long: 'backend-uri', short: 'c', metavar: 'URI', help: 'backend connection URI (libvirt: default qemu:///system)' },
+  { long: 'delay', short: 'd', metavar: 'SECONDS', defaultText: '0.1', help: 'a cold-start answer leaves no earlier than this after the boot began (services override with response_delay=)' },
+  { long: 'ttl', short: 't', metavar: 'SECONDS', defaultText: '60', help: 'TTL of our answers; a service idle for 2×TTL is stopped' },
+  { long: 'mode', short: 'm', metavar: 'MODE', defaultText: 'destroy', help: 'how idle services stop: destroy|suspend|shutdown' },
+  { long: 'synjitsu', metavar: 'IFACE', help: 'run Synjitsu boot masking (park/handshake, summon-on-SYN) on this bridge' },
+  { long: 'state', metavar: 'DIR', defaultText: '/var/lib/jitsu', help: 'state directory: a restarted daemon adopts services still running' },
+  { long: 'persistdb', metavar: 'DIR', help: 'alias of --state (original Jitsu flag)' },
+  { long: 'metrics', metavar: 'HOST:PORT', help: 'serve /metrics (Prometheus text) and /status (JSON) over HTTP' },
+  { long: 'log-level', metavar: 'LEVEL', defaultText: 'info', help: 'debug|info|warn|error|silent' },
+  { long: 'bridge', metavar: 'NAME', defaultText: 'jitsu0', help: 'bridge the services hang off (created if missing, removed on exit if we made it)' },
+  { long: 'host-cidr', metavar: 'CIDR', help: "host address on the bridge (default: the .1 of each service's /24, ::1 of its /64)" },
+  { long: 'boot-timeout', metavar: 'SECONDS', defaultText: '30', help: 'a boot not ready by then fails: SERVFAIL, logged with its cause' },
+  { long: 'idle-timeout', metavar: 'SECONDS', defaultText: '2×TTL', help: 'stop a ready service after this long without a query' },
+  { long: 'sweep-interval', metavar: 'SECONDS', defaultText: '5', help: 'how often idle services are looked for' },
+  { long: 'workers', metavar: 'N', defaultText: '2', help: 'worker threads running backend calls' },
+  { long: 'config', metavar: 'FILE', cliOnly: true, help: 'YAML or JSON file with the same keys (long flag names, plus services:)' },
+  { long: 'demo', cliOnly: true, help: 'run the embedded demo: demo.jitsu.test, a tiny HTTP service, DNS on 127.0.0.1:5353' },
+  { long: 'help', short: 'h', cliOnly: true, help: 'show this help' },
+  { long: 'version', cliOnly: true, help: 'print the version' },
+];
+
+/** Keys every service takes, whatever its backend. */
+export const SERVICE_KEYS: readonly { key: string; help: string; repeatable?: boolean }[] = [
+  { key: 'dns', repeatable: true, help: 'a name answered for this service (repeatable; at least one)' },
+  { key: 'ip', help: 'IPv4 or IPv6 address of the service (required)' },
+  { key: 'name', help: 'service name (default: the first dns name)' },
+  { key: 'backend', help: 'backend for this service (default: -x)' },
+  { key: 'response_delay', help: 'seconds; overrides -d for this service' },
+  { key: 'mask', help: 'boot masking: none|park|handshake|activate (default: the backend\'s)' },
+  { key: 'ready', help: 'readiness probe tcp:PORT (default: the backend\'s own signal)' },
+  { key: 'use_synjitsu', help: 'original Jitsu key: true = mask=handshake' },
+];
+
+export function flagByName(name: string): FlagSpec | undefined {
+  return FLAGS.find((f) => f.long === name || f.short === name);
+}

@@ -1,0 +1,53 @@
+import type { BackendName, MaskMode, ReadyProbe, StopMode } from '../backends/backend.js';
+import type { LogLevel } from '../observe/log.js';
+
+export interface ServiceConfig {
+  /** Unique service name (`name=`; defaults to the first `dns` name). */
+  name: string;
+  /** Exact names answered for this service: lowercase, no trailing dot. */
+  dns: string[];
+  ip: string;
+  family: 4 | 6;
+  backend: BackendName;
+  /** Seconds: a cold-start answer leaves no earlier than this after the boot began. */
+  responseDelay: number;
+  mask: MaskMode;
+  ready?: ReadyProbe;
+  /** Backend keys, repeatable keys in order. */
+  options: Record<string, string[]>;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface Config {
+  /** DNS listen addresses (-b). */
+  bind: string[];
+  /** DNS port (-l). */
+  port: number;
+  /** Upstream resolvers; empty = forwarding disabled (-f 0.0.0.0). */
+  forwarders: string[];
+  forwarderPort: number;
+  backend: BackendName;
+  backendUri?: string;
+  responseDelay: number;
+  ttl: number;
+  stopMode: StopMode;
+  /** Bridge to run Synjitsu on; undefined = masking of VMs off (activate still works). */
+  synjitsu?: string;
+  stateDir: string;
+  metrics?: HostPort;
+  logLevel: LogLevel;
+  bridge: string;
+  /** Explicit host address on the bridge (CIDR), instead of the .1 of each service's /24. */
+  hostCidr?: string;
+  bootTimeout: number;
+  /** Seconds without a query before a ready service is stopped (default 2×TTL). */
+  idleTimeout: number;
+  sweepInterval: number;
+  /** Worker threads for backend calls. */
+  workers: number;
+  services: ServiceConfig[];
+}

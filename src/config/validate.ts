@@ -1,0 +1,217 @@
+import type { Backend, BackendName, MaskMode, ReadyProbe } from '../backends/backend.js';
+import { MASK_MODES, STOP_MODES } from '../backends/backend.js';
+import { getBackend, isBackendName } from '../backends/registry.js';
+import { LOG_LEVELS } from '../observe/log.js';
+import { ConfigError } from './errors.js';
+import type { KeyValue } from './service-arg.js';
+import type { Config, ServiceConfig } from './types.js';
+import {
+  parseBoolean,
+  parseCidr,
+  parseDnsName,
+  parseEnum,
+  parseHostPort,
+  parseIfName,
+  parseInteger,
+  parseIp,
+  parseNumber,
+} from './values.js';
+
+/** Flags and services as strings, before validation; the CLI and the config-file loader both produce it. */
+export interface RawConfig {
+  flags: Map<string, string[]>;
+  services: KeyValue[][];
+}
+
+export interface ValidateContext {
+  /** Upstreams to use when no -f is given (the CLI reads /etc/resolv.conf). */
+  defaultForwarders: () => string[];
+  /** Where backend option specs come from; the registry unless a test injects its own. */
+  backend?: (name: BackendName) => Backend;
+}
+
+const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+function single(flags: Map<string, string[]>, key: string): string | undefined {
+  const values = flags.get(key);
+  if (!values || values.length === 0) return undefined;
+  if (values.length > 1) throw new ConfigError(`--${key}`, `given ${values.length} times; give it once`);
+  return values[0];
+}
+
+function list(flags: Map<string, string[]>, key: string): string[] | undefined {
+  const values = flags.get(key);
+  if (!values) return undefined;
+  return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+}
+
+export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
+  const f = raw.flags;
+  const flag = (key: string): string | undefined => single(f, key);
+
+  const bind = (list(f, 'bind') ?? ['127.0.0.1']).map((a) => parseIp('--bind', a).ip);
+  if (bind.length === 0) throw new ConfigError('--bind', 'no address given');
+  const port = parseInteger('--port', flag('port') ?? '53', 0, 65535);
+  const forwarderPort = parseInteger('--forwarder-port', flag('forwarder-port') ?? '53', 1, 65535);
+  const forwarderList = list(f, 'forwarder');
+  let forwarders: string[];
+  if (forwarderList === undefined) forwarders = ctx.defaultForwarders();
+  else if (forwarderList.includes('0.0.0.0')) forwarders = [];
+  else forwarders = forwarderList.map((a) => parseIp('--forwarder', a).ip);
+
+  const backendName = flag('backend') ?? 'process';
+  if (!isBackendName(backendName)) throw new ConfigError('--backend', `"${backendName}" is not a backend: use process|qemu|libvirt|container|xl`);
+
+  const ttl = parseInteger('--ttl', flag('ttl') ?? '60', 0, 604800);
+  const stateFlag = flag('state');
+  const persistdb = flag('persistdb');
+  if (stateFlag !== undefined && persistdb !== undefined) throw new ConfigError('--persistdb', 'is an alias of --state; give only --state');
+  const synjitsu = flag('synjitsu');
+  const metrics = flag('metrics');
+  const hostCidr = flag('host-cidr');
+  const backendUri = flag('backend-uri');
+
+  const config: Config = {
+    bind,
+    port,
+    forwarders,
+    forwarderPort,
+    backend: backendName,
+    responseDelay: parseNumber('--delay', flag('delay') ?? '0.1', 0, 60),
+    ttl,
+    stopMode: parseEnum('--mode', flag('mode') ?? 'destroy', STOP_MODES),
+    stateDir: stateFlag ?? persistdb ?? '/var/lib/jitsu',
+    logLevel: parseEnum('--log-level', flag('log-level') ?? 'info', LOG_LEVELS),
+    bridge: parseIfName('--bridge', flag('bridge') ?? 'jitsu0'),
+    bootTimeout: parseNumber('--boot-timeout', flag('boot-timeout') ?? '30', 0.01, 3600),
+    idleTimeout: parseNumber('--idle-timeout', flag('idle-timeout') ?? String(2 * ttl), 0.01, 31 * 86400),
+    sweepInterval: parseNumber('--sweep-interval', flag('sweep-interval') ?? '5', 0.01, 3600),
+    workers: parseInteger('--workers', flag('workers') ?? '2', 1, 64),
+    services: [],
+  };
+  if (backendUri !== undefined) config.backendUri = backendUri;
+  if (synjitsu !== undefined) config.synjitsu = parseIfName('--synjitsu', synjitsu);
+  if (metrics !== undefined) config.metrics = parseHostPort('--metrics', metrics);
+  if (hostCidr !== undefined) {
+    const cidr = parseCidr('--host-cidr', hostCidr);
+    config.hostCidr = `${cidr.ip}/${cidr.prefixLength}`;
+  }
+
+  config.services = raw.services.map((pairs) => validateService(pairs, config, ctx.backend ?? getBackend));
+  checkUnique(config.services);
+  // park/handshake need the packet path; default it to the daemon's own bridge rather than fail.
+  if (config.synjitsu === undefined && config.services.some((s) => s.mask === 'park' || s.mask === 'handshake')) {
+    config.synjitsu = config.bridge;
+  }
+  return config;
+}
+
+function parseReady(value: string): ReadyProbe {
+  const match = /^tcp:(\d+)$/.exec(value);
+  if (!match) throw new ConfigError('ready', `"${value}" is not a probe: use tcp:PORT (e.g. ready=tcp:80)`);
+  return { kind: 'tcp', port: parseInteger('ready', match[1]!, 1, 65535) };
+}
+
+const COMMON_SINGLE = new Set(['ip', 'name', 'backend', 'response_delay', 'mask', 'ready', 'use_synjitsu']);
+
+function validateService(pairs: readonly KeyValue[], config: Config, lookupBackend: (name: BackendName) => Backend): ServiceConfig {
+  const dns: string[] = [];
+  const common = new Map<string, string>();
+  const backendPairs: KeyValue[] = [];
+  for (const [key, value] of pairs) {
+    if (key === 'dns') dns.push(parseDnsName('dns', value));
+    else if (COMMON_SINGLE.has(key)) {
+      if (common.has(key)) throw new ConfigError(key, `given twice in one service; give it once`);
+      common.set(key, value);
+    } else if (key === 'wait_for_key') {
+      throw new ConfigError(key, 'XenStore keys are not supported: use ready=tcp:PORT to wait for the service');
+    } else backendPairs.push([key, value]);
+  }
+  const where = common.get('name') ?? dns[0] ?? '(unnamed service)';
+  if (dns.length === 0) throw new ConfigError('dns', `service ${where} has no dns= name: add dns=NAME`);
+  const ipText = common.get('ip');
+  if (ipText === undefined) throw new ConfigError('ip', `service ${where} has no ip=: add ip=ADDRESS`);
+  const { ip, family } = parseIp('ip', ipText);
+  const name = common.get('name') ?? dns[0]!;
+  if (!SERVICE_NAME.test(name)) throw new ConfigError('name', `"${name}" is not a valid service name (letters, digits, _ . -, at most 63)`);
+
+  const backendName = common.get('backend') ?? config.backend;
+  if (!isBackendName(backendName)) throw new ConfigError('backend', `"${backendName}" is not a backend: use process|qemu|libvirt|container|xl`);
+  const backend = lookupBackend(backendName);
+  const options = validateBackendOptions(backend, backendPairs, name);
+
+  const maskText = common.get('mask');
+  const useSynjitsu = common.get('use_synjitsu');
+  let mask: MaskMode;
+  if (maskText !== undefined) mask = parseEnum('mask', maskText, MASK_MODES);
+  else if (useSynjitsu !== undefined && parseBoolean('use_synjitsu', useSynjitsu)) mask = 'handshake';
+  else mask = defaultMask(backend, options);
+  if (!backend.capabilities.maskModes.includes(mask)) {
+    throw new ConfigError('mask', `mask=${mask} does not work with the ${backendName} backend: use one of ${backend.capabilities.maskModes.join('|')}`);
+  }
+  if (mask === 'activate' && !options['port']?.length) {
+    throw new ConfigError('mask', `mask=activate needs the sockets to pass: add port=N to service ${name}`);
+  }
+
+  const service: ServiceConfig = {
+    name,
+    dns,
+    ip,
+    family,
+    backend: backendName,
+    responseDelay: common.has('response_delay') ? parseNumber('response_delay', common.get('response_delay')!, 0, 60) : config.responseDelay,
+    mask,
+    options,
+  };
+  const ready = common.get('ready');
+  if (ready !== undefined) service.ready = parseReady(ready);
+  return service;
+}
+
+/** Socket activation is the best mask where it applies; without sockets to pass it cannot apply. */
+function defaultMask(backend: Backend, options: Record<string, string[]>): MaskMode {
+  const mask = backend.capabilities.defaultMask;
+  if (mask === 'activate' && !options['port']?.length) return 'none';
+  return mask;
+}
+
+function validateBackendOptions(backend: Backend, pairs: readonly KeyValue[], service: string): Record<string, string[]> {
+  const options: Record<string, string[]> = {};
+  for (const [key, value] of pairs) {
+    const spec = backend.options.find((o) => o.key === key);
+    if (!spec) {
+      const known = backend.options.map((o) => o.key).join(', ') || '(none)';
+      throw new ConfigError(key, `unknown key for the ${backend.name} backend (service ${service}); its keys: ${known}; common keys: dns, ip, name, backend, response_delay, mask, ready`);
+    }
+    const problem = spec.validate?.(value);
+    if (problem !== undefined) throw new ConfigError(key, problem);
+    const values = (options[key] ??= []);
+    if (values.length > 0 && !spec.repeatable) throw new ConfigError(key, `given twice in service ${service}; give it once`);
+    values.push(value);
+  }
+  for (const spec of backend.options) {
+    if (spec.required && !options[spec.key]) {
+      throw new ConfigError(spec.key, `the ${backend.name} backend needs ${spec.key}= (service ${service})${spec.example ? `, e.g. ${spec.key}=${spec.example}` : ''}`);
+    }
+  }
+  return options;
+}
+
+function checkUnique(services: readonly ServiceConfig[]): void {
+  const names = new Set<string>();
+  const dns = new Map<string, string>();
+  const ips = new Map<string, string>();
+  for (const s of services) {
+    if (names.has(s.name)) throw new ConfigError('name', `two services are named "${s.name}": give each a unique name=`);
+    names.add(s.name);
+    for (const d of s.dns) {
+      const other = dns.get(d);
+      if (other !== undefined) throw new ConfigError('dns', `"${d}" is claimed by services ${other} and ${s.name}: a name maps to one service`);
+      dns.set(d, s.name);
+    }
+    const otherIp = ips.get(s.ip);
+    if (otherIp !== undefined) throw new ConfigError('ip', `${s.ip} is used by services ${otherIp} and ${s.name}: give each its own ip=`);
+    ips.set(s.ip, s.name);
+  }
+}
+

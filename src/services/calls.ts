@@ -1,0 +1,32 @@
+import type { Backend, BackendHandle, BackendName, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
+import { JitsuError } from '../errors.js';
+
+/**
+ * How the lifecycle reaches a backend. In the daemon this is the worker pool (src/pool), so backend
+ * work never runs on the DNS thread; unit tests use `directCalls` with a fake backend. Every call
+ * carries a time budget instead of a signal, because signals cannot cross threads.
+ */
+export interface BackendCalls {
+  start(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle>;
+  ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void>;
+  stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void>;
+  resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void>;
+  state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState>;
+  close(): Promise<void>;
+}
+
+/** Runs backend calls on the calling thread. For tests and tools; the daemon uses the pool. */
+export function directCalls(lookup: (name: BackendName) => Backend): BackendCalls {
+  return {
+    start: (spec, ms) => lookup(spec.backend).start(spec, AbortSignal.timeout(ms)),
+    ready: (handle, spec, ms) => lookup(spec.backend).ready(handle, spec, AbortSignal.timeout(ms)),
+    stop: (handle, spec, mode, ms) => lookup(spec.backend).stop(handle, spec, mode, AbortSignal.timeout(ms)),
+    resume: async (handle, spec, ms) => {
+      const backend = lookup(spec.backend);
+      if (!backend.resume) throw new JitsuError('BACKEND_UNSUPPORTED', `the ${backend.name} backend cannot resume a suspended service`);
+      await backend.resume(handle, spec, AbortSignal.timeout(ms));
+    },
+    state: (handle, spec) => lookup(spec.backend).state(handle, spec),
+    close: async () => undefined,
+  };
+}

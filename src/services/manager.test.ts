@@ -1,0 +1,170 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createFakeBackend, type FakeBackend } from '../backends/fake/index.js';
+import { validateConfig } from '../config/validate.js';
+import { parseServiceArg } from '../config/service-arg.js';
+import { silentLogger } from '../observe/log.js';
+import { MetricsRegistry } from '../observe/metrics.js';
+import { StateStore } from '../state/store.js';
+import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
+import { directCalls } from './calls.js';
+import { ServiceManager } from './manager.js';
+
+function recordingMasker(events: string[]): BootMasker {
+  return {
+    configure: () => undefined,
+    booting: (t: MaskTarget) => events.push(`booting ${t.service}`),
+    ready: async (t: MaskTarget) => void events.push(`ready ${t.service}`),
+    failed: (t: MaskTarget, reason: string) => events.push(`failed ${t.service} ${reason}`),
+    stopped: (t: MaskTarget) => events.push(`stopped ${t.service}`),
+    close: async () => undefined,
+  };
+}
+
+describe('ServiceManager lifecycle', () => {
+  let dir: string;
+  let fake: FakeBackend;
+  let clock: number;
+  let events: string[];
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'jitsu-mgr-'));
+    fake = createFakeBackend();
+    clock = 0;
+    events = [];
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  function manager(services: string[], flags: Record<string, string> = {}): { mgr: ServiceManager; store: StateStore } {
+    const raw = { flags: new Map(Object.entries({ state: dir, delay: '0', ...flags }).map(([k, v]) => [k, [v]])), services: services.map(parseServiceArg) };
+    const config = validateConfig(raw, { defaultForwarders: () => [], backend: () => fake });
+    const store = new StateStore(dir);
+    const mgr = new ServiceManager(config, {
+      calls: directCalls(() => fake),
+      masker: recordingMasker(events),
+      store,
+      logger: silentLogger,
+      metrics: new MetricsRegistry(),
+      now: () => clock,
+    });
+    return { mgr, store };
+  }
+
+  it('boots once however many queries race, and answers all of them', async () => {
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+    const answer = mgr.lookup('web.jitsu.test')!;
+    const results = Array.from({ length: 50 }, () => answer.ensureUp());
+    expect(results.every((r) => r instanceof Promise)).toBe(true);
+    await Promise.all(results);
+    expect(fake.calls.filter((c) => c.startsWith('start'))).toEqual(['start web.jitsu.test']);
+    expect(answer.ensureUp()).toBe(true);
+    expect(mgr.runtime('web.jitsu.test')!.status()).toMatchObject({ state: 'ready', bootCount: 1 });
+  });
+
+  it('answers at once while masked, and tells the masker about each step', async () => {
+    const { mgr } = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=handshake']);
+    expect(mgr.lookup('vm.jitsu.test')!.ensureUp()).toBe(true);
+    expect(mgr.runtime('vm.jitsu.test')!.phase).toBe('booting');
+    expect(events).toEqual(['booting vm.jitsu.test']);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(events).toEqual(['booting vm.jitsu.test', 'ready vm.jitsu.test']);
+    expect(mgr.runtime('vm.jitsu.test')!.phase).toBe('ready');
+  });
+
+  it('fails every waiter with the cause, returns to stopped, and retries on the next query', async () => {
+    const { mgr } = manager(['dns=bad.jitsu.test,ip=10.0.0.7']);
+    fake.failNext = 1;
+    const answer = mgr.lookup('bad.jitsu.test')!;
+    const waiters = [answer.ensureUp(), answer.ensureUp()];
+    for (const w of waiters) await expect(w).rejects.toMatchObject({ code: 'BOOT_FAILED' });
+    const status = mgr.runtime('bad.jitsu.test')!.status();
+    expect(status).toMatchObject({ state: 'stopped', bootFailures: 1, lastError: 'bad.jitsu.test exited with status 1' });
+    await answer.ensureUp();
+    expect(mgr.runtime('bad.jitsu.test')!.phase).toBe('ready');
+    expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
+  });
+
+  it('resets masked connections when a masked boot fails', async () => {
+    const { mgr } = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=park']);
+    fake.failNext = 1;
+    expect(mgr.lookup('vm.jitsu.test')!.ensureUp()).toBe(true);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(events).toEqual(['booting vm.jitsu.test', 'failed vm.jitsu.test vm.jitsu.test exited with status 1']);
+  });
+
+  it('times out a boot that takes longer than --boot-timeout', async () => {
+    const { mgr } = manager(['dns=slow.jitsu.test,ip=10.0.0.8'], { 'boot-timeout': '0.05' });
+    fake.bootMs = 500;
+    await expect(mgr.lookup('slow.jitsu.test')!.ensureUp()).rejects.toMatchObject({ code: 'BOOT_TIMEOUT' });
+    expect(mgr.runtime('slow.jitsu.test')!.phase).toBe('stopped');
+  });
+
+  it('stops a service idle for the idle timeout, with the configured mode, and boots it again on demand', async () => {
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5'], { ttl: '10', mode: 'shutdown' });
+    await mgr.lookup('web.jitsu.test')!.ensureUp();
+    clock = 19_000;
+    mgr.sweep();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(mgr.runtime('web.jitsu.test')!.phase).toBe('ready');
+    clock = 20_001;
+    mgr.sweep();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(mgr.runtime('web.jitsu.test')!.phase).toBe('stopped');
+    expect(fake.calls).toContain('stop web.jitsu.test shutdown');
+    await mgr.lookup('web.jitsu.test')!.ensureUp();
+    expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
+  });
+
+  it('resumes a suspended service instead of booting it again', async () => {
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5'], { ttl: '1', mode: 'suspend' });
+    await mgr.lookup('web.jitsu.test')!.ensureUp();
+    clock = 5_000;
+    mgr.sweep();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(mgr.runtime('web.jitsu.test')!.status()).toMatchObject({ state: 'stopped', suspended: true });
+    await mgr.lookup('web.jitsu.test')!.ensureUp();
+    expect(fake.calls.filter((c) => /^(start|resume)/.test(c))).toEqual(['start web.jitsu.test', 'resume web.jitsu.test']);
+  });
+
+  it('a query during a stop waits for the stop, then boots once', async () => {
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5'], { ttl: '1' });
+    await mgr.lookup('web.jitsu.test')!.ensureUp();
+    clock = 5_000;
+    mgr.sweep();
+    expect(mgr.runtime('web.jitsu.test')!.phase).toBe('stopping');
+    await mgr.lookup('web.jitsu.test')!.ensureUp();
+    expect(fake.calls.filter((c) => /^(start|stop)/.test(c))).toEqual(['start web.jitsu.test', 'stop web.jitsu.test destroy', 'start web.jitsu.test']);
+  });
+
+  it('persists handles and adopts running services after a restart without booting them', async () => {
+    const first = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+    await first.mgr.lookup('web.jitsu.test')!.ensureUp();
+    await first.store.flush();
+    const second = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+    await second.mgr.adopt(await second.store.load());
+    expect(second.mgr.runtime('web.jitsu.test')!.status()).toMatchObject({ state: 'ready', bootCount: 1 });
+    expect(second.mgr.lookup('web.jitsu.test')!.ensureUp()).toBe(true);
+    expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(1);
+  });
+
+  it('stops services a restarted daemon no longer has in its config', async () => {
+    const first = manager(['dns=old.jitsu.test,ip=10.0.0.9']);
+    await first.mgr.lookup('old.jitsu.test')!.ensureUp();
+    await first.store.flush();
+    const second = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+    await second.mgr.adopt(await second.store.load());
+    expect(fake.calls).toContain('stop old.jitsu.test destroy');
+    expect(await second.store.load()).toEqual({});
+  });
+
+  it('finds the zone of names inside configured zones only', () => {
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5', 'dns=a.b.example.test,ip=10.0.1.5']);
+    expect(mgr.zoneOf('web.jitsu.test')).toBe('jitsu.test');
+    expect(mgr.zoneOf('nope.jitsu.test')).toBe('jitsu.test');
+    expect(mgr.zoneOf('x.y.b.example.test')).toBe('b.example.test');
+    expect(mgr.zoneOf('example.test')).toBeUndefined();
+    expect(mgr.zoneOf('jitsu.test.evil')).toBeUndefined();
+  });
+});

@@ -1,0 +1,143 @@
+import type { Config } from '../config/types.js';
+import type { ServiceAnswer, Summoner } from '../dns/types.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../observe/log.js';
+import type { MetricsRegistry } from '../observe/metrics.js';
+import type { PersistedService, StateStore } from '../state/store.js';
+import type { BootMasker } from '../synjitsu/masker.js';
+import type { BackendCalls } from './calls.js';
+import { serviceMetrics } from './metrics.js';
+import { ServiceRuntime, type RuntimeStatus } from './runtime.js';
+import { buildSpec } from './spec.js';
+
+export interface ManagerDeps {
+  calls: BackendCalls;
+  masker: BootMasker;
+  store: StateStore;
+  logger: Logger;
+  metrics: MetricsRegistry;
+  now?: () => number;
+}
+
+/** All services of one daemon: the DNS layer's Summoner, the idle reaper, adoption after restart. */
+export class ServiceManager implements Summoner {
+  private readonly runtimes = new Map<string, ServiceRuntime>();
+  private readonly answers = new Map<string, ServiceAnswer>();
+  private readonly zones = new Set<string>();
+  private reaper: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly config: Config,
+    private readonly deps: ManagerDeps,
+  ) {
+    this.now = deps.now ?? (() => performance.now());
+    const metrics = serviceMetrics(deps.metrics);
+    for (const service of config.services) {
+      const spec = buildSpec(service, config);
+      const runtime = new ServiceRuntime(spec, service.dns, service.responseDelay * 1000, {
+        calls: deps.calls,
+        masker: deps.masker,
+        logger: deps.logger,
+        metrics,
+        persist: (entry) => deps.store.set(service.name, entry),
+        bootTimeoutMs: config.bootTimeout * 1000,
+        stopTimeoutMs: 15_000,
+        now: this.now,
+      });
+      this.runtimes.set(service.name, runtime);
+      for (const name of service.dns) {
+        this.answers.set(name, {
+          service: service.name,
+          ipv4: service.family === 4 ? [service.ip] : [],
+          ipv6: service.family === 6 ? [service.ip] : [],
+          ttl: config.ttl,
+          ensureUp: () => runtime.summon(),
+        });
+        this.zones.add(name.slice(name.indexOf('.') + 1));
+      }
+    }
+    const states = deps.metrics.gauge('jitsu_services', 'Services by lifecycle state');
+    for (const phase of ['stopped', 'booting', 'ready', 'stopping'] as const) {
+      states.labels({ state: phase }).collect = () => [...this.runtimes.values()].filter((r) => r.phase === phase).length;
+    }
+  }
+
+  lookup(name: string): ServiceAnswer | undefined {
+    return this.answers.get(name);
+  }
+
+  zoneOf(name: string): string | undefined {
+    // Longest zone first: try the name itself, then each parent.
+    let suffix = name;
+    for (;;) {
+      if (this.zones.has(suffix)) return suffix;
+      const dot = suffix.indexOf('.');
+      if (dot === -1) return undefined;
+      suffix = suffix.slice(dot + 1);
+    }
+  }
+
+  runtime(service: string): ServiceRuntime | undefined {
+    return this.runtimes.get(service);
+  }
+
+  /** Summon-on-SYN (Synjitsu) and other non-DNS triggers; failures are logged by the runtime. */
+  summon(service: string): void {
+    const result = this.runtimes.get(service)?.summon();
+    if (result !== undefined && result !== true) result.catch(() => undefined);
+  }
+
+  /**
+   * Adopt what a previous daemon left in the state dir: running services become ready without a
+   * boot; services no longer configured are stopped, so nothing is orphaned.
+   */
+  async adopt(saved: Record<string, PersistedService>): Promise<void> {
+    for (const [name, entry] of Object.entries(saved)) {
+      const runtime = this.runtimes.get(name);
+      if (runtime) {
+        await runtime.adopt(entry);
+        continue;
+      }
+      this.deps.logger.info('stopping service no longer configured', { service: name, backend: entry.spec.backend });
+      try {
+        await this.deps.calls.stop(entry.handle, entry.spec, 'destroy', 15_000);
+      } catch (err) {
+        this.deps.logger.warn('could not stop orphaned service', { service: name, cause: errorMessage(err) });
+      }
+      await this.deps.store.set(name, undefined);
+    }
+  }
+
+  startReaper(): void {
+    this.stopReaper();
+    this.reaper = setInterval(() => this.sweep(), this.config.sweepInterval * 1000);
+    this.reaper.unref();
+  }
+
+  stopReaper(): void {
+    if (this.reaper) clearInterval(this.reaper);
+    this.reaper = undefined;
+  }
+
+  /** Stop every ready service that had no query for the idle timeout. */
+  sweep(): void {
+    const cutoff = this.now() - this.config.idleTimeout * 1000;
+    for (const runtime of this.runtimes.values()) {
+      if (runtime.phase === 'ready' && runtime.lastActivity < cutoff) {
+        this.deps.logger.info('idle, stopping', { service: runtime.spec.service, idle_s: ((this.now() - runtime.lastActivity) / 1000).toFixed(1) });
+        runtime.stop(this.config.stopMode).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Clean daemon exit: stop everything we run (services stay only across a crash or kill). */
+  async stopAll(): Promise<void> {
+    this.stopReaper();
+    await Promise.all([...this.runtimes.values()].map((r) => r.shutdown()));
+  }
+
+  status(): RuntimeStatus[] {
+    return [...this.runtimes.values()].map((r) => r.status());
+  }
+}

@@ -1,0 +1,36 @@
+import { join } from 'node:path';
+import type { ServiceNetwork, ServiceSpec } from '../backends/backend.js';
+import type { Config, ServiceConfig } from '../config/types.js';
+import { stableMac } from '../network/mac.js';
+import { hostAddressFor } from '../network/addressing.js';
+
+/** Where a service sits: its /24 (IPv4) or /64 (IPv6), and the host's address in it as gateway. */
+export function serviceNetwork(service: ServiceConfig, config: Config): ServiceNetwork {
+  const host = hostAddressFor(service.ip, service.family, config.hostCidr);
+  return {
+    bridge: config.bridge,
+    family: service.family,
+    ip: service.ip,
+    prefixLength: host.prefixLength,
+    gateway: host.ip,
+    mac: stableMac(`service:${service.name}`),
+  };
+}
+
+export function serviceRunDir(config: Config, service: string): string {
+  return join(config.stateDir, 'run', service);
+}
+
+export function buildSpec(service: ServiceConfig, config: Config): ServiceSpec {
+  const spec: ServiceSpec = {
+    service: service.name,
+    backend: service.backend,
+    network: serviceNetwork(service, config),
+    mask: service.mask,
+    options: service.options,
+    runDir: serviceRunDir(config, service.name),
+  };
+  if (config.backendUri !== undefined) spec.backendUri = config.backendUri;
+  if (service.ready !== undefined) spec.ready = service.ready;
+  return spec;
+}
