@@ -2,19 +2,24 @@ import { join } from 'node:path';
 import type { ServiceNetwork, ServiceSpec } from '../backends/backend.js';
 import type { Config, ServiceConfig } from '../config/types.js';
 import { stableMac } from '../network/mac.js';
-import { hostAddressFor } from '../network/addressing.js';
+import { defaultGateway, parseCidr } from '../network/addr.js';
 
 /** Where a service sits: its /24 (IPv4) or /64 (IPv6), and the host's address in it as gateway. */
 export function serviceNetwork(service: ServiceConfig, config: Config): ServiceNetwork {
-  const host = hostAddressFor(service.ip, service.family, config.hostCidr);
+  const host = config.hostCidr !== undefined ? explicitHost(config.hostCidr) : defaultGateway(service.ip);
   return {
     bridge: config.bridge,
     family: service.family,
     ip: service.ip,
     prefixLength: host.prefixLength,
-    gateway: host.ip,
+    gateway: host.gateway,
     mac: stableMac(`service:${service.name}`),
   };
+}
+
+function explicitHost(cidr: string): { gateway: string; prefixLength: number } {
+  const parsed = parseCidr(cidr);
+  return { gateway: parsed.address, prefixLength: parsed.prefixLength };
 }
 
 export function serviceRunDir(config: Config, service: string): string {
