@@ -1,0 +1,332 @@
+/**
+ * DNS listeners: UDP and TCP on every bind address, one port for all.
+ *
+ * UDP: one datagram in, at most one out; nothing allocated per query beyond the reply (the
+ * send uses a synchronous address "lookup", so no extra tick). TCP (RFC 7766): 2-byte length
+ * framing, many queries per connection, pipelined and answered out of order as they complete;
+ * idle timeout, a cap on connections, on frame size and on queries in flight per connection
+ * (reading pauses at the cap). A bad frame closes that connection only.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../observe/log.js';
+import type { MetricsRegistry } from '../observe/metrics.js';
+import { HEADER_SIZE, MAX_MESSAGE_SIZE } from './constants.js';
+import { DnsMetrics } from './metrics.js';
+import type { DnsHandler } from './types.js';
+
+export interface TcpLimits {
+  /** Close a connection with no query in flight after this long without traffic. Default 10 s. */
+  idleTimeoutMs?: number;
+  /** Concurrent connections across all TCP listeners. Default 256. */
+  maxConnections?: number;
+  /** Largest query frame accepted (<= 65535). Default 65535. */
+  maxMessageSize?: number;
+  /** Queries in flight per connection before reading pauses. Default 64. */
+  maxPipelined?: number;
+}
+
+export interface DnsServerOptions {
+  /** IPv4 and/or IPv6 literals, e.g. ['127.0.0.1', '::1']. */
+  addresses: readonly string[];
+  /** 0 picks a free port (the same one for every listener). */
+  port: number;
+  handler: DnsHandler;
+  logger: Logger;
+  metrics: MetricsRegistry;
+  tcp?: TcpLimits;
+  /** SO_RCVBUF for UDP sockets; absorbs bursts. Default 4 MiB (capped by net.core.rmem_max). */
+  udpReceiveBuffer?: number;
+}
+
+export interface BoundAddress {
+  transport: 'udp' | 'tcp';
+  family: 4 | 6;
+  address: string;
+  port: number;
+}
+
+export interface DnsServer {
+  readonly port: number;
+  addresses(): BoundAddress[];
+  close(): Promise<void>;
+}
+
+type LookupCallback = (err: Error | null, address: string, family: number) => void;
+
+/** Replies go to the literal address a query came from: no resolver, no extra tick. */
+function literalLookup(address: string, _family: unknown, callback: LookupCallback): void {
+  callback(null, address, net.isIPv6(address) ? 6 : 4);
+}
+
+function familyOf(address: string): 4 | 6 {
+  const f = net.isIP(address);
+  if (f === 0) throw new Error(`DNS bind address ${JSON.stringify(address)} is not an IP literal`);
+  return f as 4 | 6;
+}
+
+class Server implements DnsServer {
+  port = 0;
+  private readonly udp: dgram.Socket[] = [];
+  private readonly tcp: net.Server[] = [];
+  private readonly connections = new Set<net.Socket>();
+  private readonly metrics: DnsMetrics;
+  private readonly idleTimeoutMs: number;
+  private readonly maxConnections: number;
+  private readonly maxMessageSize: number;
+  private readonly maxPipelined: number;
+  private closed = false;
+
+  constructor(private readonly opts: DnsServerOptions) {
+    this.metrics = new DnsMetrics(opts.metrics);
+    this.idleTimeoutMs = opts.tcp?.idleTimeoutMs ?? 10_000;
+    this.maxConnections = opts.tcp?.maxConnections ?? 256;
+    this.maxMessageSize = Math.min(MAX_MESSAGE_SIZE, opts.tcp?.maxMessageSize ?? MAX_MESSAGE_SIZE);
+    this.maxPipelined = opts.tcp?.maxPipelined ?? 64;
+    this.metrics.tcpConnections.labels().collect = () => this.connections.size;
+  }
+
+  addresses(): BoundAddress[] {
+    const out: BoundAddress[] = [];
+    for (const s of this.udp) {
+      const a = s.address();
+      out.push({ transport: 'udp', family: a.family === 'IPv6' ? 6 : 4, address: a.address, port: a.port });
+    }
+    for (const s of this.tcp) {
+      const a = s.address() as net.AddressInfo;
+      out.push({ transport: 'tcp', family: a.family === 'IPv6' ? 6 : 4, address: a.address, port: a.port });
+    }
+    return out;
+  }
+
+  async listen(): Promise<void> {
+    const { addresses } = this.opts;
+    if (addresses.length === 0) throw new Error('DNS server needs at least one bind address');
+    for (const a of addresses) familyOf(a);
+    // With port 0 the first listener picks the port; a clash on another listener retries anew.
+    for (let tries = 0; ; tries++) {
+      try {
+        let port = this.opts.port;
+        for (const address of addresses) {
+          port = await this.bindUdp(address, port);
+          this.port = port;
+        }
+        for (const address of addresses) await this.bindTcp(address, port);
+        return;
+      } catch (err) {
+        await this.closeListeners();
+        const code = (err as NodeJS.ErrnoException).code;
+        if (this.opts.port !== 0 || code !== 'EADDRINUSE' || tries >= 8) throw err;
+      }
+    }
+  }
+
+  private bindUdp(address: string, port: number): Promise<number> {
+    const family = familyOf(address);
+    const sock = dgram.createSocket({
+      type: family === 6 ? 'udp6' : 'udp4',
+      ipv6Only: family === 6,
+      recvBufferSize: this.opts.udpReceiveBuffer ?? 4 * 1024 * 1024,
+      lookup: literalLookup as unknown as dgram.SocketOptions['lookup'],
+    });
+    this.udp.push(sock);
+    return new Promise<number>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      sock.once('error', onError);
+      sock.bind({ address, port, exclusive: true }, () => {
+        sock.off('error', onError);
+        sock.on('error', (err) => this.opts.logger.warn('dns udp socket error', { address, error: err.message }));
+        this.serveUdp(sock);
+        resolve(sock.address().port);
+      });
+    });
+  }
+
+  private serveUdp(sock: dgram.Socket): void {
+    const handler = this.opts.handler;
+    const logger = this.opts.logger;
+    sock.on('message', (msg, rinfo) => {
+      let reply: Buffer | null | Promise<Buffer | null>;
+      try {
+        reply = handler.handle(msg, 'udp');
+      } catch (err) {
+        logger.error('dns handler threw', { error: errorMessage(err) });
+        return;
+      }
+      if (reply === null) return;
+      if (reply instanceof Uint8Array) {
+        sock.send(reply, rinfo.port, rinfo.address);
+        return;
+      }
+      const { port, address } = rinfo;
+      reply.then(
+        (r) => {
+          if (r !== null && !this.closed) sock.send(r, port, address);
+        },
+        (err: unknown) => logger.error('dns handler failed', { error: errorMessage(err) }),
+      );
+    });
+  }
+
+  private bindTcp(address: string, port: number): Promise<void> {
+    const family = familyOf(address);
+    const server = net.createServer({ noDelay: true }, (sock) => this.serveTcp(sock));
+    server.maxConnections = this.maxConnections;
+    server.on('drop', () => this.metrics.tcpRejected.inc());
+    this.tcp.push(server);
+    return new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      server.once('error', onError);
+      server.listen({ host: address, port, ipv6Only: family === 6, exclusive: true }, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.opts.logger.warn('dns tcp listener error', { address, error: err.message }));
+        resolve();
+      });
+    });
+  }
+
+  private serveTcp(sock: net.Socket): void {
+    if (this.closed) {
+      sock.destroy();
+      return;
+    }
+    this.connections.add(sock);
+    const handler = this.opts.handler;
+    let inFlight = 0;
+    let writeBlocked = false;
+    let paused = false;
+
+    const flow = (): void => {
+      const shouldPause = writeBlocked || inFlight >= this.maxPipelined;
+      if (shouldPause && !paused) sock.pause();
+      else if (!shouldPause && paused) sock.resume();
+      paused = shouldPause;
+    };
+    const send = (reply: Buffer): void => {
+      if (sock.destroyed) return;
+      const frame = Buffer.allocUnsafe(2 + reply.length);
+      frame.writeUInt16BE(reply.length, 0);
+      reply.copy(frame, 2);
+      if (!sock.write(frame)) {
+        writeBlocked = true;
+        flow();
+      }
+    };
+    const reject = (): void => {
+      this.metrics.tcpRejected.inc();
+      sock.destroy();
+    };
+
+    sock.on('drain', () => {
+      writeBlocked = false;
+      flow();
+    });
+    sock.setTimeout(this.idleTimeoutMs, () => {
+      // RFC 7766 6.2.3: keep the connection while an answer is still owed.
+      if (inFlight > 0) sock.setTimeout(this.idleTimeoutMs);
+      else reject();
+    });
+    // Bytes of an incomplete frame; joined only once enough has arrived to make progress, so a
+    // frame trickling in byte by byte costs one copy, not one per byte.
+    let carry: Buffer[] = [];
+    let carryLength = 0;
+    let need = 2;
+    sock.on('data', (chunk: Buffer) => {
+      let buf = chunk;
+      if (carryLength > 0) {
+        carry.push(chunk);
+        carryLength += chunk.length;
+        if (carryLength < need) return;
+        buf = Buffer.concat(carry, carryLength);
+        carry = [];
+        carryLength = 0;
+      }
+      let off = 0;
+      need = 2;
+      while (buf.length - off >= 2) {
+        const len = (buf[off]! << 8) | buf[off + 1]!;
+        if (len < HEADER_SIZE || len > this.maxMessageSize) {
+          this.metrics.malformed.tcp.inc();
+          reject();
+          return;
+        }
+        if (buf.length - off - 2 < len) {
+          need = 2 + len;
+          break;
+        }
+        const msg = buf.subarray(off + 2, off + 2 + len);
+        off += 2 + len;
+        let reply: Buffer | null | Promise<Buffer | null>;
+        try {
+          reply = handler.handle(msg, 'tcp');
+        } catch (err) {
+          this.opts.logger.error('dns handler threw', { error: errorMessage(err) });
+          reply = null;
+        }
+        if (reply === null) {
+          // Malformed or not a query: nothing to answer; the stream can no longer be trusted.
+          reject();
+          return;
+        }
+        if (reply instanceof Uint8Array) {
+          send(reply);
+          continue;
+        }
+        inFlight++;
+        flow();
+        reply.then(
+          (r) => {
+            inFlight--;
+            if (r !== null) send(r);
+            flow();
+          },
+          (err: unknown) => {
+            inFlight--;
+            this.opts.logger.error('dns handler failed', { error: errorMessage(err) });
+            flow();
+          },
+        );
+      }
+      if (off < buf.length) {
+        // Copy the tail so a large chunk is not kept alive by a few bytes.
+        const rest = Buffer.from(buf.subarray(off));
+        carry = [rest];
+        carryLength = rest.length;
+      }
+    });
+    sock.on('error', () => sock.destroy());
+    sock.on('close', () => this.connections.delete(sock));
+  }
+
+  private async closeListeners(): Promise<void> {
+    const udp = this.udp.splice(0);
+    const tcp = this.tcp.splice(0);
+    await Promise.all([
+      ...udp.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            try {
+              s.close(() => resolve());
+            } catch {
+              resolve();
+            }
+          }),
+      ),
+      ...tcp.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))),
+    ]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const sock of this.connections) sock.destroy();
+    await this.closeListeners();
+  }
+}
+
+export async function createDnsServer(opts: DnsServerOptions): Promise<DnsServer> {
+  const server = new Server(opts);
+  await server.listen();
+  return server;
+}

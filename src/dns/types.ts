@@ -1,0 +1,32 @@
+/**
+ * The contract between the DNS layer and the service layer. The DNS layer asks `Summoner` about
+ * names; the service layer owns lifecycles, boot locks and idle tracking.
+ */
+export interface ServiceAnswer {
+  service: string; // service name, for logs/metrics
+  ipv4: readonly string[]; // A records (may be empty)
+  ipv6: readonly string[]; // AAAA records (may be empty)
+  ttl: number; // seconds
+  /** Makes sure the service is up. `true` = answer now (ready, or booting with masking on).
+   *  A promise resolves when the answer may go out (ready + response delay) and rejects on boot
+   *  failure/timeout (=> SERVFAIL). Called only for A/AAAA/ANY queries of the name. */
+  ensureUp(): true | Promise<void>;
+}
+
+export interface Summoner {
+  /** Exact configured name, lowercase, no trailing dot. */
+  lookup(name: string): ServiceAnswer | undefined;
+  /** The zone (SOA owner) for a name inside one of our zones, else undefined. */
+  zoneOf(name: string): string | undefined;
+}
+
+/** How a query reached us; labels metrics and decides whether an answer must fit a datagram. */
+export type Transport = 'udp' | 'tcp';
+
+/**
+ * What the server calls per received message. A Buffer is the reply to send now, `null` means
+ * send nothing (dropped), a Promise is a reply that comes later (summon or forward in flight).
+ */
+export interface DnsHandler {
+  handle(message: Buffer, transport: Transport): Buffer | null | Promise<Buffer | null>;
+}
