@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 // network namespaces, bridges, taps and VMs, so they run one file at a time.
 export default defineConfig({
   test: {
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
     projects: [
       {
         test: {

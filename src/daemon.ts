@@ -1,0 +1,138 @@
+/**
+ * The composition root: turns a validated Config into a running daemon (network, worker pool,
+ * Synjitsu, services, DNS, observability) and tears it down again in reverse order. It lives outside
+ * src/cli so that tests and benchmarks start a daemon in-process exactly as the CLI does.
+ */
+import { mkdir } from 'node:fs/promises';
+import type { BootMasker, MaskTarget } from './synjitsu/masker.js';
+import { noMasker } from './synjitsu/masker.js';
+import type { Config } from './config/types.js';
+import { createDnsHandler } from './dns/handler.js';
+import { createDnsServer, type DnsServer } from './dns/server.js';
+import { createForwarder, type Forwarder } from './dns/forwarder.js';
+import { errorMessage } from './errors.js';
+import { startObserveServer, type ObserveServer } from './observe/http.js';
+import type { Logger } from './observe/log.js';
+import { MetricsRegistry } from './observe/metrics.js';
+import { BackendPool } from './pool/pool.js';
+import { ServiceManager } from './services/manager.js';
+import { buildSpec } from './services/spec.js';
+import { StateStore } from './state/store.js';
+import { ServiceNetworkSetup } from './services/network.js';
+
+export interface Daemon {
+  readonly config: Config;
+  readonly manager: ServiceManager;
+  readonly metrics: MetricsRegistry;
+  /** Where DNS listens (port resolved when the config asked for port 0). */
+  dnsAddresses(): { family: 4 | 6; address: string; port: number }[];
+  metricsPort(): number | undefined;
+  status(): DaemonStatus;
+  stop(): Promise<void>;
+}
+
+export interface DaemonStatus {
+  version: string;
+  uptimeSeconds: number;
+  dns: { address: string; port: number }[];
+  forwarders: string[];
+  services: ReturnType<ServiceManager['status']>;
+}
+
+export const VERSION = '0.1.0';
+
+async function createMasker(config: Config, manager: () => ServiceManager, logger: Logger, metrics: MetricsRegistry): Promise<BootMasker> {
+  if (config.synjitsu === undefined) return noMasker;
+  const { createSynjitsu } = await import('./synjitsu/index.js');
+  return createSynjitsu({ iface: config.synjitsu, logger: logger.child({ component: 'synjitsu' }), metrics, onSummon: (service) => manager().summon(service) });
+}
+
+export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  const startedAt = Date.now();
+  const metrics = new MetricsRegistry();
+  const cleanups: (() => Promise<void>)[] = [];
+  const cleanup = async (): Promise<void> => {
+    for (const step of cleanups.reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        logger.warn('shutdown step failed', { cause: errorMessage(err) });
+      }
+    }
+  };
+  try {
+    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    const store = new StateStore(config.stateDir);
+    const saved = await store.load();
+    const specs = config.services.map((s) => buildSpec(s, config));
+
+    const network = new ServiceNetworkSetup(config, logger);
+    await network.prepare(specs);
+    cleanups.push(() => network.teardown());
+
+    const pool = new BackendPool({ maxThreads: config.workers, logger });
+    cleanups.push(() => pool.close());
+
+    let manager: ServiceManager | undefined;
+    const masker = await createMasker(config, () => manager!, logger, metrics);
+    cleanups.push(() => masker.close());
+    const maskTargets: MaskTarget[] = specs.map((s) => ({ service: s.service, ip: s.network.ip, mask: s.mask, mac: s.network.mac }));
+    masker.configure(maskTargets.filter((t) => t.mask === 'park' || t.mask === 'handshake'));
+
+    manager = new ServiceManager(config, { calls: pool, masker, store, logger, metrics });
+    const mgr = manager;
+    await mgr.adopt(saved);
+    mgr.startReaper();
+    cleanups.push(async () => {
+      await mgr.stopAll();
+      await store.flush();
+    });
+
+    let forwarder: Forwarder | undefined;
+    if (config.forwarders.length > 0) {
+      forwarder = createForwarder({ upstreams: config.forwarders.map((address) => ({ address, port: config.forwarderPort })), metrics, logger });
+      const fwd = forwarder;
+      cleanups.push(() => fwd.close());
+    }
+    const handler = createDnsHandler({ summoner: mgr, forwarder, metrics, logger, ttl: config.ttl });
+    const dns: DnsServer = await createDnsServer({ addresses: config.bind, port: config.port, handler, logger, metrics });
+    cleanups.push(() => dns.close());
+
+    const status = (): DaemonStatus => ({
+      version: VERSION,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      dns: dns.addresses().map((a) => ({ address: a.address, port: a.port })),
+      forwarders: config.forwarders.map((f) => `${f}:${config.forwarderPort}`),
+      services: mgr.status(),
+    });
+
+    let observe: ObserveServer | undefined;
+    if (config.metrics) {
+      observe = await startObserveServer(config.metrics.host, config.metrics.port, metrics, status);
+      const obs = observe;
+      cleanups.push(() => obs.close());
+    }
+
+    logger.info('jitsu ready', {
+      dns: dns.addresses().map((a) => `${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`).join(','),
+      services: config.services.length,
+      forwarders: config.forwarders.join(',') || 'off',
+      synjitsu: config.synjitsu ?? 'off',
+      metrics: observe ? `${config.metrics!.host}:${observe.port}` : 'off',
+    });
+
+    let stopping: Promise<void> | undefined;
+    return {
+      config,
+      manager: mgr,
+      metrics,
+      dnsAddresses: () => dns.addresses(),
+      metricsPort: () => observe?.port,
+      status,
+      stop: () => (stopping ??= cleanup()),
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}

@@ -1,0 +1,53 @@
+import type { ServiceSpec } from '../backends/backend.js';
+import type { Config } from '../config/types.js';
+import { errorMessage } from '../errors.js';
+import { ensureBridge, ensureHostAddresses, prepareServiceNetns, removeBridge, removeHostAddresses, removeServiceNetns } from '../network/index.js';
+import type { Logger } from '../observe/log.js';
+
+/** Backends whose services live in a netns the daemon prepares ahead of the first boot. */
+const NETNS_BACKENDS = new Set(['process', 'container']);
+
+/**
+ * The daemon's part of the service network: the bridge, the host's gateway address in every service
+ * subnet, and a ready netns for each process/container service, all made once at start so a boot is
+ * only an exec. Teardown undoes exactly what this daemon made.
+ */
+export class ServiceNetworkSetup {
+  private bridgeCreated = false;
+  private hostCidrs: string[] = [];
+  private netnsServices: string[] = [];
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {}
+
+  async prepare(specs: readonly ServiceSpec[]): Promise<void> {
+    if (specs.length === 0) return;
+    const started = performance.now();
+    const bridge = await ensureBridge(this.config.bridge);
+    this.bridgeCreated = bridge.created;
+    this.hostCidrs = [...new Set(specs.map((s) => `${s.network.gateway}/${s.network.prefixLength}`))];
+    await ensureHostAddresses(this.config.bridge, this.hostCidrs);
+    for (const spec of specs) {
+      if (!NETNS_BACKENDS.has(spec.backend)) continue;
+      await prepareServiceNetns(spec.network, spec.service);
+      this.netnsServices.push(spec.service);
+    }
+    this.logger.info('service network ready', {
+      bridge: this.config.bridge,
+      created: bridge.created,
+      host: this.hostCidrs.join(','),
+      netns: this.netnsServices.length,
+      ms: (performance.now() - started).toFixed(1),
+    });
+  }
+
+  async teardown(): Promise<void> {
+    for (const service of this.netnsServices) {
+      await removeServiceNetns(service).catch((err: unknown) => this.logger.warn('could not remove netns', { service, cause: errorMessage(err) }));
+    }
+    if (this.bridgeCreated) await removeBridge(this.config.bridge);
+    else await removeHostAddresses(this.config.bridge, this.hostCidrs);
+  }
+}
