@@ -1,18 +1,297 @@
-// Placeholder until the container backend lands: every call fails with BACKEND_UNSUPPORTED.
-import type { Backend } from '../backend.js';
-import { JitsuError } from '../../errors.js';
+/**
+ * OCI containers run with crun inside the service's prepared network namespace. With socket
+ * activation the listening sockets are bound in that netns before crun starts and preserved into the
+ * container as fds 3.. (LISTEN_FDS), so a connection that arrives during the start waits in the
+ * kernel's accept queue instead of being refused.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { JitsuError, errorCode } from '../../errors.js';
+import { prepareServiceNetns, setLinkUp, linkExists } from '../../network/index.js';
+import { activatePath } from '../process/launcher.js';
+import { LOG_MAX_BYTES, logTail } from '../process/logs.js';
+import { listeningTcpPorts, readProcStat } from '../process/proc.js';
+import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
+import { defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
+import {
+  crunArgv,
+  crunCommand,
+  hostHasHybridCgroups,
+  isNoSuchContainer,
+  lastLine,
+  mapCrunFailure,
+  parseCrunState,
+  runCommand,
+  runtimeStateOf,
+  type CrunOp,
+} from './crun.js';
 
-const unsupported = (): never => {
-  throw new JitsuError('BACKEND_UNSUPPORTED', 'the container backend is not built yet');
-};
+export interface ContainerBackendOptions {
+  /** crun binary (default `crun`). */
+  crun?: string;
+  /** Limit for `crun run` (container creation). */
+  runTimeoutMs?: number;
+  /** How long a `shutdown` stop waits after SIGTERM before SIGKILL. */
+  shutdownTimeoutMs?: number;
+  /** Limit for the quick crun commands. */
+  commandTimeoutMs?: number;
+  /** Poll interval of the ready and shutdown waits. */
+  pollMs?: number;
+  /** Force (true/false) or auto-detect (undefined) the private-mount-namespace work-around for hybrid cgroups. */
+  hybridCgroups?: boolean;
+}
 
-export const backend: Backend = {
-  name: 'container',
-  summary: 'container backend (not built yet)',
-  capabilities: { stopModes: ['destroy'], maskModes: ['none'], defaultMask: 'none' },
-  options: [],
-  start: async () => unsupported(),
-  ready: async () => unsupported(),
-  stop: async () => unsupported(),
-  state: async () => unsupported(),
-};
+/** Everything about a started container that later calls need; stored in `handle.data`. */
+interface ContainerFacts {
+  id: string;
+  root: string;
+  bundle: string;
+  log: string;
+  crunLog: string;
+  hostLink: string;
+  activated: boolean;
+  ports: number[];
+  startTime: number;
+}
+
+/** Container id and hostname: crun accepts [A-Za-z0-9_+.-]; the netns name already is that. */
+export function containerId(service: string): string {
+  return `jitsu-${service.replace(/[^A-Za-z0-9_.-]/g, '-')}`.slice(0, 64);
+}
+
+function facts(handle: BackendHandle): ContainerFacts {
+  return handle.data as unknown as ContainerFacts;
+}
+
+function aborted(what: string, service: string): JitsuError {
+  return new JitsuError('ABORTED', `container ${what} aborted for service ${service}`, { service });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Runs the launcher and waits for it to exit. stdio is not piped: the launcher's log writer keeps its fds for life. */
+function runLauncher(argv: readonly string[], timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: null, signal: null, error: err.message });
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+}
+
+async function loadBaseConfig(service: string, config: ContainerConfig): Promise<OciConfig> {
+  if (config.rootfs !== undefined) {
+    const st = await stat(config.rootfs).catch(() => undefined);
+    if (!st?.isDirectory()) {
+      throw new JitsuError('CONFIG_INVALID', `service ${service}: rootfs: ${config.rootfs} is not a directory (build one with scripts/build-rootfs.sh)`, { service, key: 'rootfs' });
+    }
+    return defaultOciConfig(config.rootfs, config.args ?? []);
+  }
+  const path = join(config.bundle!, 'config.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new JitsuError('CONFIG_INVALID', `service ${service}: bundle: ${path} is missing: give an OCI bundle directory (crun spec makes one)`, { service, key: 'bundle' });
+  }
+  try {
+    const doc: unknown = JSON.parse(text);
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error('not a JSON object');
+    return doc as OciConfig;
+  } catch (err) {
+    throw new JitsuError('CONFIG_INVALID', `service ${service}: bundle: ${path} is not a valid OCI config (${(err as Error).message})`, { service, key: 'bundle' });
+  }
+}
+
+export function createContainerBackend(opts: ContainerBackendOptions = {}): Backend {
+  const crunBin = opts.crun ?? 'crun';
+  const runTimeoutMs = opts.runTimeoutMs ?? 30_000;
+  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 10_000;
+  const commandTimeoutMs = opts.commandTimeoutMs ?? 10_000;
+  const pollMs = opts.pollMs ?? 2;
+  const hybrid = (): boolean => opts.hybridCgroups ?? hostHasHybridCgroups();
+
+  async function crun(op: CrunOp, f: ContainerFacts, args: string[]): Promise<string> {
+    const r = await runCommand(crunCommand({ crun: crunBin, root: f.root }, args, hybrid()), commandTimeoutMs);
+    if (r.exitCode === 0) return r.stdout;
+    throw mapCrunFailure(op, f.id, r, '');
+  }
+
+  /** Is the container's main process still alive (and still ours: same start time)? */
+  function alive(handle: BackendHandle): boolean {
+    if (!handle.pid) return false;
+    const st = readProcStat(handle.pid);
+    return st !== undefined && st.startTime === facts(handle).startTime && st.state !== 'Z' && st.state !== 'X';
+  }
+
+  function bootFailure(service: string, f: ContainerFacts, what: string): JitsuError {
+    const tail = logTail(f.log, 5);
+    const cause = tail.at(-1) ?? 'no output';
+    return new JitsuError('BOOT_FAILED', `container for service ${service} ${what}: ${cause}`, { service, container: f.id, cause, log: f.log, logTail: tail });
+  }
+
+  /** Removes the container whatever its state; a container that is already gone is fine. */
+  async function remove(f: ContainerFacts): Promise<void> {
+    if (!existsSync(join(f.root, f.id))) return;
+    try {
+      await crun('delete', f, crunArgv.delete(f.id));
+    } catch (err) {
+      if (errorCode(err) !== 'NOT_RUNNING') throw err;
+    }
+  }
+
+  async function linkDown(f: ContainerFacts): Promise<void> {
+    // A stopped service must not answer ARP or RST SYNs (Synjitsu and summon-on-SYN rely on that).
+    if (linkExists(f.hostLink)) await setLinkUp(f.hostLink, false);
+  }
+
+  const backend: Backend = {
+    name: 'container',
+    summary: 'OCI containers run by crun in the service netns, with socket activation (port=)',
+    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], maskModes: ['none', 'activate', 'park', 'handshake'], defaultMask: 'activate' },
+    options: containerOptions,
+
+    async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
+      const config = parseContainerOptions(spec.service, spec.options);
+      const base = await loadBaseConfig(spec.service, config);
+      if (signal.aborted) throw aborted('start', spec.service);
+      const id = containerId(spec.service);
+      const activated = spec.mask === 'activate' && config.ports.length > 0;
+      const f: ContainerFacts = {
+        id,
+        root: join(spec.runDir, 'crun'),
+        bundle: join(spec.runDir, 'bundle'),
+        log: join(spec.runDir, 'container.log'),
+        crunLog: join(spec.runDir, 'crun.log'),
+        hostLink: '',
+        activated,
+        ports: config.ports,
+        startTime: 0,
+      };
+      const [net] = await Promise.all([
+        prepareServiceNetns(spec.network, spec.service, { hostLinkUp: true }),
+        mkdir(f.root, { recursive: true }),
+        mkdir(f.bundle, { recursive: true }),
+      ]);
+      f.hostLink = net.hostLink;
+      const oci = serviceOciConfig(base, { config, hostname: id, netnsPath: net.netnsPath, listenPorts: activated ? config.ports : [] }, config.bundle);
+      const pidFile = join(spec.runDir, 'container.pid');
+      await Promise.all([
+        writeFile(join(f.bundle, 'config.json'), JSON.stringify(oci)),
+        writeFile(f.crunLog, ''),
+        rm(pidFile, { force: true }),
+        // A container left by a previous daemon or a failed stop would make `crun run` fail on the id.
+        remove(f),
+      ]);
+
+      const any = spec.network.family === 6 ? '[::]' : '';
+      const launcher = [activatePath()];
+      if (activated) {
+        launcher.push('--netns', net.netnsPath);
+        for (const port of config.ports) launcher.push('--listen', `tcp:${any}:${port}`);
+      }
+      launcher.push('--log', f.log, '--log-max', String(LOG_MAX_BYTES), '--');
+      const argv = [
+        ...launcher,
+        ...crunCommand({ crun: crunBin, root: f.root, log: f.crunLog }, crunArgv.run(id, f.bundle, pidFile, activated ? config.ports.length : 0), hybrid()),
+      ];
+      const res = await runLauncher(argv, runTimeoutMs);
+      if (res.code !== 0) {
+        const crunSays = lastLine(await readFile(f.crunLog, 'utf8').catch(() => ''));
+        const cause = crunSays || res.error || logTail(f.log, 3).at(-1) || `exit ${res.code ?? res.signal}`;
+        await remove(f).catch(() => undefined);
+        await linkDown(f).catch(() => undefined);
+        if (res.error && /ENOENT/.test(res.error)) {
+          throw new JitsuError('NATIVE_UNAVAILABLE', `cannot run the launcher ${argv[0]}: ${res.error} (run npm run build:native)`, { service: spec.service });
+        }
+        throw new JitsuError('BOOT_FAILED', `crun could not start the container for service ${spec.service}: ${cause}`, {
+          service: spec.service,
+          container: id,
+          cause,
+          exitCode: res.code,
+          log: f.log,
+          reason: isNoSuchContainer(cause) ? 'crun-state' : 'crun-run',
+        });
+      }
+      const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+      const st = pid > 0 ? readProcStat(pid) : undefined;
+      f.startTime = st?.startTime ?? 0;
+      const handle: BackendHandle = {
+        backend: 'container',
+        service: spec.service,
+        link: net.hostLink,
+        mac: spec.network.mac,
+        data: { ...f, netns: net.netns },
+      };
+      if (pid > 0) handle.pid = pid;
+      if (signal.aborted) {
+        await backend.stop(handle, spec, 'destroy', new AbortController().signal);
+        throw aborted('start', spec.service);
+      }
+      return handle;
+    },
+
+    async ready(handle, spec, signal) {
+      const f = facts(handle);
+      // Activated sockets already listen (the kernel queues connections): ready at once.
+      if (f.activated) return;
+      const port = spec.ready?.port ?? f.ports[0];
+      for (;;) {
+        if (signal.aborted) throw aborted('ready', handle.service);
+        if (!alive(handle)) throw bootFailure(handle.service, f, 'exited before it was ready');
+        if (port === undefined || listeningTcpPorts(handle.pid!).has(port)) return;
+        await sleep(pollMs);
+      }
+    },
+
+    async stop(handle, _spec, mode: StopMode, signal) {
+      const f = facts(handle);
+      if (signal.aborted) throw aborted('stop', handle.service);
+      if (mode === 'suspend') {
+        try {
+          await crun('pause', f, crunArgv.pause(f.id));
+        } catch (err) {
+          if (errorCode(err) !== 'NOT_RUNNING') throw err;
+        }
+        return;
+      }
+      if (mode === 'shutdown' && alive(handle)) {
+        await crun('kill', f, crunArgv.kill(f.id, 'TERM')).catch(() => undefined);
+        // A paused container cannot act on TERM; let it run so it can.
+        await crun('resume', f, crunArgv.resume(f.id)).catch(() => undefined);
+        const deadline = Date.now() + shutdownTimeoutMs;
+        while (alive(handle) && Date.now() < deadline) await sleep(Math.max(pollMs, 10));
+      }
+      if (alive(handle)) await crun('kill', f, crunArgv.kill(f.id, 'KILL')).catch(() => undefined);
+      await remove(f);
+      await linkDown(f);
+    },
+
+    async resume(handle, _spec, signal) {
+      if (signal.aborted) throw aborted('resume', handle.service);
+      await crun('resume', facts(handle), crunArgv.resume(facts(handle).id));
+    },
+
+    async state(handle): Promise<RuntimeState> {
+      const f = facts(handle);
+      if (!existsSync(join(f.root, f.id))) return 'stopped';
+      try {
+        return runtimeStateOf(parseCrunState(await crun('state', f, crunArgv.state(f.id))).status);
+      } catch (err) {
+        return errorCode(err) === 'NOT_RUNNING' ? 'stopped' : 'unknown';
+      }
+    },
+  };
+  return backend;
+}
+
+export const backend: Backend = createContainerBackend();
