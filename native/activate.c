@@ -119,12 +119,12 @@ static int open_socket(const struct listen_spec *spec, int backlog) {
   return fd;
 }
 
-/* Logger loop: copy the pipe into `path`, rotating to path.1 when the file reaches `half` bytes. */
-static void run_logger(int in, const char *path, long half) {
+/* Logger loop: copy the pipe into `out` (= `path`), rotating to path.1 when the file reaches
+ * `half` bytes. It never stops reading before EOF: a logger that quit would SIGPIPE the service,
+ * so on a file error it keeps draining the pipe and drops the bytes. */
+static void run_logger(int in, int out, const char *path, long half) {
   char rotated[PATH_MAX];
-  if (snprintf(rotated, sizeof rotated, "%s.1", path) >= (int)sizeof rotated) _exit(1);
-  int out = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (out < 0) _exit(1);
+  int can_rotate = snprintf(rotated, sizeof rotated, "%s.1", path) < (int)sizeof rotated;
   struct stat st;
   long size = fstat(out, &st) == 0 ? (long)st.st_size : 0;
   char buf[4096];
@@ -135,18 +135,19 @@ static void run_logger(int in, const char *path, long half) {
       if (errno == EINTR) continue;
       _exit(1);
     }
-    if (size + n > half) {
+    if (out >= 0 && size + n > half && can_rotate) {
       close(out);
       (void)rename(path, rotated);
       out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-      if (out < 0) _exit(1);
       size = 0;
     }
-    for (ssize_t off = 0; off < n;) {
+    for (ssize_t off = 0; out >= 0 && off < n;) {
       ssize_t w = write(out, buf + off, (size_t)(n - off));
       if (w < 0) {
         if (errno == EINTR) continue;
-        _exit(1);
+        close(out);
+        out = -1;
+        break;
       }
       off += w;
     }
@@ -155,8 +156,11 @@ static void run_logger(int in, const char *path, long half) {
 }
 
 /* Point stdout+stderr at a pipe read by a double-forked logger (reparented away from the service,
- * but in its process group, so killing the group also ends the logger). */
+ * but in its process group, so killing the group with SIGKILL also ends the logger). The file is
+ * opened here, so a bad path fails the launch instead of silently losing the log. */
 static void setup_log(const char *path, long max_bytes) {
+  int out = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) die(EXIT_LOG, "open log", path, errno);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) die(EXIT_LOG, "pipe for log", path, errno);
   pid_t child = fork();
@@ -171,7 +175,7 @@ static void setup_log(const char *path, long max_bytes) {
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    run_logger(fds[0], path, max_bytes / 2 > 0 ? max_bytes / 2 : 1);
+    run_logger(fds[0], out, path, max_bytes / 2 > 0 ? max_bytes / 2 : 1);
   }
   int status;
   while (waitpid(child, &status, 0) < 0) {
@@ -179,6 +183,7 @@ static void setup_log(const char *path, long max_bytes) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die(EXIT_LOG, "logger fork failed for", path, 0);
   close(fds[0]);
+  close(out);
   if (dup2(fds[1], STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0) die(EXIT_LOG, "dup2 log pipe for", path, errno);
   close(fds[1]);
 }

@@ -1,18 +1,349 @@
-// Placeholder until the process backend lands: every call fails with BACKEND_UNSUPPORTED.
-import type { Backend } from '../backend.js';
+/**
+ * The `process` backend: each service is a command run by `jitsu-activate` inside its own network
+ * namespace (prepared once by src/network), optionally with its listening sockets pre-bound
+ * (socket activation) so no SYN is lost while it starts. Handles are plain JSON; any worker thread
+ * can act on a handle another one created, and a pid is only ever signalled after checking its
+ * start time (pid-reuse defence).
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import type { Backend, BackendHandle, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError } from '../../errors.js';
+import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, setLinkUp } from '../../network/index.js';
+import { activatePath } from './launcher.js';
+import { LOG_MAX_BYTES, logTail, startLog } from './logs.js';
+import { parseProcessOptions, processOptions } from './options.js';
+import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, readProcStat } from './proc.js';
 
-const unsupported = (): never => {
-  throw new JitsuError('BACKEND_UNSUPPORTED', 'the process backend is not built yet');
+export { defaultProcessMask, parseProcessOptions, processOptions } from './options.js';
+export { parseCommand } from './argv.js';
+
+/** How long `shutdown` waits after SIGTERM before SIGKILL. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+
+interface ProcessData {
+  netns: string;
+  netnsPath: string;
+  startTime: number;
+  logPath: string;
+  exitPath: string;
+  ports: number[];
+  mask: string;
+}
+
+function dataOf(handle: BackendHandle): ProcessData {
+  const d = handle.data as Partial<Record<keyof ProcessData, JsonValue>>;
+  if (typeof handle.pid !== 'number' || typeof d.startTime !== 'number' || typeof d.netns !== 'string') {
+    throw new JitsuError('STATE_CORRUPT', `process handle for ${handle.service} lacks pid/startTime/netns`, { service: handle.service });
+  }
+  return handle.data as unknown as ProcessData;
+}
+
+function fileStem(service: string): string {
+  return service.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function isTimeout(signal: AbortSignal): boolean {
+  const r = signal.reason as { name?: unknown } | undefined;
+  return r?.name === 'TimeoutError';
+}
+
+/** Find the command like execvp would, so "not found" fails the boot at once with a clear message. */
+function resolveCommand(cmd: string, pathEnv: string | undefined, cwd: string | undefined): string | undefined {
+  const executable = (p: string): boolean => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes('/')) return executable(cmd.startsWith('/') || !cwd ? cmd : join(cwd, cmd)) ? cmd : undefined;
+  for (const dir of (pathEnv ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
+    if (dir && executable(join(dir, cmd))) return join(dir, cmd);
+  }
+  return undefined;
+}
+
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    try {
+      process.kill(pid, sig);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    }
+  }
+}
+
+interface ExitRecord {
+  pid: number;
+  startTime: number;
+  code: number | null;
+  signal: string | number | null;
+}
+
+/** How the process ended: from its zombie status, else from the exit record its spawner wrote. */
+function exitOf(pid: number, data: ProcessData): { code: number | null; signal: string | number | null } | undefined {
+  const l = liveness(pid, data.startTime);
+  if (l.state === 'exited' && l.stat) return decodeWaitStatus(l.stat.exitStatus);
+  try {
+    const rec = JSON.parse(readFileSync(data.exitPath, 'utf8')) as ExitRecord;
+    if (rec.pid === pid && rec.startTime === data.startTime) return { code: rec.code, signal: rec.signal };
+  } catch {
+    // no record (yet)
+  }
+  return undefined;
+}
+
+const EXIT_MEANING: Record<number, string> = {
+  64: 'launcher usage error',
+  65: 'cannot open the netns',
+  66: 'setns failed',
+  67: 'cannot bind a socket-activation port',
+  68: 'cannot chdir to cwd',
+  69: 'fd/env setup failed',
+  70: 'cannot open the service log',
+  126: 'command not executable',
+  127: 'command not found',
 };
+
+function bootFailed(spec: ServiceSpec, pid: number, data: ProcessData, exit: { code: number | null; signal: string | number | null } | undefined): JitsuError {
+  const tail = logTail(data.logPath, 10);
+  const how = !exit
+    ? 'exited (status unknown)'
+    : exit.signal !== null
+      ? `was killed by signal ${exit.signal}`
+      : `exited with status ${exit.code}${exit.code !== null && EXIT_MEANING[exit.code] ? ` (${EXIT_MEANING[exit.code]})` : ''}`;
+  const last = tail.length > 0 ? `; last log lines: ${tail.slice(-3).join(' | ')}` : '';
+  return new JitsuError('BOOT_FAILED', `service ${spec.service}: process ${pid} ${how} before it was ready${last}`, {
+    service: spec.service,
+    pid,
+    exitCode: exit?.code ?? null,
+    exitSignal: exit?.signal ?? null,
+    logTail: tail,
+    log: data.logPath,
+  });
+}
+
+/** The netns accepts on every wanted port (or, with none named, on anything). */
+function listening(pid: number, wanted: readonly number[]): boolean {
+  const ports = listeningTcpPorts(pid);
+  if (wanted.length === 0) return ports.size > 0 || hasUdpSocket(pid);
+  for (const p of wanted) if (!ports.has(p)) return false;
+  return true;
+}
+
+/** Poll until the process is in its netns and listening on `wanted`; BOOT_FAILED if it dies first. */
+async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, wanted: readonly number[], signal: AbortSignal, timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT'): Promise<void> {
+  for (let delay = 1; ; delay = Math.min(delay * 2, 8)) {
+    const l = liveness(pid, data.startTime);
+    if (l.state === 'exited' || l.state === 'gone') {
+      let exit = exitOf(pid, data);
+      if (!exit && l.state === 'gone') {
+        // Reaped by the spawning thread a moment ago: its exit record follows at once.
+        await new Promise((r) => setTimeout(r, 5));
+        exit = exitOf(pid, data);
+      }
+      throw bootFailed(spec, pid, data, exit);
+    }
+    if (l.state === 'alive' && inNetns(pid, data.netnsPath) && listening(pid, wanted)) return;
+    try {
+      await sleep(delay, signal);
+    } catch {
+      const tail = logTail(data.logPath, 10);
+      const what = wanted.length > 0 ? `listening on port ${wanted.join(',')}` : 'listening on any port';
+      throw new JitsuError(
+        isTimeout(signal) ? timeoutCode : 'ABORTED',
+        `service ${spec.service}: process ${pid} not ${what} in time${tail.length ? `; last log lines: ${tail.slice(-3).join(' | ')}` : ''}`,
+        { service: spec.service, pid, logTail: tail },
+      );
+    }
+  }
+}
+
+/** Wait (bounded) until the process is no longer running; true when it ended. */
+async function waitEnded(pid: number, startTime: number, ms: number, signal?: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+    const s = liveness(pid, startTime).state;
+    if (s === 'gone' || s === 'exited') return true;
+    if (Date.now() >= deadline || signal?.aborted) return false;
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
+  const cfg = parseProcessOptions(spec.service, spec.options);
+  const launcher = activatePath();
+  const netns = netnsName(spec.service);
+  const nsPath = netnsPath(netns);
+  const link = hostLinkName(spec.service);
+  if (!existsSync(nsPath) || !linkExists(link)) await prepareServiceNetns(spec.network, spec.service, { hostLinkUp: false });
+  const parked = spec.mask === 'park' || spec.mask === 'handshake';
+  // A booting service must not answer until it can accept (park/handshake: until ready()).
+  if (parked && isLinkUp(link)) await setLinkUp(link, false);
+
+  const env: NodeJS.ProcessEnv = { ...process.env, JITSU_SERVICE: spec.service, ...cfg.env };
+  const argv = cfg.command.argv;
+  if (!cfg.command.shell && !resolveCommand(argv[0]!, env['PATH'], cfg.cwd)) {
+    throw new JitsuError('BOOT_FAILED', `service ${spec.service}: command not found: ${argv[0]} (check exec= and PATH)`, {
+      service: spec.service,
+      command: argv[0],
+      exitCode: 127,
+    });
+  }
+  const stem = fileStem(spec.service);
+  const logPath = join(spec.runDir, `${stem}.log`);
+  const exitPath = join(spec.runDir, `${stem}.exit`);
+  rmSync(exitPath, { force: true });
+  startLog(logPath);
+
+  const args = ['--netns', nsPath, '--log', logPath, '--log-max', String(LOG_MAX_BYTES)];
+  const any = spec.network.family === 6 ? '[::]' : '';
+  for (const port of cfg.ports) args.push('--listen', `tcp:${any}:${port}`);
+  if (cfg.cwd) args.push('--chdir', cfg.cwd);
+  args.push('--', ...argv);
+
+  if (signal.aborted) throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: start aborted`, { service: spec.service });
+  // Detached: own session + process group (so stop signals the whole group) and it outlives this
+  // worker thread and the daemon; no pipes to us, the launcher logs to the file itself.
+  const child = spawn(launcher, args, { detached: true, stdio: 'ignore', env });
+  const pid = child.pid;
+  if (pid === undefined) {
+    throw new JitsuError('BOOT_FAILED', `service ${spec.service}: cannot spawn ${launcher}`, { service: spec.service });
+  }
+  // Read now: until this thread's loop reaps it, the pid cannot be reused, even if it already exited.
+  const startTime = readProcStat(pid)?.startTime ?? -1;
+  child.on('error', () => undefined);
+  child.on('exit', (code, sig) => {
+    try {
+      const rec: ExitRecord = { pid, startTime, code, signal: sig };
+      writeFileSync(exitPath, JSON.stringify(rec));
+    } catch {
+      // runDir removed: nothing to record into
+    }
+  });
+  child.unref();
+
+  const data: ProcessData = { netns, netnsPath: nsPath, startTime, logPath, exitPath, ports: cfg.ports, mask: spec.mask };
+  const handle: BackendHandle = {
+    backend: 'process',
+    service: spec.service,
+    link,
+    mac: spec.network.mac,
+    pid,
+    data: data as unknown as { [key: string]: JsonValue },
+  };
+  try {
+    if (!parked) {
+      // Activation: up only once the sockets exist (then the kernel queues every SYN); else at once.
+      if (cfg.ports.length > 0) await waitListening(spec, pid, data, cfg.ports, signal, 'BOOT_TIMEOUT');
+      await setLinkUp(link, true);
+    }
+  } catch (err) {
+    signalGroup(pid, 'SIGKILL');
+    throw err;
+  }
+  return handle;
+}
+
+async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
+  const data = dataOf(handle);
+  const pid = handle.pid!;
+  const wanted = spec.ready ? [spec.ready.port] : data.ports;
+  await waitListening(spec, pid, data, wanted, signal, 'READY_TIMEOUT');
+  // Last step: from here the service's own kernel answers ARP and SYNs (Synjitsu hands over now).
+  if (handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
+}
+
+async function quiesceLink(handle: BackendHandle): Promise<void> {
+  if (handle.link && linkExists(handle.link) && isLinkUp(handle.link)) await setLinkUp(handle.link, false);
+}
+
+async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
+  const data = dataOf(handle);
+  const pid = handle.pid!;
+  const l = liveness(pid, data.startTime);
+  if (l.state === 'gone' || l.state === 'exited') {
+    await quiesceLink(handle);
+    return;
+  }
+  // Not running = not answering: the link goes down first so nothing new reaches the service.
+  await quiesceLink(handle);
+  try {
+    switch (mode) {
+      case 'suspend':
+        signalGroup(pid, 'SIGSTOP');
+        return;
+      case 'shutdown': {
+        signalGroup(pid, 'SIGTERM');
+        if (l.state === 'stopped-signal') signalGroup(pid, 'SIGCONT'); // a suspended process must run to handle TERM
+        if (await waitEnded(pid, data.startTime, SHUTDOWN_GRACE_MS, signal)) return;
+        signalGroup(pid, 'SIGKILL');
+        break;
+      }
+      case 'destroy':
+        signalGroup(pid, 'SIGKILL');
+        break;
+    }
+  } catch (err) {
+    throw new JitsuError('STOP_FAILED', `service ${handle.service}: cannot signal process group ${pid}: ${(err as Error).message}`, { service: handle.service, pid }, { cause: err });
+  }
+  if (!(await waitEnded(pid, data.startTime, 2_000))) {
+    throw new JitsuError('STOP_FAILED', `service ${handle.service}: process ${pid} survived SIGKILL for 2 s`, { service: handle.service, pid });
+  }
+}
+
+async function resume(handle: BackendHandle, _spec: ServiceSpec, _signal: AbortSignal): Promise<void> {
+  const data = dataOf(handle);
+  const pid = handle.pid!;
+  const l = liveness(pid, data.startTime);
+  if (l.state === 'gone' || l.state === 'exited') {
+    throw new JitsuError('NOT_RUNNING', `service ${handle.service}: process ${pid} is gone; start it again`, { service: handle.service, pid });
+  }
+  if (l.state === 'stopped-signal') signalGroup(pid, 'SIGCONT');
+  if (handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
+}
+
+async function state(handle: BackendHandle): Promise<RuntimeState> {
+  const data = dataOf(handle);
+  switch (liveness(handle.pid!, data.startTime).state) {
+    case 'alive':
+      return 'running';
+    case 'stopped-signal':
+      return 'paused';
+    default:
+      return 'stopped';
+  }
+}
 
 export const backend: Backend = {
   name: 'process',
-  summary: 'process backend (not built yet)',
-  capabilities: { stopModes: ['destroy'], maskModes: ['none'], defaultMask: 'none' },
-  options: [],
-  start: async () => unsupported(),
-  ready: async () => unsupported(),
-  stop: async () => unsupported(),
-  state: async () => unsupported(),
+  summary: 'runs exec= in its own network namespace (veth on the bridge, owns ip), with socket activation for port=',
+  capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], maskModes: ['none', 'activate', 'park', 'handshake'], defaultMask: 'activate' },
+  options: processOptions,
+  start,
+  ready,
+  stop,
+  resume,
+  state: (handle) => state(handle),
 };

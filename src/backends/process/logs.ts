@@ -1,0 +1,42 @@
+import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
+
+/** Per-service log cap on disk (the launcher rotates at half, keeping one old file). */
+export const LOG_MAX_BYTES = 1 << 20;
+
+function tailBytes(path: string, bytes: number): string {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const len = Math.min(size, bytes);
+    const buf = Buffer.alloc(len);
+    readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The last `lines` lines of the service log (looking into the rotated file when the current one is short). */
+export function logTail(path: string, lines = 10, bytes = 4096): string[] {
+  let text = tailBytes(path, bytes);
+  if (text.split('\n').length <= lines) text = tailBytes(`${path}.1`, bytes) + text;
+  return text.split('\n').filter((l) => l.length > 0).slice(-lines);
+}
+
+/**
+ * A new boot gets a fresh log: the previous boot's moves to `<log>.prev`, so a failed boot's
+ * tail never shows an older run's lines.
+ */
+export function startLog(path: string): void {
+  rmSync(`${path}.1`, { force: true });
+  try {
+    renameSync(path, `${path}.prev`);
+  } catch {
+    // first boot: no log yet
+  }
+}

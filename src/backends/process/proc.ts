@@ -1,0 +1,119 @@
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
+
+/** What /proc says about one pid. */
+export interface ProcStat {
+  /** One-letter state: R S D T t Z X ... */
+  state: string;
+  /** Start time in clock ticks since boot (field 22): with the pid, identifies one process. */
+  startTime: number;
+  /** waitpid()-style status once the process is a zombie (field 52), else 0. */
+  exitStatus: number;
+}
+
+/** Parse /proc/PID/stat text. The command name (field 2) may hold spaces and parens: split after the last ')'. */
+export function parseProcStat(text: string): ProcStat | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const fields = text.slice(close + 2).trim().split(' ');
+  // fields[0] is field 3 (state); field N is fields[N - 3].
+  const state = fields[0];
+  const startTime = Number(fields[22 - 3]);
+  if (!state || !Number.isFinite(startTime)) return undefined;
+  const exit = fields.length >= 52 - 2 ? Number(fields[52 - 3]) : 0;
+  return { state, startTime, exitStatus: Number.isFinite(exit) ? exit : 0 };
+}
+
+export function readProcStat(pid: number): ProcStat | undefined {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+  } catch {
+    return undefined;
+  }
+}
+
+export type Liveness = 'alive' | 'stopped-signal' | 'exited' | 'gone';
+
+/**
+ * Is `pid` still the process we started (same start time)? A reused pid is reported as gone: we
+ * must never signal a stranger. Zombies are exited (their status is in `stat.exitStatus`).
+ */
+export function liveness(pid: number, startTime: number): { state: Liveness; stat?: ProcStat } {
+  const stat = readProcStat(pid);
+  if (!stat || stat.startTime !== startTime) return { state: 'gone' };
+  if (stat.state === 'Z' || stat.state === 'X') return { state: 'exited', stat };
+  if (stat.state === 'T' || stat.state === 't') return { state: 'stopped-signal', stat };
+  return { state: 'alive', stat };
+}
+
+/** Decode a waitpid() status word. */
+export function decodeWaitStatus(status: number): { code: number | null; signal: number | null } {
+  const sig = status & 0x7f;
+  if (sig === 0) return { code: (status >> 8) & 0xff, signal: null };
+  return { code: null, signal: sig };
+}
+
+const TCP_LISTEN = '0A';
+
+export interface SocketEntry {
+  port: number;
+  /** Hex state from /proc/net/tcp (0A = LISTEN); for UDP 07 = unconnected/bound. */
+  state: string;
+}
+
+/**
+ * Local ports and states from /proc/net/{tcp,tcp6,udp,udp6} text. Columns: `sl local_address
+ * rem_address st ...`, local_address = HEXADDR:HEXPORT.
+ */
+export function parseProcNet(text: string): SocketEntry[] {
+  const out: SocketEntry[] = [];
+  let start = text.indexOf('\n') + 1; // skip the header line
+  while (start > 0 && start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    const cols = text.slice(start, end).trim().split(/\s+/);
+    start = end + 1;
+    const local = cols[1];
+    const state = cols[3];
+    if (!local || !state) continue;
+    const port = Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
+    if (Number.isFinite(port)) out.push({ port, state });
+  }
+  return out;
+}
+
+/** TCP ports in LISTEN state in the network namespace of `pid`. */
+export function listeningTcpPorts(pid: number): Set<number> {
+  const ports = new Set<number>();
+  for (const file of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${file}`, 'latin1');
+    } catch {
+      continue;
+    }
+    for (const e of parseProcNet(text)) if (e.state === TCP_LISTEN) ports.add(e.port);
+  }
+  return ports;
+}
+
+/** Any bound UDP socket in the network namespace of `pid`? */
+export function hasUdpSocket(pid: number): boolean {
+  for (const file of ['udp', 'udp6']) {
+    try {
+      if (parseProcNet(readFileSync(`/proc/${pid}/net/${file}`, 'latin1')).length > 0) return true;
+    } catch {
+      // the process is gone or has no such table; the caller checks liveness
+    }
+  }
+  return false;
+}
+
+/** Has `pid` entered the network namespace at `netnsPath` yet? (Compares namespace inodes.) */
+export function inNetns(pid: number, netnsPath: string): boolean {
+  try {
+    const link = readlinkSync(`/proc/${pid}/ns/net`); // "net:[4026532...]"
+    return link === `net:[${statSync(netnsPath).ino}]`;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,98 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
+import { JitsuError } from '../errors.js';
+import type { Logger } from '../observe/log.js';
+import type { PoolOp, PoolRequest, PoolResults } from './protocol.js';
+import { fromWireError, isPoolResponse } from './protocol.js';
+
+export interface BackendPoolOptions {
+  minThreads?: number;
+  maxThreads?: number;
+  logger: Logger;
+  /** Override the compiled worker module (tests). */
+  workerFile?: string;
+}
+
+/**
+ * The worker is always the compiled JS in dist/: next to this module when it runs from
+ * dist/src/pool/, else (this module loaded from src/ by vitest) the mirror path under dist/.
+ */
+export function defaultWorkerFile(): string {
+  const here = new URL(import.meta.url);
+  const url = here.pathname.endsWith('.ts') ? new URL('../../dist/src/pool/worker.js', here) : new URL('./worker.js', here);
+  return fileURLToPath(url);
+}
+
+/** Backend calls off the main thread. Each call is bounded inside the worker by its timeout. */
+export class BackendPool {
+  private readonly piscina: Piscina;
+  private readonly logger: Logger;
+  private closed = false;
+
+  constructor(opts: BackendPoolOptions) {
+    const filename = opts.workerFile ?? defaultWorkerFile();
+    if (!existsSync(filename)) {
+      throw new JitsuError('NATIVE_UNAVAILABLE', `backend worker ${filename} is missing: compile with \`npx tsc -p .\``, { workerFile: filename });
+    }
+    this.logger = opts.logger;
+    const minThreads = opts.minThreads ?? 1;
+    this.piscina = new Piscina({
+      filename,
+      minThreads,
+      maxThreads: Math.max(minThreads, opts.maxThreads ?? 2),
+      // Workers must live as long as the pool: a thread reaps the children it spawned, so a
+      // recycled thread would leave zombies. 'async' atomics keep an idle worker's event loop
+      // running (timers, child exits) instead of blocking it in Atomics.wait.
+      idleTimeout: Number.MAX_SAFE_INTEGER,
+      atomics: 'async',
+      maxQueue: 'auto',
+    });
+  }
+
+  private async call<Op extends PoolOp>(req: PoolRequest & { op: Op }): Promise<PoolResults[Op]> {
+    if (this.closed) throw new JitsuError('ABORTED', `backend pool is closed (${req.op} ${req.spec.service})`, { service: req.spec.service });
+    const t0 = performance.now();
+    const res: unknown = await this.piscina.run(req);
+    if (!isPoolResponse(res)) {
+      throw new JitsuError('BOOT_FAILED', `backend worker returned a malformed answer to ${req.op} ${req.spec.service}`, { service: req.spec.service });
+    }
+    if (this.logger.enabled('debug')) {
+      this.logger.debug('backend call', { op: req.op, service: req.spec.service, ms: Number((performance.now() - t0).toFixed(2)), ok: res.ok });
+    }
+    if (!res.ok) throw fromWireError(res.error);
+    return res.value as PoolResults[Op];
+  }
+
+  start(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle> {
+    return this.call({ op: 'start', spec, timeoutMs });
+  }
+
+  async ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void> {
+    await this.call({ op: 'ready', handle, spec, timeoutMs });
+  }
+
+  async stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void> {
+    await this.call({ op: 'stop', handle, spec, mode, timeoutMs });
+  }
+
+  async resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void> {
+    await this.call({ op: 'resume', handle, spec, timeoutMs });
+  }
+
+  state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState> {
+    return this.call({ op: 'state', handle, spec });
+  }
+
+  get threads(): number {
+    return this.piscina.threads.length;
+  }
+
+  /** Waits for calls in flight, then ends the workers (services they started keep running). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.piscina.close();
+  }
+}

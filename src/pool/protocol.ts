@@ -1,0 +1,69 @@
+/**
+ * Messages between the main thread and the backend workers. Everything is structured-clone safe:
+ * errors travel as `{ code, message, details }` and are rebuilt as JitsuError on the main side.
+ */
+import type { BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
+import type { ErrorCode } from '../errors.js';
+import { JitsuError, errorCode, errorMessage } from '../errors.js';
+
+export type PoolRequest =
+  | { op: 'start'; spec: ServiceSpec; timeoutMs: number }
+  | { op: 'ready'; handle: BackendHandle; spec: ServiceSpec; timeoutMs: number }
+  | { op: 'stop'; handle: BackendHandle; spec: ServiceSpec; mode: StopMode; timeoutMs: number }
+  | { op: 'resume'; handle: BackendHandle; spec: ServiceSpec; timeoutMs: number }
+  | { op: 'state'; handle: BackendHandle; spec: ServiceSpec };
+
+export type PoolOp = PoolRequest['op'];
+
+/** What a successful call of each op yields. */
+export interface PoolResults {
+  start: BackendHandle;
+  ready: null;
+  stop: null;
+  resume: null;
+  state: RuntimeState;
+}
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+export type PoolResponse<Op extends PoolOp = PoolOp> = { ok: true; value: PoolResults[Op] } | { ok: false; error: WireError };
+
+/** The code an error without one gets, by the op that failed. */
+const FALLBACK_CODE: Record<PoolOp, ErrorCode> = {
+  start: 'BOOT_FAILED',
+  ready: 'BOOT_FAILED',
+  stop: 'STOP_FAILED',
+  resume: 'STOP_FAILED',
+  state: 'NOT_RUNNING',
+};
+
+/** Details survive the thread hop only as JSON; anything else (functions, cycles) is dropped. */
+function jsonSafe(details: unknown): Record<string, unknown> {
+  if (typeof details !== 'object' || details === null) return {};
+  try {
+    return JSON.parse(JSON.stringify(details)) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+export function toWireError(err: unknown, op: PoolOp): WireError {
+  const details = typeof err === 'object' && err !== null && 'details' in err ? jsonSafe((err as { details: unknown }).details) : {};
+  return { code: errorCode(err) ?? FALLBACK_CODE[op], message: errorMessage(err), details };
+}
+
+export function fromWireError(wire: WireError): JitsuError {
+  return new JitsuError(wire.code, wire.message, wire.details);
+}
+
+/** A response must look like one; a broken worker answer is an error, not a crash. */
+export function isPoolResponse(value: unknown): value is PoolResponse {
+  if (typeof value !== 'object' || value === null || !('ok' in value)) return false;
+  const v = value as { ok: unknown; error?: { code?: unknown; message?: unknown } };
+  if (v.ok === true) return 'value' in v;
+  return v.ok === false && typeof v.error?.code === 'string' && typeof v.error.message === 'string';
+}

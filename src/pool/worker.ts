@@ -1,0 +1,37 @@
+/**
+ * Piscina worker: runs one backend call per task. The call is bounded by its own
+ * AbortSignal.timeout, never by piscina's abort (that kills the thread mid-call and leaves
+ * half-started services behind). Children spawned here are detached and unref'd: they outlive
+ * this thread.
+ */
+import { getBackend } from '../backends/registry.js';
+import type { PoolRequest, PoolResponse } from './protocol.js';
+import { toWireError } from './protocol.js';
+
+export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
+  try {
+    const backend = getBackend(req.spec.backend);
+    switch (req.op) {
+      case 'start':
+        return { ok: true, value: await backend.start(req.spec, AbortSignal.timeout(req.timeoutMs)) };
+      case 'ready':
+        await backend.ready(req.handle, req.spec, AbortSignal.timeout(req.timeoutMs));
+        return { ok: true, value: null };
+      case 'stop':
+        await backend.stop(req.handle, req.spec, req.mode, AbortSignal.timeout(req.timeoutMs));
+        return { ok: true, value: null };
+      case 'resume':
+        if (!backend.resume) {
+          return { ok: false, error: { code: 'BACKEND_UNSUPPORTED', message: `backend ${backend.name} cannot resume a suspended service`, details: { backend: backend.name } } };
+        }
+        await backend.resume(req.handle, req.spec, AbortSignal.timeout(req.timeoutMs));
+        return { ok: true, value: null };
+      case 'state':
+        return { ok: true, value: await backend.state(req.handle, req.spec) };
+    }
+  } catch (err) {
+    return { ok: false, error: toWireError(err, req.op) };
+  }
+}
+
+export default runRequest;
