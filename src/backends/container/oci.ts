@@ -34,7 +34,6 @@ export function defaultOciConfig(rootfs: string, args: readonly string[]): OciCo
       cwd: '/',
       noNewPrivileges: true,
       capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 65536, soft: 65536 }],
     },
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc' },
