@@ -1,0 +1,103 @@
+import { execFile } from 'node:child_process';
+import { formatIpv4 } from './pdu/ipv4.js';
+import { JitsuError } from '../errors.js';
+
+/**
+ * While a handed-over connection is relayed (sequence numbers translated by the daemon), the bridge
+ * must not also deliver its frames directly between client and guest: each side would see segments
+ * from the other's sequence space. One nftables bridge table per masked bridge holds a set of such
+ * 4-tuples (both directions) and drops their forwarded copies; the daemon still sees them because the
+ * promiscuous bridge passes a copy up, and it injects translated frames itself (locally sent frames
+ * skip the forward hook). Changes are coalesced: one `nft` run per event-loop turn.
+ */
+export interface Tuple {
+  srcIp: number;
+  srcPort: number;
+  dstIp: number;
+  dstPort: number;
+}
+
+function elements(tuples: readonly Tuple[], withTimeout: boolean): string {
+  return tuples
+    .map((t) => `${formatIpv4(t.srcIp)} . ${t.srcPort} . ${formatIpv4(t.dstIp)} . ${t.dstPort}${withTimeout ? ' timeout 1h' : ''}`)
+    .join(', ');
+}
+
+function runNft(script: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('nft', ['-f', '-'], { timeout: 10_000 }, (err, _stdout, stderr) => {
+      if (err) reject(new JitsuError('NETWORK_SETUP', `nft failed: ${stderr.trim() || err.message}`, { script: script.slice(0, 500) }));
+      else resolve();
+    });
+    child.stdin?.end(script);
+  });
+}
+
+export class RelayFilter {
+  readonly table: string;
+  private created: Promise<void> | undefined;
+  private pendingAdd: Tuple[] = [];
+  private pendingDel: Tuple[] = [];
+  private flushing: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(readonly bridge: string) {
+    this.table = `jitsu_synjitsu_${bridge.replace(/[^A-Za-z0-9_]/g, '_')}`;
+  }
+
+  private ensureTable(): Promise<void> {
+    this.created ??= runNft(
+      `table bridge ${this.table} {}\ndelete table bridge ${this.table}\n` +
+        `table bridge ${this.table} {\n` +
+        `  set relay { type ipv4_addr . inet_service . ipv4_addr . inet_service; flags timeout; size 262144; }\n` +
+        `  chain relay_drop { type filter hook forward priority -200; policy accept;\n` +
+        `    ip saddr . tcp sport . ip daddr . tcp dport @relay drop; }\n` +
+        `}\n`,
+    );
+    return this.created;
+  }
+
+  /** Starts dropping bridged frames of these tuples; resolves once the kernel has them. */
+  add(tuples: readonly Tuple[]): Promise<void> {
+    this.pendingAdd.push(...tuples);
+    return this.schedule();
+  }
+
+  remove(tuples: readonly Tuple[]): Promise<void> {
+    this.pendingDel.push(...tuples);
+    return this.schedule();
+  }
+
+  private schedule(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    this.flushing = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      this.flushing = undefined;
+      if (this.closed) return;
+      await this.ensureTable();
+      const add = this.pendingAdd;
+      const del = this.pendingDel;
+      this.pendingAdd = [];
+      this.pendingDel = [];
+      let script = '';
+      if (add.length) script += `add element bridge ${this.table} relay { ${elements(add, true)} }\n`;
+      // Deleting a missing element fails the whole batch; adding first makes the delete always valid.
+      if (del.length) {
+        script += `add element bridge ${this.table} relay { ${elements(del, false)} }\n`;
+        script += `delete element bridge ${this.table} relay { ${elements(del, false)} }\n`;
+      }
+      if (script) await runNft(script);
+    });
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (!this.created) return;
+    try {
+      await this.created;
+    } catch {
+      return;
+    }
+    await runNft(`delete table bridge ${this.table}\n`);
+  }
+}

@@ -1,0 +1,999 @@
+import type { BackendHandle } from '../backends/backend.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../observe/log.js';
+import type { CounterChild, MetricsRegistry } from '../observe/metrics.js';
+import { loadNative, type PacketSocket, type RingOptions } from '../native/index.js';
+import { watchFilter } from './bpf.js';
+import { SynCookies } from './cookies.js';
+import { endpointKey, FlowBudget, seq, type RefuseReason } from './flowtable.js';
+import { resolveLimits, type SynjitsuLimits } from './limits.js';
+import type { BootMasker, MaskTarget, SummonOnSyn } from './masker.js';
+import { RelayFilter, type Tuple } from './nft.js';
+import { ARP_REQUEST, arp, writeArpReply } from './pdu/arp.js';
+import { parseMac } from './pdu/ethernet.js';
+import { FRAME_ARP, FRAME_TCP, FrameView } from './pdu/frame.js';
+import { formatIpv4, parseIpv4 } from './pdu/ipv4.js';
+import { parseTcpOptions, setTcpChecksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TcpOptions, writeTcpFrame, type SegmentSpec } from './pdu/tcp.js';
+import { TxQueue } from './tx.js';
+
+/** Window scale we offer clients that offer one (Linux's usual value, so relayed windows rescale little). */
+const OUR_WSCALE = 7;
+/** MSS we advertise to clients: Ethernet MTU 1500. */
+const OUR_MSS = 1460;
+const MAX_FRAME = 1514 + 64;
+/** Parked SYNs replayed per event-loop turn: a veth's backlog (netdev_max_backlog) holds ~1000 frames. */
+const REPLAY_BATCH = 128;
+const HANDOVER_RTO_MS = 200;
+const REPLAY_RTO_MS = 300;
+const REPLAY_MAX_TRIES = 10;
+const LINGER_MS = 3000;
+const SWEEP_MS = 5000;
+
+export interface SynjitsuOptions {
+  /** Bridge the services and clients share; it is put in promiscuous mode. */
+  iface: string;
+  logger: Logger;
+  metrics: MetricsRegistry;
+  onSummon: SummonOnSyn;
+  limits?: Partial<SynjitsuLimits>;
+  ring?: RingOptions;
+}
+
+/** Counters a test or the status page can read without parsing Prometheus text. */
+export interface SynjitsuStats {
+  flows: number;
+  parked: number;
+  bufferedBytes: number;
+  synsSeen: number;
+  cookiesSent: number;
+  invalidCookies: number;
+  refused: number;
+  handedOver: number;
+  reset: number;
+  ringDrops: number;
+  txDropped: number;
+}
+
+type Phase = 'watched' | 'booting' | 'ready';
+type FlowState = 'buffering' | 'syn-sent' | 'relay' | 'closing';
+
+interface Parked {
+  frame: Buffer;
+  isn: number;
+}
+
+interface ServiceMetrics {
+  parked: CounterChild;
+  duplicateSyns: CounterChild;
+  handshakes: CounterChild;
+  buffered: CounterChild;
+  handedOver: CounterChild;
+  bytesBuffered: CounterChild;
+  bytesToGuest: CounterChild;
+  bytesToClient: CounterChild;
+  arpReplies: CounterChild;
+  summons: CounterChild;
+}
+
+interface Service {
+  target: MaskTarget;
+  ip: number;
+  mac: Buffer;
+  phase: Phase;
+  summoned: boolean;
+  parked: Map<number, Parked>;
+  flows: Map<number, Flow>;
+  /** Where frames for the guest go once it is up: its host-side link, else the bridge. */
+  guestTx: TxQueue | undefined;
+  linkSocket: PacketSocket | undefined;
+  guestMac: Buffer;
+  m: ServiceMetrics;
+}
+
+class Flow {
+  state: FlowState = 'buffering';
+  chunks: Buffer[] = [];
+  buffered = 0;
+  /** Client FIN received and acknowledged by us (replayed after the data). */
+  fin = false;
+  clientWindow = 0;
+  guestIsn = 0;
+  guestWs = -1;
+  guestMss = 536;
+  guestAcked = 0;
+  guestWindow = 0;
+  replay: Buffer | undefined;
+  replaySent = 0;
+  tries = 0;
+  handoverStarted = 0;
+  timer: NodeJS.Timeout | undefined;
+  lastSeen = Date.now();
+  clientFin = false;
+  guestFin = false;
+  nftAdded: Promise<void> | undefined;
+
+  constructor(
+    readonly svc: Service,
+    readonly clientIp: number,
+    readonly clientPort: number,
+    readonly svcPort: number,
+    readonly clientMac: Buffer,
+    readonly clientIsn: number,
+    readonly ourIsn: number,
+    readonly clientMss: number,
+    readonly clientWs: number,
+    public rcvNxt: number,
+  ) {}
+
+  get ourWs(): number {
+    return this.clientWs >= 0 ? OUR_WSCALE : 0;
+  }
+
+  tuples(): Tuple[] {
+    return [
+      { srcIp: this.clientIp, srcPort: this.clientPort, dstIp: this.svc.ip, dstPort: this.svcPort },
+      { srcIp: this.svc.ip, srcPort: this.svcPort, dstIp: this.clientIp, dstPort: this.clientPort },
+    ];
+  }
+}
+
+export class Synjitsu implements BootMasker {
+  private readonly limits: SynjitsuLimits;
+  private readonly budget: FlowBudget;
+  private readonly cookies = new SynCookies();
+  private readonly view = new FrameView();
+  private readonly opts = new TcpOptions();
+  private readonly seg: SegmentSpec;
+  private readonly byIp = new Map<number, Service>();
+  private readonly byName = new Map<string, Service>();
+  private readonly socket: PacketSocket;
+  private readonly tx: TxQueue;
+  private readonly rxData: Buffer;
+  private readonly rxMeta: Uint32Array;
+  private readonly relayFilter: RelayFilter;
+  private readonly dirtyQueues = new Set<TxQueue>();
+  private readonly sweepTimer: NodeJS.Timeout;
+  private closed = false;
+  private readonly counters = { synsSeen: 0, cookiesSent: 0, invalidCookies: 0, refused: 0, handedOver: 0, reset: 0 };
+  private readonly refusedCounter;
+  private readonly resetCounter;
+  private readonly invalidCookieCounter: CounterChild;
+  private readonly cookieCounter: CounterChild;
+
+  constructor(private readonly o: SynjitsuOptions) {
+    this.limits = resolveLimits(o.limits);
+    this.budget = new FlowBudget(this.limits);
+    this.relayFilter = new RelayFilter(o.iface);
+    const native = loadNative();
+    this.rxData = Buffer.allocUnsafe(1 << 20);
+    this.rxMeta = new Uint32Array(4096 * 3);
+    this.socket = new native.PacketSocket({
+      iface: o.iface,
+      receive: true,
+      promisc: true,
+      filter: watchFilter([]),
+      ...(o.ring ? { ring: o.ring } : {}),
+      data: this.rxData,
+      meta: this.rxMeta,
+      onBatch: (count) => this.onBatch(count),
+    });
+    this.tx = new TxQueue(this.socket);
+    const zero = Buffer.alloc(6);
+    this.seg = { srcMac: zero, dstMac: zero, srcIp: 0, dstIp: 0, srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0 };
+
+    const m = o.metrics;
+    this.refusedCounter = m.counter('synjitsu_connections_refused_total', 'Connections or SYNs not held, by reason');
+    this.resetCounter = m.counter('synjitsu_connections_reset_total', 'Held connections reset (RST sent to the client), by reason');
+    this.invalidCookieCounter = m.counter('synjitsu_invalid_cookies_total', 'ACKs whose SYN cookie did not verify').labels();
+    this.cookieCounter = m.counter('synjitsu_syn_cookies_total', 'SYN-ACKs sent with a SYN cookie (no state kept)').labels();
+    m.gauge('synjitsu_flows', 'Handshaken connections held (buffering or relayed)').labels().collect = () => this.budget.flows;
+    m.gauge('synjitsu_parked_syns', 'SYNs currently parked').labels().collect = () => this.budget.parked;
+    m.gauge('synjitsu_buffered_bytes', 'Client bytes currently buffered').labels().collect = () => this.budget.bufferedBytes;
+    m.gauge('synjitsu_ring_drops', 'Frames the kernel dropped because the receive ring was full').labels().collect = () =>
+      this.socket.stats().drops;
+    m.gauge('synjitsu_tx_dropped', 'Frames the kernel refused to send').labels().collect = () => this.txDropped();
+
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  // ---- BootMasker -------------------------------------------------------------------------------
+
+  configure(targets: readonly MaskTarget[]): void {
+    try {
+      const keep = new Set<string>();
+      for (const t of targets) {
+        keep.add(t.service);
+        this.service(t);
+      }
+      for (const [name, svc] of this.byName) {
+        if (!keep.has(name)) {
+          this.resetAll(svc, 'unconfigured');
+          this.closeLink(svc);
+          this.byName.delete(name);
+          this.byIp.delete(svc.ip);
+        }
+      }
+      this.refilter();
+    } catch (err) {
+      this.o.logger.error('synjitsu configure failed', { error: errorMessage(err) });
+    }
+  }
+
+  booting(target: MaskTarget): void {
+    const svc = this.service(target);
+    if (!svc) return;
+    if (svc.phase === 'booting') return;
+    svc.phase = 'booting';
+    svc.summoned = true;
+    this.o.logger.debug('synjitsu masking', { service: svc.target.service, ip: svc.target.ip, mask: svc.target.mask });
+  }
+
+  async ready(target: MaskTarget, handle: BackendHandle): Promise<void> {
+    const svc = this.service(target);
+    if (!svc) return;
+    try {
+      svc.phase = 'ready';
+      if (handle.mac) {
+        try {
+          svc.guestMac = parseMac(handle.mac);
+        } catch {
+          /* keep the configured MAC */
+        }
+      }
+      this.openLink(svc, handle.link);
+      if (svc.parked.size > 0) await this.replayParked(svc);
+      if (svc.flows.size > 0) await this.handOver(svc);
+    } catch (err) {
+      this.o.logger.error('synjitsu handover failed', { service: svc.target.service, error: errorMessage(err) });
+    }
+  }
+
+  failed(target: MaskTarget, reason: string): void {
+    const svc = this.service(target);
+    if (!svc) return;
+    this.o.logger.info('synjitsu resetting held connections: boot failed', {
+      service: svc.target.service,
+      reason,
+      parked: svc.parked.size,
+      flows: svc.flows.size,
+    });
+    this.resetAll(svc, 'boot-failed');
+    this.closeLink(svc);
+    svc.phase = 'watched';
+    svc.summoned = false;
+  }
+
+  stopped(target: MaskTarget): void {
+    const svc = this.service(target);
+    if (!svc) return;
+    this.resetAll(svc, 'stopped');
+    this.closeLink(svc);
+    svc.phase = 'watched';
+    svc.summoned = false;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweepTimer);
+    for (const svc of this.byName.values()) {
+      this.resetAll(svc, 'shutdown');
+      this.closeLink(svc);
+    }
+    this.flushAll();
+    this.socket.close();
+    try {
+      await this.relayFilter.close();
+    } catch (err) {
+      this.o.logger.warn('synjitsu: could not remove nft table', { error: errorMessage(err) });
+    }
+  }
+
+  // ---- introspection ----------------------------------------------------------------------------
+
+  stats(): SynjitsuStats {
+    return {
+      flows: this.budget.flows,
+      parked: this.budget.parked,
+      bufferedBytes: this.budget.bufferedBytes,
+      ...this.counters,
+      ringDrops: this.socket.stats().drops,
+      txDropped: this.txDropped(),
+    };
+  }
+
+  private txDropped(): number {
+    let n = this.tx.dropped;
+    for (const svc of this.byName.values()) if (svc.guestTx && svc.guestTx !== this.tx) n += svc.guestTx.dropped;
+    return n;
+  }
+
+  // ---- services ---------------------------------------------------------------------------------
+
+  private service(t: MaskTarget): Service | undefined {
+    const existing = this.byName.get(t.service);
+    if (existing && existing.target.ip === t.ip && existing.target.mac === t.mac) {
+      existing.target = t;
+      return existing;
+    }
+    let ip: number;
+    let mac: Buffer;
+    try {
+      ip = parseIpv4(t.ip);
+      mac = parseMac(t.mac);
+    } catch (err) {
+      this.o.logger.warn('synjitsu cannot mask service', { service: t.service, error: errorMessage(err) });
+      return undefined;
+    }
+    if (existing) {
+      this.resetAll(existing, 'reconfigured');
+      this.closeLink(existing);
+      this.byIp.delete(existing.ip);
+    }
+    const labels = { service: t.service };
+    const m = this.o.metrics;
+    const conn = m.counter('synjitsu_connections_total', 'Connections by event: buffered (handshake completed by us), handed_over');
+    const bytes = m.counter('synjitsu_bytes_total', 'Payload bytes by direction: buffered, to_guest (relayed), to_client (relayed)');
+    const svc: Service = {
+      target: t,
+      ip,
+      mac,
+      phase: existing?.phase === 'ready' ? 'ready' : 'watched',
+      summoned: false,
+      parked: new Map(),
+      flows: new Map(),
+      guestTx: undefined,
+      linkSocket: undefined,
+      guestMac: mac,
+      m: {
+        parked: m.counter('synjitsu_parked_syns_total', 'SYNs parked until the guest is up').labels(labels),
+        duplicateSyns: m.counter('synjitsu_duplicate_syns_total', 'Retransmitted SYNs absorbed while parked').labels(labels),
+        handshakes: m.counter('synjitsu_handshakes_total', 'Handshakes completed on behalf of a booting guest').labels(labels),
+        buffered: conn.labels({ ...labels, event: 'buffered' }),
+        handedOver: conn.labels({ ...labels, event: 'handed_over' }),
+        bytesBuffered: bytes.labels({ ...labels, direction: 'buffered' }),
+        bytesToGuest: bytes.labels({ ...labels, direction: 'to_guest' }),
+        bytesToClient: bytes.labels({ ...labels, direction: 'to_client' }),
+        arpReplies: m.counter('synjitsu_arp_replies_total', 'ARP requests answered for a masked IP').labels(labels),
+        summons: m.counter('synjitsu_summons_total', 'Boots started by a SYN (summon-on-SYN)').labels(labels),
+      },
+    };
+    this.byName.set(t.service, svc);
+    this.byIp.set(ip, svc);
+    this.refilter();
+    return svc;
+  }
+
+  private refilter(): void {
+    if (this.closed) return;
+    try {
+      this.socket.setFilter(watchFilter([...this.byIp.keys()]));
+    } catch (err) {
+      this.o.logger.error('synjitsu: cannot update capture filter', { error: errorMessage(err) });
+    }
+  }
+
+  private openLink(svc: Service, link: string | undefined): void {
+    if (svc.guestTx) return;
+    if (link) {
+      try {
+        svc.linkSocket = new (loadNative().PacketSocket)({ iface: link });
+        svc.guestTx = new TxQueue(svc.linkSocket, 1 << 18);
+        return;
+      } catch (err) {
+        this.o.logger.warn('synjitsu: cannot open guest link, sending via the bridge', { link, error: errorMessage(err) });
+      }
+    }
+    svc.guestTx = this.tx;
+  }
+
+  private closeLink(svc: Service): void {
+    if (svc.guestTx && svc.guestTx !== this.tx) svc.guestTx.flush();
+    svc.linkSocket?.close();
+    svc.linkSocket = undefined;
+    svc.guestTx = undefined;
+  }
+
+  // ---- receive path -----------------------------------------------------------------------------
+
+  private onBatch(count: number): void {
+    const v = this.view;
+    const data = this.rxData;
+    const meta = this.rxMeta;
+    for (let i = 0; i < count; i++) {
+      try {
+        const kind = v.parse(data, meta[i * 3]!, meta[i * 3 + 1]!);
+        if (kind === FRAME_TCP) this.onTcp(v);
+        else if (kind === FRAME_ARP) this.onArp(v);
+      } catch (err) {
+        this.o.logger.warn('synjitsu: frame handling failed', { error: errorMessage(err) });
+      }
+    }
+    this.flushAll();
+  }
+
+  private onArp(v: FrameView): void {
+    const b = v.buf;
+    const off = v.off;
+    if (!arp.isIpv4OverEthernet(b, off, v.len) || arp.op(b, off) !== ARP_REQUEST) return;
+    const svc = this.byIp.get(arp.targetIp(b, off));
+    if (!svc || !this.answersArp(svc)) return;
+    const sender = arp.senderIp(b, off);
+    // Never answer the guest itself (its own probes and gratuitous ARPs would see a conflict).
+    if (sender === 0 || sender === svc.ip || b.compare(svc.mac, 0, 6, off + 22, off + 28) === 0) return;
+    const at = this.tx.reserve(64);
+    this.tx.commit(writeArpReply(this.tx.buffer, at, b, off, svc.ip, svc.mac));
+    svc.m.arpReplies.inc();
+  }
+
+  private answersArp(svc: Service): boolean {
+    const mode = svc.target.mask;
+    if (svc.phase === 'watched') return mode === 'park' || mode === 'handshake' || mode === 'none';
+    if (svc.phase === 'booting') return mode === 'park' || mode === 'handshake';
+    return false;
+  }
+
+  private onTcp(v: FrameView): void {
+    const toSvc = this.byIp.get(v.dstIp);
+    if (toSvc) {
+      this.fromClient(toSvc, v);
+      return;
+    }
+    const fromSvc = this.byIp.get(v.srcIp);
+    if (fromSvc && fromSvc.flows.size > 0) this.fromGuest(fromSvc, v);
+  }
+
+  private fromClient(svc: Service, v: FrameView): void {
+    const flags = v.flags;
+    const isSyn = (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
+    if (isSyn) this.counters.synsSeen++;
+    if (svc.phase === 'watched') {
+      if (!isSyn) return;
+      const mode = svc.target.mask;
+      if (mode === 'activate') return;
+      if (!svc.summoned) {
+        svc.summoned = true;
+        svc.m.summons.inc();
+        this.o.logger.info('synjitsu summon on SYN', { service: svc.target.service, client: formatIpv4(v.srcIp) });
+        try {
+          this.o.onSummon(svc.target.service);
+        } catch (err) {
+          this.o.logger.error('synjitsu summon callback failed', { service: svc.target.service, error: errorMessage(err) });
+        }
+      }
+      if (mode !== 'park' && mode !== 'handshake') {
+        svc.phase = 'booting';
+        return;
+      }
+      svc.phase = 'booting';
+    }
+    const key = endpointKey(v.srcIp, v.srcPort);
+    const flow = svc.flows.get(key);
+    if (flow && flow.svcPort === v.dstPort) {
+      this.clientSegment(flow, v);
+      return;
+    }
+    if (svc.phase !== 'booting') return;
+    if (svc.target.mask === 'park') this.park(svc, v, key, isSyn);
+    else if (svc.target.mask === 'handshake') {
+      if (isSyn) this.synAck(svc, v);
+      else if ((flags & (TCP_ACK | TCP_SYN | TCP_RST)) === TCP_ACK) this.cookieAck(svc, v, key);
+    }
+  }
+
+  // ---- park -------------------------------------------------------------------------------------
+
+  private park(svc: Service, v: FrameView, key: number, isSyn: boolean): void {
+    if (!isSyn) {
+      // The client gave up on a parked SYN: forget it so it is not replayed.
+      if (v.flags & TCP_RST) {
+        const p = svc.parked.get(key);
+        if (p && svc.parked.delete(key)) this.budget.releaseParked();
+      }
+      return;
+    }
+    const existing = svc.parked.get(key);
+    if (existing && existing.isn === v.seq) {
+      svc.m.duplicateSyns.inc();
+      return;
+    }
+    if (!existing) {
+      const refused = this.budget.admitParked(svc.parked.size);
+      if (refused) {
+        this.refuse(refused);
+        return;
+      }
+    }
+    const len = v.ipFrameLength;
+    const frame = Buffer.allocUnsafe(len);
+    v.buf.copy(frame, 0, v.off, v.off + len);
+    // The captured checksum may be unfinished (checksum offload); the guest will verify it.
+    setTcpChecksum(frame, v.tcpOff - v.off, v.tcpLen, v.srcIp, v.dstIp);
+    svc.parked.set(key, { frame, isn: v.seq });
+    svc.m.parked.inc();
+  }
+
+  private async replayParked(svc: Service): Promise<void> {
+    const tx = svc.guestTx ?? this.tx;
+    const frames = [...svc.parked.values()];
+    this.budget.releaseParked(svc.parked.size);
+    svc.parked.clear();
+    for (let i = 0; i < frames.length; i += REPLAY_BATCH) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const end = Math.min(frames.length, i + REPLAY_BATCH);
+      for (let j = i; j < end; j++) {
+        const f = frames[j]!.frame;
+        const at = tx.reserve(f.length);
+        f.copy(tx.buffer, at);
+        tx.commit(f.length);
+      }
+      tx.flush();
+      svc.m.handedOver.inc(end - i);
+      this.counters.handedOver += end - i;
+    }
+  }
+
+  // ---- handshake: SYN cookies and buffering -----------------------------------------------------
+
+  private synAck(svc: Service, v: FrameView): void {
+    const o = parseTcpOptions(v.buf, v.tcpOff, this.opts);
+    const isn = this.cookies.make(v.srcIp, v.srcPort, v.dstIp, v.dstPort, v.seq, o.mss, o.wscale);
+    const s = this.seg;
+    s.srcMac = svc.mac;
+    s.dstMac = v.buf.subarray(v.off + 6, v.off + 12);
+    s.srcIp = svc.ip;
+    s.dstIp = v.srcIp;
+    s.srcPort = v.dstPort;
+    s.dstPort = v.srcPort;
+    s.seq = isn;
+    s.ack = seq.add(v.seq, 1);
+    s.flags = TCP_SYN | TCP_ACK;
+    s.window = Math.min(0xffff, this.budget.space(0));
+    s.mss = OUR_MSS;
+    s.wscale = o.wscale >= 0 ? OUR_WSCALE : -1;
+    s.sackPermitted = false;
+    s.payload = undefined;
+    const at = this.tx.reserve(MAX_FRAME);
+    this.tx.commit(writeTcpFrame(this.tx.buffer, at, s));
+    s.mss = -1;
+    s.wscale = -1;
+    this.counters.cookiesSent++;
+    this.cookieCounter.inc();
+  }
+
+  private cookieAck(svc: Service, v: FrameView, key: number): void {
+    const clientIsn = seq.add(v.seq, -1);
+    const ourIsn = seq.add(v.ack, -1);
+    const facts = this.cookies.check(v.srcIp, v.srcPort, v.dstIp, v.dstPort, clientIsn, ourIsn);
+    if (!facts) {
+      this.counters.invalidCookies++;
+      this.invalidCookieCounter.inc();
+      return;
+    }
+    const refused = this.budget.admitFlow(svc.flows.size);
+    if (refused) {
+      this.refuse(refused);
+      this.sendRst(svc, v.buf.subarray(v.off + 6, v.off + 12), v.srcIp, v.srcPort, v.dstPort, v.ack, seq.add(v.seq, v.payloadLen));
+      return;
+    }
+    const clientMac = Buffer.from(v.buf.subarray(v.off + 6, v.off + 12));
+    const flow = new Flow(svc, v.srcIp, v.srcPort, v.dstPort, clientMac, clientIsn, ourIsn, facts.mss, facts.wscale, v.seq);
+    svc.flows.set(key, flow);
+    svc.m.handshakes.inc();
+    svc.m.buffered.inc();
+    // Install the bridge drop for this connection now, so the handover does not wait for nft.
+    flow.nftAdded = this.relayFilter.add(flow.tuples()).catch((err: unknown) => {
+      this.o.logger.error('synjitsu: nft add failed; relayed connections may break', { error: errorMessage(err) });
+    });
+    this.clientSegment(flow, v);
+  }
+
+  private clientSegment(flow: Flow, v: FrameView): void {
+    flow.lastSeen = Date.now();
+    if (flow.state === 'relay' || flow.state === 'closing') {
+      this.relayToGuest(flow, v);
+      return;
+    }
+    const flags = v.flags;
+    if (flags & TCP_RST) {
+      this.dropFlow(flow, 'client-reset');
+      return;
+    }
+    if (flags & TCP_SYN) return;
+    flow.clientWindow = v.buf.readUInt16BE(v.tcpOff + 14);
+    let advanced = false;
+    if (v.payloadLen > 0) {
+      const end = seq.add(v.seq, v.payloadLen);
+      if (seq.le(v.seq, flow.rcvNxt) && seq.lt(flow.rcvNxt, end) && !flow.fin) {
+        const skip = seq.diff(flow.rcvNxt, v.seq);
+        const n = this.budget.take(flow.buffered, v.payloadLen - skip);
+        if (n > 0) {
+          const start = v.payloadOff + skip;
+          flow.chunks.push(Buffer.from(v.buf.subarray(start, start + n)));
+          flow.buffered += n;
+          flow.rcvNxt = seq.add(flow.rcvNxt, n);
+          flow.svc.m.bytesBuffered.inc(n);
+          advanced = true;
+        }
+      }
+    }
+    if (flags & TCP_FIN && !flow.fin && seq.add(v.seq, v.payloadLen) === flow.rcvNxt) {
+      flow.fin = true;
+      flow.rcvNxt = seq.add(flow.rcvNxt, 1);
+      advanced = true;
+    }
+    // ACK every segment carrying data or FIN (also duplicates: the client must learn the window).
+    if (advanced || v.payloadLen > 0 || flags & TCP_FIN) this.ackClient(flow);
+  }
+
+  private ackClient(flow: Flow): void {
+    const s = this.seg;
+    s.srcMac = flow.svc.mac;
+    s.dstMac = flow.clientMac;
+    s.srcIp = flow.svc.ip;
+    s.dstIp = flow.clientIp;
+    s.srcPort = flow.svcPort;
+    s.dstPort = flow.clientPort;
+    s.seq = seq.add(flow.ourIsn, 1);
+    s.ack = flow.rcvNxt;
+    s.flags = TCP_ACK;
+    s.window = this.budget.space(flow.buffered) >> flow.ourWs;
+    s.payload = undefined;
+    const at = this.tx.reserve(MAX_FRAME);
+    this.tx.commit(writeTcpFrame(this.tx.buffer, at, s));
+  }
+
+  private sendRst(svc: Service, clientMac: Uint8Array, clientIp: number, clientPort: number, svcPort: number, seqNo: number, ackNo: number): void {
+    const s = this.seg;
+    s.srcMac = svc.mac;
+    s.dstMac = clientMac;
+    s.srcIp = svc.ip;
+    s.dstIp = clientIp;
+    s.srcPort = svcPort;
+    s.dstPort = clientPort;
+    s.seq = seqNo;
+    s.ack = ackNo;
+    s.flags = TCP_RST | TCP_ACK;
+    s.window = 0;
+    s.payload = undefined;
+    const at = this.tx.reserve(MAX_FRAME);
+    this.tx.commit(writeTcpFrame(this.tx.buffer, at, s));
+  }
+
+  // ---- handover: replay to the guest, then relay with sequence translation ----------------------
+
+  private async handOver(svc: Service): Promise<void> {
+    const flows = [...svc.flows.values()].filter((f) => f.state === 'buffering');
+    await Promise.all(flows.map((f) => f.nftAdded));
+    for (const flow of flows) {
+      if (flow.state !== 'buffering' || svc.flows.get(endpointKey(flow.clientIp, flow.clientPort)) !== flow) continue;
+      flow.state = 'syn-sent';
+      flow.tries = 0;
+      flow.handoverStarted = Date.now();
+      this.sendGuestSyn(flow);
+    }
+    this.flushAll();
+  }
+
+  private guestTx(flow: Flow): TxQueue {
+    const tx = flow.svc.guestTx ?? this.tx;
+    this.dirtyQueues.add(tx);
+    return tx;
+  }
+
+  private sendGuestSyn(flow: Flow): void {
+    const s = this.seg;
+    s.srcMac = flow.clientMac;
+    s.dstMac = flow.svc.guestMac;
+    s.srcIp = flow.clientIp;
+    s.dstIp = flow.svc.ip;
+    s.srcPort = flow.clientPort;
+    s.dstPort = flow.svcPort;
+    s.seq = flow.clientIsn;
+    s.ack = 0;
+    s.flags = TCP_SYN;
+    s.window = Math.min(0xffff, flow.clientWindow << Math.max(0, flow.clientWs));
+    s.mss = flow.clientMss;
+    s.wscale = flow.clientWs;
+    s.payload = undefined;
+    const tx = this.guestTx(flow);
+    const at = tx.reserve(MAX_FRAME);
+    tx.commit(writeTcpFrame(tx.buffer, at, s));
+    s.mss = -1;
+    s.wscale = -1;
+    const delay = HANDOVER_RTO_MS << Math.min(flow.tries, 4);
+    flow.tries++;
+    clearTimeout(flow.timer);
+    if (Date.now() - flow.handoverStarted > this.limits.handoverTimeoutMs) {
+      flow.timer = undefined;
+      this.resetFlow(flow, 'guest-no-answer');
+      return;
+    }
+    flow.timer = setTimeout(() => {
+      if (flow.state !== 'syn-sent') return;
+      this.sendGuestSyn(flow);
+      this.flushAll();
+    }, delay);
+    flow.timer.unref();
+  }
+
+  /** Window field as the guest must read it: raw when the guest scales with the client's factor. */
+  private clientWindowForGuest(flow: Flow, field: number): number {
+    if (flow.clientWs >= 0 && flow.guestWs < 0) return Math.min(0xffff, field << flow.clientWs);
+    return field;
+  }
+
+  private fromGuest(svc: Service, v: FrameView): void {
+    const flow = svc.flows.get(endpointKey(v.dstIp, v.dstPort));
+    if (!flow || flow.svcPort !== v.srcPort) return;
+    flow.lastSeen = Date.now();
+    const flags = v.flags;
+    if (flow.state === 'syn-sent') {
+      if ((flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && v.ack === seq.add(flow.clientIsn, 1)) {
+        clearTimeout(flow.timer);
+        flow.timer = undefined;
+        const o = parseTcpOptions(v.buf, v.tcpOff, this.opts);
+        flow.guestIsn = v.seq;
+        flow.guestWs = flow.clientWs >= 0 && o.wscale >= 0 ? o.wscale : -1;
+        flow.guestMss = o.mss > 0 ? o.mss : 536;
+        flow.guestAcked = seq.add(flow.clientIsn, 1);
+        flow.guestWindow = v.buf.readUInt16BE(v.tcpOff + 14);
+        flow.replay = flow.chunks.length === 1 ? flow.chunks[0] : Buffer.concat(flow.chunks);
+        flow.chunks = [];
+        flow.replaySent = 0;
+        flow.state = 'relay';
+        flow.tries = 0;
+        flow.svc.m.handedOver.inc();
+        this.counters.handedOver++;
+        this.guestAck(flow, seq.add(flow.clientIsn, 1));
+        this.pumpReplay(flow);
+      } else if (flags & TCP_RST) {
+        this.resetFlow(flow, 'guest-refused');
+      }
+      return;
+    }
+    if (flow.state !== 'relay' && flow.state !== 'closing') return;
+    if (flags & TCP_SYN) {
+      // Our ACK of its SYN-ACK was lost: repeat it (the client never sees this exchange).
+      this.guestAck(flow, seq.add(flow.clientIsn, 1));
+      return;
+    }
+    if (flags & TCP_ACK) {
+      if (seq.lt(flow.guestAcked, v.ack)) flow.guestAcked = v.ack;
+      flow.guestWindow = v.buf.readUInt16BE(v.tcpOff + 14) << Math.max(0, flow.guestWs);
+      if (flow.replay) this.pumpReplay(flow);
+    }
+    this.relayToClient(flow, v);
+  }
+
+  /** Pure ACK to the guest, as the client, acknowledging its SYN. */
+  private guestAck(flow: Flow, seqNo: number): void {
+    const s = this.seg;
+    s.srcMac = flow.clientMac;
+    s.dstMac = flow.svc.guestMac;
+    s.srcIp = flow.clientIp;
+    s.dstIp = flow.svc.ip;
+    s.srcPort = flow.clientPort;
+    s.dstPort = flow.svcPort;
+    s.seq = seqNo;
+    s.ack = seq.add(flow.guestIsn, 1);
+    s.flags = TCP_ACK;
+    s.window = this.clientWindowForGuest(flow, flow.clientWindow);
+    s.payload = undefined;
+    const tx = this.guestTx(flow);
+    const at = tx.reserve(MAX_FRAME);
+    tx.commit(writeTcpFrame(tx.buffer, at, s));
+  }
+
+  /** Sends buffered client bytes the guest has room for; retransmits on a timer until all are acked. */
+  private pumpReplay(flow: Flow): void {
+    const replay = flow.replay;
+    if (!replay) return;
+    const base = seq.add(flow.clientIsn, 1);
+    const total = replay.length + (flow.fin ? 1 : 0);
+    const acked = Math.max(0, Math.min(total, seq.diff(flow.guestAcked, base)));
+    if (acked >= total) {
+      this.budget.give(replay.length);
+      flow.replay = undefined;
+      clearTimeout(flow.timer);
+      flow.timer = undefined;
+      return;
+    }
+    if (flow.replaySent < acked) flow.replaySent = acked;
+    const limit = acked + Math.max(flow.guestWindow, flow.guestMss);
+    const s = this.seg;
+    s.srcMac = flow.clientMac;
+    s.dstMac = flow.svc.guestMac;
+    s.srcIp = flow.clientIp;
+    s.dstIp = flow.svc.ip;
+    s.srcPort = flow.clientPort;
+    s.dstPort = flow.svcPort;
+    s.ack = seq.add(flow.guestIsn, 1);
+    s.window = this.clientWindowForGuest(flow, flow.clientWindow);
+    const tx = this.guestTx(flow);
+    while (flow.replaySent < replay.length && flow.replaySent < limit) {
+      const n = Math.min(flow.guestMss, replay.length - flow.replaySent, limit - flow.replaySent);
+      s.seq = seq.add(base, flow.replaySent);
+      s.payload = replay.subarray(flow.replaySent, flow.replaySent + n);
+      flow.replaySent += n;
+      s.flags = TCP_ACK | (flow.replaySent === replay.length ? TCP_PSH : 0);
+      if (flow.fin && flow.replaySent === replay.length) s.flags |= TCP_FIN;
+      const at = tx.reserve(MAX_FRAME);
+      tx.commit(writeTcpFrame(tx.buffer, at, s));
+      flow.svc.m.bytesToGuest.inc(n);
+    }
+    if (replay.length === 0 && flow.fin && flow.replaySent === 0) {
+      s.seq = base;
+      s.payload = undefined;
+      s.flags = TCP_ACK | TCP_FIN;
+      const at = tx.reserve(MAX_FRAME);
+      tx.commit(writeTcpFrame(tx.buffer, at, s));
+      flow.replaySent = 0;
+    }
+    s.payload = undefined;
+    if (!flow.timer) {
+      flow.timer = setTimeout(() => {
+        flow.timer = undefined;
+        if (!flow.replay || flow.state !== 'relay') return;
+        if (++flow.tries > REPLAY_MAX_TRIES) {
+          this.resetFlow(flow, 'guest-no-ack');
+          this.flushAll();
+          return;
+        }
+        // Go back to the guest's last ACK and resend from there.
+        flow.replaySent = 0;
+        this.pumpReplay(flow);
+        this.flushAll();
+      }, REPLAY_RTO_MS);
+      flow.timer.unref();
+    }
+  }
+
+  /**
+   * Writes one received segment back out, translated, as MSS-sized frames. Frames are rebuilt rather
+   * than patched: captured frames may carry an unfinished (offloaded) checksum or be GSO super-frames
+   * larger than the MTU, and no options need carrying (we never negotiate timestamps or SACK).
+   */
+  private emit(tx: TxQueue, v: FrameView, seqNo: number, ackNo: number, window: number, mss: number): void {
+    const s = this.seg;
+    s.seq = seqNo;
+    s.ack = ackNo;
+    s.window = window;
+    const flags = v.flags & (TCP_ACK | TCP_FIN | TCP_PSH | TCP_RST);
+    let sent = 0;
+    do {
+      const n = Math.min(mss, v.payloadLen - sent);
+      const last = sent + n >= v.payloadLen;
+      s.seq = seq.add(seqNo, sent);
+      s.payload = n > 0 ? v.buf.subarray(v.payloadOff + sent, v.payloadOff + sent + n) : undefined;
+      s.flags = last ? flags : flags & TCP_ACK;
+      const at = tx.reserve(MAX_FRAME);
+      tx.commit(writeTcpFrame(tx.buffer, at, s));
+      sent += n;
+    } while (sent < v.payloadLen);
+    s.payload = undefined;
+  }
+
+  /** Client -> guest: the guest's sequence space is offset from ours; translate the ACK field. */
+  private relayToGuest(flow: Flow, v: FrameView): void {
+    const flags = v.flags;
+    if (flags & TCP_SYN) return;
+    const s = this.seg;
+    s.srcMac = flow.clientMac;
+    s.dstMac = flow.svc.guestMac;
+    s.srcIp = flow.clientIp;
+    s.dstIp = flow.svc.ip;
+    s.srcPort = flow.clientPort;
+    s.dstPort = flow.svcPort;
+    const ack = flags & TCP_ACK ? (v.ack - flow.ourIsn + flow.guestIsn) >>> 0 : 0;
+    const win = this.clientWindowForGuest(flow, v.buf.readUInt16BE(v.tcpOff + 14));
+    this.emit(this.guestTx(flow), v, v.seq, ack, win, Math.min(flow.guestMss, OUR_MSS));
+    if (v.payloadLen > 0) flow.svc.m.bytesToGuest.inc(v.payloadLen);
+    if (flags & TCP_FIN) flow.clientFin = true;
+    if (flags & TCP_RST) this.finish(flow);
+    else if (flow.clientFin && flow.guestFin) this.finish(flow);
+  }
+
+  /** Guest -> client: translate SEQ into the ISN we gave the client, rescale the window. */
+  private relayToClient(flow: Flow, v: FrameView): void {
+    const flags = v.flags;
+    const s = this.seg;
+    s.srcMac = flow.svc.mac;
+    s.dstMac = flow.clientMac;
+    s.srcIp = flow.svc.ip;
+    s.dstIp = flow.clientIp;
+    s.srcPort = flow.svcPort;
+    s.dstPort = flow.clientPort;
+    const sq = (v.seq - flow.guestIsn + flow.ourIsn) >>> 0;
+    const bytes = v.buf.readUInt16BE(v.tcpOff + 14) * 2 ** Math.max(0, flow.guestWs);
+    const win = Math.min(0xffff, Math.floor(bytes / 2 ** flow.ourWs));
+    this.emit(this.tx, v, sq, v.ack, win, flow.clientMss);
+    if (v.payloadLen > 0) flow.svc.m.bytesToClient.inc(v.payloadLen);
+    if (flags & TCP_FIN) flow.guestFin = true;
+    if (flags & TCP_RST) this.finish(flow);
+    else if (flow.clientFin && flow.guestFin) this.finish(flow);
+  }
+
+  // ---- teardown ---------------------------------------------------------------------------------
+
+  /** Both sides are done: keep translating stragglers (final ACKs, retransmits) for a while, then forget. */
+  private finish(flow: Flow): void {
+    if (flow.state === 'closing') return;
+    flow.state = 'closing';
+    clearTimeout(flow.timer);
+    flow.timer = setTimeout(() => this.dropFlow(flow, undefined), LINGER_MS);
+    flow.timer.unref();
+  }
+
+  private resetFlow(flow: Flow, reason: string): void {
+    this.sendRst(flow.svc, flow.clientMac, flow.clientIp, flow.clientPort, flow.svcPort, seq.add(flow.ourIsn, 1), flow.rcvNxt);
+    this.dirtyQueues.add(this.tx);
+    this.counters.reset++;
+    this.resetCounter.labels({ service: flow.svc.target.service, reason }).inc();
+    this.dropFlow(flow, undefined);
+  }
+
+  /** Forgets a flow and returns its memory; `reason` counts it as refused-after-admission when set. */
+  private dropFlow(flow: Flow, reason: string | undefined): void {
+    const key = endpointKey(flow.clientIp, flow.clientPort);
+    if (flow.svc.flows.get(key) !== flow) return;
+    flow.svc.flows.delete(key);
+    clearTimeout(flow.timer);
+    flow.timer = undefined;
+    this.budget.releaseFlow();
+    this.budget.give(flow.buffered - (flow.replay === undefined && flow.state !== 'buffering' && flow.state !== 'syn-sent' ? flow.buffered : 0));
+    flow.chunks = [];
+    flow.replay = undefined;
+    flow.state = 'closing';
+    if (reason) this.o.logger.debug('synjitsu flow dropped', { service: flow.svc.target.service, reason });
+    this.relayFilter.remove(flow.tuples()).catch((err: unknown) => {
+      this.o.logger.warn('synjitsu: nft delete failed', { error: errorMessage(err) });
+    });
+  }
+
+  private resetAll(svc: Service, reason: string): void {
+    for (const flow of [...svc.flows.values()]) {
+      if (flow.state === 'buffering' || flow.state === 'syn-sent') this.resetFlow(flow, reason);
+      else this.dropFlow(flow, reason);
+    }
+    if (svc.parked.size > 0) {
+      // A parked SYN gets RST+ACK: the client's connect() fails at once (ECONNREFUSED) instead of hanging.
+      for (const p of svc.parked.values()) {
+        const f = p.frame;
+        const t = 14 + (f[14]! & 0x0f) * 4;
+        this.sendRst(svc, f.subarray(6, 12), f.readUInt32BE(26), f.readUInt16BE(t), f.readUInt16BE(t + 2), 0, seq.add(p.isn, 1));
+        this.counters.reset++;
+        this.resetCounter.labels({ service: svc.target.service, reason }).inc();
+      }
+      this.budget.releaseParked(svc.parked.size);
+      svc.parked.clear();
+    }
+    this.flushAll();
+  }
+
+  private refuse(reason: RefuseReason): void {
+    this.counters.refused++;
+    this.refusedCounter.labels({ reason }).inc();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const svc of this.byName.values()) {
+      for (const flow of [...svc.flows.values()]) {
+        if (flow.state === 'relay' && now - flow.lastSeen > this.limits.relayIdleMs) this.dropFlow(flow, 'idle');
+      }
+    }
+  }
+
+  private flushAll(): void {
+    this.tx.flush();
+    for (const q of this.dirtyQueues) q.flush();
+    this.dirtyQueues.clear();
+  }
+}
+
+/** Opens the capture on `iface` and returns the masker the service lifecycle drives. */
+export async function createSynjitsu(opts: SynjitsuOptions): Promise<Synjitsu> {
+  return new Synjitsu(opts);
+}
