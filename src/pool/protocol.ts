@@ -51,9 +51,31 @@ function jsonSafe(details: unknown): Record<string, unknown> {
   }
 }
 
+/** Every JitsuError code (compile-checked: a new code must be added here). */
+const KNOWN_CODES: Record<ErrorCode, true> = {
+  CONFIG_INVALID: true,
+  BACKEND_UNKNOWN: true,
+  BACKEND_UNSUPPORTED: true,
+  BOOT_FAILED: true,
+  BOOT_TIMEOUT: true,
+  READY_TIMEOUT: true,
+  STOP_FAILED: true,
+  NOT_RUNNING: true,
+  NETWORK_SETUP: true,
+  NATIVE_UNAVAILABLE: true,
+  ABORTED: true,
+  STATE_CORRUPT: true,
+  DNS_MALFORMED: true,
+  UPSTREAM_FAILED: true,
+};
+
 export function toWireError(err: unknown, op: PoolOp): WireError {
   const details = typeof err === 'object' && err !== null && 'details' in err ? jsonSafe((err as { details: unknown }).details) : {};
-  return { code: errorCode(err) ?? FALLBACK_CODE[op], message: errorMessage(err), details };
+  const code = errorCode(err);
+  if (code !== undefined && code in KNOWN_CODES) return { code, message: errorMessage(err), details };
+  // A raw Node error (ENOENT, ...): keep its code as a detail, give it the op's stable code.
+  if (code !== undefined) details['osCode'] = code;
+  return { code: FALLBACK_CODE[op], message: errorMessage(err), details };
 }
 
 export function fromWireError(wire: WireError): JitsuError {
