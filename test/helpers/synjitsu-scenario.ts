@@ -1,0 +1,79 @@
+/**
+ * One cold-boot scenario on a SynjitsuRig: the client connects to a stopped service; summon-on-SYN
+ * starts a simulated boot of `bootMs`; when it ends the VM link comes up and the masker is told
+ * ready() (or failed()). With `mask: 'off'` no masker runs at all: the unmasked baseline.
+ */
+import type { BackendHandle, MaskMode } from '../../src/backends/backend.js';
+import { silentLogger } from '../../src/observe/log.js';
+import { MetricsRegistry } from '../../src/observe/metrics.js';
+import type { MaskTarget } from '../../src/synjitsu/masker.js';
+import { createSynjitsu, type Synjitsu, type SynjitsuOptions } from '../../src/synjitsu/synjitsu.js';
+import type { SynjitsuRig } from './synjitsu-rig.js';
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface Boot {
+  target: MaskTarget;
+  masker: Synjitsu;
+  metrics: MetricsRegistry;
+  /** Resolves when the simulated boot has ended and ready()/failed() returned. */
+  done: () => Promise<void>;
+  summons: number;
+}
+
+export function handleFor(rig: SynjitsuRig): BackendHandle {
+  return { backend: 'process', service: 'web', link: rig.vmLink, mac: rig.vmMac, data: {} };
+}
+
+/** A masker on the rig's bridge whose summon-on-SYN runs a simulated boot of bootMs. */
+export async function maskedService(
+  rig: SynjitsuRig,
+  mask: MaskMode,
+  bootMs: number,
+  opts: { fail?: boolean; limits?: SynjitsuOptions['limits'] } = {},
+): Promise<Boot> {
+  const metrics = new MetricsRegistry();
+  const target: MaskTarget = { service: 'web', ip: rig.vmIp, mask, mac: rig.vmMac };
+  let boot: Promise<void> = Promise.resolve();
+  const state: Boot = {
+    target,
+    metrics,
+    summons: 0,
+    masker: undefined as unknown as Synjitsu,
+    done: () => boot,
+  };
+  state.masker = await createSynjitsu({
+    iface: rig.bridge,
+    logger: silentLogger,
+    metrics,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+    onSummon: () => {
+      state.summons++;
+      state.masker.booting(target);
+      boot = (async () => {
+        await sleep(bootMs);
+        if (opts.fail) {
+          state.masker.failed(target, 'simulated boot failure');
+          return;
+        }
+        await rig.linkUp();
+        await state.masker.ready(target, handleFor(rig));
+      })();
+    },
+  });
+  state.masker.configure([target]);
+  return state;
+}
+
+export function metric(metrics: MetricsRegistry, name: string, labels = ''): number {
+  const text = metrics.render();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    if (labels && !(m[2] ?? '').includes(labels)) continue;
+    total += Number(m[3]);
+  }
+  return total;
+}
