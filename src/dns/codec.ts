@@ -246,7 +246,7 @@ function decodeRData(buf: Uint8Array, type: number, start: number, length: numbe
       };
     }
     default:
-      return { kind: 'RAW', bytes: buf.slice(start, end) };
+      return { kind: 'RAW', bytes: new Uint8Array(buf.subarray(start, end)) };
   }
 }
 
@@ -260,7 +260,7 @@ function decodeEdns(buf: Uint8Array, name: string, klass: number, ttl: number, s
     const code = u16(buf, pos);
     const len = u16(buf, pos + 2);
     if (pos + 4 + len > end) throw malformed('EDNS option overruns the OPT rdata', { offset: pos });
-    options.push({ code, data: buf.slice(pos + 4, pos + 4 + len) });
+    options.push({ code, data: new Uint8Array(buf.subarray(pos + 4, pos + 4 + len)) });
     pos += 4 + len;
   }
   return {

@@ -32,7 +32,7 @@ import {
 } from './constants.js';
 import type { Forwarder } from './forwarder.js';
 import { DnsMetrics, type AnswerPath } from './metrics.js';
-import { ParsedQuery, parseQuery } from './query.js';
+import { lowerNameWire, ParsedQuery, parseQuery, sameName } from './query.js';
 import type { DnsHandler, ServiceAnswer, Summoner, Transport } from './types.js';
 
 export interface HandlerOptions {
@@ -61,14 +61,31 @@ const SOA_EXPIRE = 86400;
 /** Sample the latency of 1 in 64 cached answers: timing every one costs more than the answer. */
 const SAMPLE_MASK = 63;
 
+/** Encoded replies for one configured name; ID and question case get patched per query. */
 interface CacheEntry {
+  /** Lowercase wire name: collisions on the hash are told apart by these bytes. */
+  wire: Uint8Array;
   name: string;
   answer: ServiceAnswer;
   ipv4: readonly string[];
   ipv6: readonly string[];
   ttl: number;
-  /** (qtype << 2 | ednsVariant) -> encoded reply, ID 0, question as first asked. */
-  replies: Map<number, Buffer>;
+  /** A, AAAA, ANY x (no EDNS, EDNS, EDNS+DO): the hot slots, indexed without hashing. */
+  addr: (Buffer | undefined)[];
+  /** Other qtypes (NODATA answers), keyed qtype * 3 + EDNS variant. */
+  other: Map<number, Buffer>;
+  size: number;
+  /** Next entry with the same hash. */
+  next: CacheEntry | undefined;
+}
+
+function addrSlot(qtype: number, variant: number): number {
+  return qtype === QType.A ? variant : qtype === QType.AAAA ? 3 + variant : qtype === QType.ANY ? 6 + variant : -1;
+}
+
+function cachedReply(entry: CacheEntry, qtype: number, variant: number): Buffer | undefined {
+  const slot = addrSlot(qtype, variant);
+  return slot >= 0 ? entry.addr[slot] : entry.other.get(qtype * 3 + variant);
 }
 
 function isAddressType(qtype: number): boolean {
@@ -98,7 +115,7 @@ class Handler implements QueryHandler {
   private readonly serial: number;
   private readonly ttl: number;
   private readonly cacheLimit: number;
-  private readonly cache = new Map<string, CacheEntry>();
+  private readonly cache = new Map<number, CacheEntry>();
   private cachedReplies = 0;
   private readonly q = new ParsedQuery();
   private tick = 0;
@@ -151,12 +168,13 @@ class Handler implements QueryHandler {
     if (q.ednsDuplicate) return this.minimal(msg, q, transport, Rcode.FORMERR, 0);
     if (q.hasEdns && q.ednsVersion !== 0) return this.minimal(msg, q, transport, Rcode.BADVERS, 0);
 
-    if (q.key !== '' && q.qclass === QClass.IN) {
-      const entry = this.cache.get(q.key);
+    if (q.cacheable && q.qclass === QClass.IN) {
+      let entry = this.cache.get(q.hash);
+      while (entry !== undefined && !sameName(msg, q, entry.wire)) entry = entry.next;
       if (entry !== undefined) {
         const answer = this.summoner.lookup(entry.name);
         if (answer === entry.answer && answer.ipv4 === entry.ipv4 && answer.ipv6 === entry.ipv6 && answer.ttl === entry.ttl) {
-          const cached = entry.replies.get((q.qtype << 2) | ednsVariant(q));
+          const cached = cachedReply(entry, q.qtype, ednsVariant(q));
           if (cached !== undefined) {
             if (isAddressType(q.qtype)) {
               const up = answer.ensureUp();
@@ -164,10 +182,7 @@ class Handler implements QueryHandler {
             }
             return this.emit(cached, msg, q, transport);
           }
-        } else {
-          this.cachedReplies -= entry.replies.size;
-          this.cache.delete(q.key);
-        }
+        } else this.forget(q.hash, entry);
       }
     }
     try {
@@ -190,7 +205,7 @@ class Handler implements QueryHandler {
           if (up !== true) return this.summonLater(msg, snapshot(q), transport, name, answer, up);
         }
         const reply = this.authoritative(msg, q, name, answer);
-        if (q.key !== '' && q.qclass === QClass.IN) this.remember(q, name, answer, reply);
+        if (q.cacheable && q.qclass === QClass.IN) this.remember(msg, q, name, answer, reply);
         return this.emit(reply, msg, q, transport);
       }
     }
@@ -319,22 +334,57 @@ class Handler implements QueryHandler {
     return encodeMessage(m);
   }
 
-  private remember(q: ParsedQuery, name: string, answer: ServiceAnswer, reply: Buffer): void {
-    let entry = this.cache.get(q.key);
-    if (entry === undefined || entry.answer !== answer) {
-      if (entry !== undefined) this.cachedReplies -= entry.replies.size;
-      entry = { name, answer, ipv4: answer.ipv4, ipv6: answer.ipv6, ttl: answer.ttl, replies: new Map() };
-      this.cache.set(q.key, entry);
+  private remember(msg: Buffer, q: ParsedQuery, name: string, answer: ServiceAnswer, reply: Buffer): void {
+    if (this.cachedReplies >= this.cacheLimit) this.clearCache(); // bounded memory; refills on demand
+    let entry = this.cache.get(q.hash);
+    while (entry !== undefined && !sameName(msg, q, entry.wire)) entry = entry.next;
+    if (entry !== undefined && entry.answer !== answer) {
+      this.forget(q.hash, entry);
+      entry = undefined;
     }
-    if (this.cachedReplies >= this.cacheLimit) {
-      // Bounded memory beats LRU bookkeeping on the hot path; a full cache refills on demand.
-      this.clearCache();
-      this.cache.set(q.key, entry);
-      entry.replies.clear();
+    if (entry === undefined) {
+      entry = {
+        wire: lowerNameWire(msg, q),
+        name,
+        answer,
+        ipv4: answer.ipv4,
+        ipv6: answer.ipv6,
+        ttl: answer.ttl,
+        addr: new Array<Buffer | undefined>(9).fill(undefined),
+        other: new Map(),
+        size: 0,
+        next: this.cache.get(q.hash),
+      };
+      this.cache.set(q.hash, entry);
     }
-    const key = (q.qtype << 2) | ednsVariant(q);
-    if (!entry.replies.has(key)) this.cachedReplies++;
-    entry.replies.set(key, Buffer.from(reply));
+    const variant = ednsVariant(q);
+    const slot = addrSlot(q.qtype, variant);
+    const copy = Buffer.from(reply);
+    if (slot >= 0) {
+      if (entry.addr[slot] === undefined) {
+        entry.size++;
+        this.cachedReplies++;
+      }
+      entry.addr[slot] = copy;
+    } else {
+      if (!entry.other.has(q.qtype * 3 + variant)) {
+        entry.size++;
+        this.cachedReplies++;
+      }
+      entry.other.set(q.qtype * 3 + variant, copy);
+    }
+  }
+
+  private forget(hash: number, entry: CacheEntry): void {
+    this.cachedReplies -= entry.size;
+    let head = this.cache.get(hash);
+    if (head === entry) {
+      if (entry.next === undefined) this.cache.delete(hash);
+      else this.cache.set(hash, entry.next);
+      return;
+    }
+    while (head !== undefined && head.next !== entry) head = head.next;
+    if (head !== undefined) head.next = entry.next;
   }
 
   /**
@@ -346,13 +396,14 @@ class Handler implements QueryHandler {
       this.metrics.truncated.inc();
       return this.minimal(msg, q, transport, template[3]! & 0xf, ((template[2]! << 8) | template[3]!) & Flag.AA, Flag.TC);
     }
+    // TypedArray.set and a byte loop: Buffer.copy costs more than the copy for a few dozen bytes.
     const out = Buffer.allocUnsafe(template.length);
-    template.copy(out);
+    out.set(template);
     out[0] = msg[0]!;
     out[1] = msg[1]!;
     out[2] = (template[2]! & ~(Flag.RD >> 8)) | (msg[2]! & (Flag.RD >> 8));
     out[3] = (template[3]! & ~Flag.CD) | (msg[3]! & Flag.CD);
-    msg.copy(out, HEADER_SIZE, HEADER_SIZE, q.nameEnd);
+    for (let i = HEADER_SIZE; i < q.nameEnd; i++) out[i] = msg[i]!;
     this.metrics.query(transport, template[3]! & 0xf);
     return out;
   }

@@ -1,6 +1,6 @@
 /**
  * Hot-path query parser: header, the first question and the OPT record, written into a
- * caller-owned object that is reused for every query (no allocation except the key string).
+ * caller-owned object that is reused for every query (no allocation).
  * Anything unusual (compressed question name, non-ASCII bytes) is left to the full decoder.
  */
 import { EDNS_DO, HEADER_SIZE, MAX_NAME_WIRE_LENGTH, QType } from './constants.js';
@@ -20,10 +20,12 @@ export class ParsedQuery {
   /** Offset just after the first question. */
   questionEnd = 0;
   /**
-   * The question name's wire bytes as a latin1 string, ASCII-lowercased: a cache key that
-   * matches every 0x20 variant of a name. Empty when the name holds bytes >= 0x80.
+   * 32-bit FNV-1a hash of the question name's wire bytes, ASCII-lowercased, so every 0x20
+   * variant of a name hashes alike. A cache key (collisions are resolved by comparing bytes).
    */
-  key = '';
+  hash = 0;
+  /** False when the name holds bytes >= 0x80: such names bypass the answer cache. */
+  cacheable = false;
   hasEdns = false;
   ednsPayload = 0;
   ednsVersion = 0;
@@ -62,8 +64,8 @@ export function parseQuery(buf: Buffer, q: ParsedQuery): void {
   q.ednsDo = false;
 
   let pos = HEADER_SIZE;
-  let upper = false;
   let high = false;
+  let hash = 0x811c9dc5;
   const n = buf.length;
   for (;;) {
     if (pos >= n) throw malformed('question name runs past the end of the message', { offset: pos });
@@ -72,10 +74,12 @@ export function parseQuery(buf: Buffer, q: ParsedQuery): void {
     if (len > 63) throw malformed(len >= 0xc0 ? 'compressed first question name' : 'label longer than 63 octets', { offset: pos });
     const end = pos + 1 + len;
     if (end > n) throw malformed('label runs past the end of the message', { offset: pos });
+    hash = Math.imul(hash ^ len, 0x01000193);
     for (let i = pos + 1; i < end; i++) {
-      const c = buf[i]!;
-      if (c >= 0x41 && c <= 0x5a) upper = true;
+      let c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) c += 0x20;
       else if (c >= 0x80) high = true;
+      hash = Math.imul(hash ^ c, 0x01000193);
     }
     pos = end;
     if (pos - HEADER_SIZE + 1 > MAX_NAME_WIRE_LENGTH) throw malformed('name longer than 255 octets', { offset: HEADER_SIZE });
@@ -85,11 +89,8 @@ export function parseQuery(buf: Buffer, q: ParsedQuery): void {
   q.qtype = (buf[q.nameEnd]! << 8) | buf[q.nameEnd + 1]!;
   q.qclass = (buf[q.nameEnd + 2]! << 8) | buf[q.nameEnd + 3]!;
   q.questionEnd = q.nameEnd + 4;
-  if (high) q.key = '';
-  else {
-    const key = buf.toString('latin1', HEADER_SIZE, q.nameEnd);
-    q.key = upper ? key.toLowerCase() : key;
-  }
+  q.hash = hash >>> 0;
+  q.cacheable = !high;
 
   // Remaining questions, answers and authorities are skipped; OPT is looked for in additionals.
   pos = q.questionEnd;
@@ -116,4 +117,26 @@ export function parseQuery(buf: Buffer, q: ParsedQuery): void {
     }
     pos += 10 + rdlength;
   }
+}
+
+/** Whether the question name in `buf` equals `lowerWire` (lowercase wire bytes), ignoring ASCII case. */
+export function sameName(buf: Uint8Array, q: ParsedQuery, lowerWire: Uint8Array): boolean {
+  const len = q.nameEnd - HEADER_SIZE;
+  if (len !== lowerWire.length) return false;
+  for (let i = 0; i < len; i++) {
+    let c = buf[HEADER_SIZE + i]!;
+    if (c >= 0x41 && c <= 0x5a) c += 0x20;
+    if (c !== lowerWire[i]) return false;
+  }
+  return true;
+}
+
+/** The question name's wire bytes, ASCII-lowercased (a copy). */
+export function lowerNameWire(buf: Uint8Array, q: ParsedQuery): Uint8Array {
+  const out = new Uint8Array(q.nameEnd - HEADER_SIZE);
+  for (let i = 0; i < out.length; i++) {
+    const c = buf[HEADER_SIZE + i]!;
+    out[i] = c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
+  }
+  return out;
 }
