@@ -88,8 +88,8 @@ export async function removeHostAddresses(bridge: string, cidrs: readonly string
   try {
     await ipBatch([...new Set(cidrs)].map((c) => addrLine('del', c, bridge)), { force: true });
   } catch (err) {
-    // "Cannot assign requested address" = already gone; anything else is real.
+    // "Address not found" / "Cannot assign requested address" = already gone; anything else is real.
     const stderr = String((err as { details?: { stderr?: unknown } }).details?.stderr ?? '');
-    if (!stderr.split('\n').every((l) => l.trim() === '' || /Cannot assign requested address/.test(l))) throw err;
+    if (!stderr.split('\n').every((l) => l.trim() === '' || /Address not found|Cannot assign requested address/.test(l))) throw err;
   }
 }

@@ -68,7 +68,13 @@ export async function ipBatch(lines: readonly string[], opts: BatchOptions = {})
   args.push('-batch', '-');
   const res = await runTool('ip', args, lines.join('\n') + '\n');
   if (res.status === 0) return;
-  const failed = [...res.stderr.matchAll(/Command failed -:(\d+)/g)].map((m) => lines[Number(m[1]) - 1] ?? `line ${m[1]}`);
+  let failed = [...res.stderr.matchAll(/Command failed -:(\d+)/g)].map((m) => lines[Number(m[1]) - 1] ?? `line ${m[1]}`);
+  if (failed.length === 0) {
+    // Argument errors make ip exit without a line number; find the line holding the quoted bad word.
+    const words = [...res.stderr.matchAll(/"([^"]+)"/g)].map((m) => m[1]!);
+    const line = lines.find((l) => words.some((w) => l.split(' ').includes(w)));
+    if (line) failed = [line];
+  }
   const prefix = opts.netns ? `ip -n ${opts.netns} ` : 'ip ';
   const what = failed.length > 0 ? failed.map((l) => prefix + l).join(' | ') : `${prefix}-batch (${lines.length} commands)`;
   throw failure(what, res.stderr.replace(/Command failed -:\d+\n?/g, ''), { netns: opts.netns, failedLines: failed });
