@@ -65,6 +65,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const store = new StateStore(config.stateDir);
     const saved = await store.load();
     const specs = config.services.map((s) => buildSpec(s, config));
+    await Promise.all(specs.map((s) => mkdir(s.runDir, { recursive: true, mode: 0o700 })));
 
     const network = new ServiceNetworkSetup(config, logger);
     await network.prepare(specs);
@@ -101,7 +102,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const status = (): DaemonStatus => ({
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-      dns: dns.addresses().map((a) => ({ address: a.address, port: a.port })),
+      dns: [...new Map(dns.addresses().map((a) => [`${a.address}:${a.port}`, { address: a.address, port: a.port }])).values()],
       forwarders: config.forwarders.map((f) => `${f}:${config.forwarderPort}`),
       services: mgr.status(),
     });
@@ -114,7 +115,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     }
 
     logger.info('jitsu ready', {
-      dns: dns.addresses().map((a) => `${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`).join(','),
+      dns: [...new Set(dns.addresses().map((a) => `${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`))].join(','),
       services: config.services.length,
       forwarders: config.forwarders.join(',') || 'off',
       synjitsu: config.synjitsu ?? 'off',

@@ -1,3 +1,5 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { ServiceSpec } from '../backends/backend.js';
 import type { Config } from '../config/types.js';
 import { errorMessage } from '../errors.js';
@@ -10,7 +12,8 @@ const NETNS_BACKENDS = new Set(['process', 'container']);
 /**
  * The daemon's part of the service network: the bridge, the host's gateway address in every service
  * subnet, and a ready netns for each process/container service, all made once at start so a boot is
- * only an exec. Teardown undoes exactly what this daemon made.
+ * only an exec. Teardown undoes exactly what this daemon made. Whether the bridge is ours is kept in
+ * the state dir, so a daemon restarted after a crash still removes the bridge its predecessor made.
  */
 export class ServiceNetworkSetup {
   private bridgeCreated = false;
@@ -25,8 +28,10 @@ export class ServiceNetworkSetup {
   async prepare(specs: readonly ServiceSpec[]): Promise<void> {
     if (specs.length === 0) return;
     const started = performance.now();
+    const inherited = await this.predecessorMadeBridge();
     const bridge = await ensureBridge(this.config.bridge);
-    this.bridgeCreated = bridge.created;
+    this.bridgeCreated = bridge.created || inherited;
+    await writeFile(this.ownershipFile(), JSON.stringify({ bridge: this.config.bridge, created: this.bridgeCreated }));
     this.hostCidrs = [...new Set(specs.map((s) => `${s.network.gateway}/${s.network.prefixLength}`))];
     await ensureHostAddresses(this.config.bridge, this.hostCidrs);
     for (const spec of specs) {
@@ -43,11 +48,25 @@ export class ServiceNetworkSetup {
     });
   }
 
+  private ownershipFile(): string {
+    return join(this.config.stateDir, 'network.json');
+  }
+
+  private async predecessorMadeBridge(): Promise<boolean> {
+    try {
+      const saved = JSON.parse(await readFile(this.ownershipFile(), 'utf8')) as { bridge?: unknown; created?: unknown };
+      return saved.bridge === this.config.bridge && saved.created === true;
+    } catch {
+      return false;
+    }
+  }
+
   async teardown(): Promise<void> {
     for (const service of this.netnsServices) {
       await removeServiceNetns(service).catch((err: unknown) => this.logger.warn('could not remove netns', { service, cause: errorMessage(err) }));
     }
     if (this.bridgeCreated) await removeBridge(this.config.bridge);
     else await removeHostAddresses(this.config.bridge, this.hostCidrs);
+    await rm(this.ownershipFile(), { force: true });
   }
 }

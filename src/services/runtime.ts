@@ -104,7 +104,7 @@ export class ServiceRuntime {
     this.phase = 'booting';
     const startedAt = this.deps.now();
     const deadline = startedAt + this.deps.bootTimeoutMs;
-    const remaining = (): number => Math.max(1, deadline - this.deps.now());
+    const remaining = (): number => Math.max(1, Math.ceil(deadline - this.deps.now()));
     this.bootCount++;
     const resuming = this.suspended && this.handle !== undefined;
     this.log.info(resuming ? 'resuming' : 'booting', { backend: this.spec.backend, ip: this.spec.network.ip, mask: this.spec.mask });
