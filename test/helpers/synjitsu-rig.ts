@@ -45,6 +45,8 @@ export function rigUnavailable(): string | undefined {
 export interface RigCounters {
   synRetrans: number;
   retransSegs: number;
+  /** Retransmission timeouts fired (also counts a SYN whose retransmit was deferred in the ARP queue). */
+  timeouts: number;
 }
 
 export class SynjitsuRig {
@@ -134,6 +136,14 @@ export class SynjitsuRig {
     await must('ip', ['link', 'set', this.vmLink, 'up']);
   }
 
+  /**
+   * The client remembers the VM's MAC (a STALE neighbour entry), as after talking to it before it
+   * was stopped: its SYN then leaves at once instead of waiting in the ARP queue.
+   */
+  async seedClientNeighbour(): Promise<void> {
+    await must('ip', ['-n', this.clientNs, 'neigh', 'replace', this.vmIp, 'lladdr', this.vmMac, 'dev', 'eth0', 'nud', 'stale']);
+  }
+
   /** Back to "not booted": link down, neighbour caches cleared so each test starts cold. */
   async reset(): Promise<void> {
     await must('ip', ['link', 'set', this.vmLink, 'down']);
@@ -148,9 +158,9 @@ export class SynjitsuRig {
 
   /** The client's kernel retransmission counters (absolute). */
   async counters(): Promise<RigCounters> {
-    const r = await this.inClient('nstat', ['-asz', 'TcpExtTCPSynRetrans', 'TcpRetransSegs']);
+    const r = await this.inClient('nstat', ['-asz', 'TcpExtTCPSynRetrans', 'TcpRetransSegs', 'TcpExtTCPTimeouts']);
     const value = (name: string): number => Number(new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(r.stdout)?.[1] ?? NaN);
-    return { synRetrans: value('TcpExtTCPSynRetrans'), retransSegs: value('TcpRetransSegs') };
+    return { synRetrans: value('TcpExtTCPSynRetrans'), retransSegs: value('TcpRetransSegs'), timeouts: value('TcpExtTCPTimeouts') };
   }
 
   /** One curl from the client: connect and first-byte times in seconds, body, exit code. */
