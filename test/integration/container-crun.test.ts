@@ -2,7 +2,9 @@
 // client netns, nstat for SYN retransmissions. Addresses 10.204.1.0/24, interfaces jt5*.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { createContainerBackend } from '../../src/backends/container/index.js';
 import type { BackendHandle, ServiceSpec } from '../../src/backends/backend.js';
@@ -109,6 +111,19 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
     await backend.stop(h, spec, 'destroy', never);
   });
 
+  it('runs an existing OCI bundle made by `crun spec`, joined to the service netns', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jt5-bundle-'));
+    runDirs.push(dir);
+    execFileSync('crun', ['spec'], { cwd: dir });
+    symlinkSync(busybox, join(dir, 'rootfs'));
+    const spec = serviceSpec('jt5web', 1, { bundle: [dir], exec: ['/bin/httpd -f -p 8080 -h /www'], port: ['8080'] }, 'none', runDirs);
+    const h = await start(spec);
+    await backend.ready(h, spec, never);
+    expect(await inClient('curl', ['-s', '--max-time', '5', `http://${spec.network.ip}:8080/`])).toBe('hello from a jitsu container\n');
+    await backend.stop(h, spec, 'destroy', never);
+    expect(await backend.state(h, spec)).toBe('stopped');
+  });
+
   it('socket activation holds an early connection with zero SYN retransmits while the server starts late', async () => {
     const spec = serviceSpec('jt5act', 2, { rootfs: [nodeRoot], exec: ['/usr/bin/node /srv/server.js'], port: ['80'], env: ['DELAY_MS=1500'] }, 'activate', runDirs);
     const synBefore = await clientSynRetrans();
@@ -116,6 +131,9 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
     const h = await start(spec);
     // Ready at once: the kernel already listens for the container.
     await backend.ready(h, spec, never);
+    // systemd's protocol as the container's init sees it (pid 1 in its pid namespace).
+    const environ = execFileSync('cat', [`/proc/${h.pid}/environ`], { encoding: 'utf8' }).split('\0');
+    expect(environ).toEqual(expect.arrayContaining(['LISTEN_FDS=1', 'LISTEN_PID=1', 'LISTEN_FDNAMES=tcp-80', 'DELAY_MS=1500']));
     const body = await inClient('curl', ['-s', '--max-time', '10', `http://${spec.network.ip}/`]);
     const elapsed = performance.now() - t0;
     expect(body).toBe('hello from a jitsu container\n');
@@ -152,6 +170,17 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
     expect(performance.now() - t).toBeGreaterThanOrEqual(1900);
     expect(await backend.state(h, stubborn)).toBe('stopped');
     expect(h.pid && existsSync(`/proc/${h.pid}/stat`) && !/\) Z/.test(execFileSync('cat', [`/proc/${h.pid}/stat`], { encoding: 'utf8' }))).toBeFalsy();
+  });
+
+  it('destroy ends a suspended (frozen) container too', async () => {
+    const spec = serviceSpec('jt5stop', 3, { rootfs: [busybox], exec: ['/bin/httpd -f -p 80 -h /www'], port: ['80'] }, 'none', runDirs);
+    const h = await start(spec);
+    await backend.ready(h, spec, never);
+    await backend.stop(h, spec, 'suspend', never);
+    expect(await backend.state(h, spec)).toBe('paused');
+    await backend.stop(h, spec, 'destroy', never);
+    expect(await backend.state(h, spec)).toBe('stopped');
+    await expect(httpGet(spec.network.ip, 80, 300)).rejects.toThrow();
   });
 
   it('a bundle that fails to start is BOOT_FAILED with crun\'s cause', async () => {

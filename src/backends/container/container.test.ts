@@ -1,0 +1,165 @@
+import { describe, it, expect } from 'vitest';
+import { errorCode } from '../../errors.js';
+import { containerOptions, defaultContainerMask, parseContainerOptions } from './options.js';
+import { defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
+import { crunArgv, crunCommand, detectHybridCgroups, isNoSuchContainer, lastLine, mapCrunFailure, parseCrunState, runtimeStateOf } from './crun.js';
+import { containerId } from './index.js';
+
+const caught = (f: () => unknown): { code?: string; message: string; details: { key?: string } } => {
+  try {
+    f();
+  } catch (err) {
+    return err as { code?: string; message: string; details: { key?: string } };
+  }
+  throw new Error('expected a throw');
+};
+
+describe('container options', () => {
+  it('parses rootfs + exec + ports + env + cwd', () => {
+    const c = parseContainerOptions('www', { rootfs: ['/r'], exec: ['/bin/httpd -f -p "80"'], port: ['80', '443', '80'], env: ['A=1', 'B=x=y'], cwd: ['/www'], readonly: ['false'] });
+    expect(c).toEqual({ rootfs: '/r', args: ['/bin/httpd', '-f', '-p', '80'], ports: [80, 443], env: ['A=1', 'B=x=y'], cwd: '/www', readonly: false });
+  });
+
+  it('runs shell syntax through /bin/sh -c, like the process backend', () => {
+    expect(parseContainerOptions('www', { rootfs: ['/r'], exec: ['a | b'] }).args).toEqual(['/bin/sh', '-c', 'a | b']);
+  });
+
+  it('takes a bundle without exec (the bundle has its own args)', () => {
+    expect(parseContainerOptions('www', { bundle: ['/b'] })).toEqual({ bundle: '/b', ports: [], env: [] });
+  });
+
+  it.each([
+    [{}, 'bundle', /exactly one of bundle/],
+    [{ bundle: ['/b'], rootfs: ['/r'] }, 'bundle', /exactly one of bundle/],
+    [{ rootfs: ['/r'] }, 'exec', /required with rootfs/],
+    [{ rootfs: ['r'], exec: ['x'] }, 'rootfs', /absolute/],
+    [{ bundle: ['/b'], port: ['0'] }, 'port', /1-65535/],
+    [{ bundle: ['/b'], port: ['http'] }, 'port', /1-65535/],
+    [{ bundle: ['/b'], env: ['=x'] }, 'env', /KEY=VALUE/],
+    [{ bundle: ['/b'], env: ['LISTEN_FDS=3'] }, 'env', /socket activation/],
+    [{ bundle: ['/b'], cwd: ['www'] }, 'cwd', /absolute/],
+    [{ bundle: ['/b'], readonly: ['yes'] }, 'readonly', /true or false/],
+    [{ bundle: ['/b'], exec: ['"unclosed'] }, 'exec', /unclosed/],
+    [{ bundle: ['/b'], kernel: ['/k'] }, 'kernel', /unknown container key/],
+    [{ bundle: ['/b', '/c'] }, 'bundle', /give it once/],
+  ])('rejects %j naming %s', (options, key, message) => {
+    const err = caught(() => parseContainerOptions('www', options));
+    expect(errorCode(err)).toBe('CONFIG_INVALID');
+    expect(err.details.key).toBe(key);
+    expect(err.message).toMatch(message);
+  });
+
+  it('defaults to activation only with ports; every key documents itself', () => {
+    expect(defaultContainerMask({ port: ['80'] })).toBe('activate');
+    expect(defaultContainerMask({})).toBe('none');
+    for (const o of containerOptions) expect(o.description.length).toBeGreaterThan(10);
+  });
+});
+
+describe('OCI config', () => {
+  const inputs = {
+    config: { rootfs: '/r', args: ['/bin/httpd'], ports: [80, 443], env: ['MODE=prod'] },
+    hostname: 'jitsu-www',
+    netnsPath: '/run/netns/jitsu-www',
+    listenPorts: [80, 443],
+  };
+
+  it('generates a locked-down config that joins the service netns and carries the activation env', () => {
+    const c = serviceOciConfig(defaultOciConfig('/r', ['/bin/httpd']), inputs) as {
+      root: { path: string; readonly: boolean };
+      hostname: string;
+      process: { args: string[]; env: string[]; cwd: string; terminal: boolean; capabilities: { bounding: string[] } };
+      linux: { namespaces: Array<{ type: string; path?: string }> };
+    };
+    expect(c.root).toEqual({ path: '/r', readonly: true });
+    expect(c.hostname).toBe('jitsu-www');
+    expect(c.process.args).toEqual(['/bin/httpd']);
+    expect(c.process.terminal).toBe(false);
+    expect(c.process.cwd).toBe('/');
+    expect(c.process.env).toEqual([expect.stringMatching(/^PATH=/), 'MODE=prod', 'LISTEN_FDS=2', 'LISTEN_FDNAMES=tcp-80:tcp-443']);
+    expect(c.process.capabilities.bounding).toEqual(['CAP_NET_BIND_SERVICE']);
+    expect(c.linux.namespaces).toEqual([{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: '/run/netns/jitsu-www' }]);
+  });
+
+  it('overlays a bundle config: relative root resolved, its netns and stale LISTEN_ env replaced, its args kept', () => {
+    const bundle: OciConfig = {
+      ociVersion: '1.0.2',
+      root: { path: 'rootfs' },
+      process: { terminal: true, args: ['/app'], env: ['PATH=/bin', 'LISTEN_FDS=9', 'X=1'], cwd: '/srv' },
+      linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'mount' }], resources: { devices: [] } },
+      annotations: { keep: 'me' },
+    };
+    const c = serviceOciConfig(bundle, { ...inputs, config: { bundle: '/b', ports: [80], env: [] }, listenPorts: [] }, '/b') as {
+      root: { path: string };
+      process: { args: string[]; env: string[]; cwd: string; terminal: boolean };
+      linux: { namespaces: unknown[]; resources: unknown };
+      annotations: unknown;
+    };
+    expect(c.root.path).toBe('/b/rootfs');
+    expect(c.process).toMatchObject({ args: ['/app'], env: ['PATH=/bin', 'X=1'], cwd: '/srv', terminal: false });
+    expect(c.linux.namespaces).toEqual([{ type: 'pid' }, { type: 'mount' }, { type: 'network', path: '/run/netns/jitsu-www' }]);
+    expect(c.linux.resources).toEqual({ devices: [] });
+    expect(c.annotations).toEqual({ keep: 'me' });
+    // The input is not modified.
+    expect((bundle['process'] as { terminal: boolean }).terminal).toBe(true);
+  });
+});
+
+describe('crun', () => {
+  const mount = (id: number, point: string, fs: string): string => `${id} 1 0:${id} / ${point} rw,nosuid - ${fs} ${fs} rw`;
+
+  it('detects a hybrid cgroup host (v1 + v2 at unified) and nothing else', () => {
+    const hybrid = [mount(30, '/sys/fs/cgroup', 'tmpfs'), mount(31, '/sys/fs/cgroup/cpu', 'cgroup'), mount(32, '/sys/fs/cgroup/unified', 'cgroup2')].join('\n');
+    const v2 = mount(30, '/sys/fs/cgroup', 'cgroup2');
+    const v1 = [mount(30, '/sys/fs/cgroup', 'tmpfs'), mount(31, '/sys/fs/cgroup/cpu', 'cgroup')].join('\n');
+    expect(detectHybridCgroups(hybrid)).toBe(true);
+    expect(detectHybridCgroups(v2)).toBe(false);
+    expect(detectHybridCgroups(v1)).toBe(false);
+  });
+
+  it('builds crun argv, wrapped in a private mount namespace on hybrid hosts', () => {
+    const paths = { crun: 'crun', root: '/run/s/crun', log: '/run/s/crun.log' };
+    const run = crunArgv.run('jitsu-www', '/run/s/bundle', '/run/s/pid', 2);
+    expect(run).toEqual(['run', '--detach', '--bundle=/run/s/bundle', '--pid-file=/run/s/pid', '--preserve-fds=2', 'jitsu-www']);
+    expect(crunArgv.run('x', '/b', '/p', 0)).not.toContain('--preserve-fds=0');
+    expect(crunCommand(paths, run, false)).toEqual(['crun', '--root=/run/s/crun', '--log=file:/run/s/crun.log', ...run]);
+    const wrapped = crunCommand({ crun: 'crun', root: '/r' }, crunArgv.kill('x', 'KILL'), true);
+    expect(wrapped.slice(0, 5)).toEqual(['unshare', '--mount', '--propagation', 'private', 'sh']);
+    expect(wrapped[6]).toContain('umount /sys/fs/cgroup/unified');
+    expect(wrapped.slice(-5)).toEqual(['crun', '--root=/r', 'kill', 'x', 'KILL']);
+    expect(crunArgv.delete('x')).toEqual(['delete', '--force', 'x']);
+    expect(crunArgv.pause('x')).toEqual(['pause', 'x']);
+    expect(crunArgv.resume('x')).toEqual(['resume', 'x']);
+    expect(crunArgv.state('x')).toEqual(['state', 'x']);
+  });
+
+  it('parses crun state (real crun 1.8 output) and maps its statuses', () => {
+    const real = '{\n    "ociVersion": "1.0.0",\n    "id": "p2",\n    "pid": 22406,\n    "status": "running",\n    "bundle": "/tmp/b",\n    "rootfs": "rootfs",\n    "created": "2026-11-23T06:56:50.268868Z",\n    "systemd-scope": "",\n    "owner": "root"\n}\n';
+    expect(parseCrunState(real)).toEqual({ status: 'running', pid: 22406 });
+    expect(() => parseCrunState('[]')).toThrow();
+    expect(['running', 'paused', 'stopped', 'created', 'weird'].map(runtimeStateOf)).toEqual(['running', 'paused', 'stopped', 'stopped', 'unknown']);
+  });
+
+  it('maps crun failures (real crun 1.8 messages)', () => {
+    const gone = mapCrunFailure('kill', 'jitsu-x', { exitCode: 1, stdout: '', stderr: 'error opening file `/r/jitsu-x/status`: No such file or directory' }, '');
+    expect(gone.code).toBe('NOT_RUNNING');
+    expect(isNoSuchContainer('error opening file `/r/jitsu-x/status`: No such file or directory')).toBe(true);
+    const hybrid = mapCrunFailure('run', 'jitsu-x', { exitCode: 1, stdout: '', stderr: '' }, 'cgroups in hybrid mode not supported, drop all controllers from cgroupv2');
+    expect(hybrid.code).toBe('BACKEND_UNSUPPORTED');
+    const missing = mapCrunFailure('run', 'jitsu-x', { exitCode: null, stdout: '', stderr: '', spawnError: 'ENOENT: spawn crun ENOENT' }, '');
+    expect(missing.message).toMatch(/apt-get install crun/);
+    const other = mapCrunFailure('pause', 'jitsu-x', { exitCode: 1, stdout: '', stderr: 'boom\n' }, '');
+    expect(other.code).toBe('STOP_FAILED');
+    expect(other.message).toContain('boom');
+  });
+
+  it('takes the last line of crun output, unwrapping JSON log lines', () => {
+    expect(lastLine('a\nb\n\n')).toBe('b');
+    expect(lastLine('{"msg":"executable file `/x` not found","level":"error"}\n')).toBe('executable file `/x` not found');
+  });
+
+  it('names containers after the service, within crun\'s id alphabet', () => {
+    expect(containerId('www')).toBe('jitsu-www');
+    expect(containerId('a b/c')).toBe('jitsu-a-b-c');
+  });
+});
