@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { loadConfigFile, mergeRaw } from '../config/file.js';
-import { demoConfig } from '../config/embedded.js';
+import { DEMO_IP, DEMO_NAME, demoConfig } from '../config/embedded.js';
 import { validateConfig, type RawConfig } from '../config/validate.js';
 import { startDaemon, VERSION } from '../daemon.js';
 import { parseResolvConf } from '../dns/forwarder.js';
@@ -26,6 +26,7 @@ function usageError(message: string): never {
 
 async function main(argv: readonly string[]): Promise<void> {
   let config;
+  let demo = false;
   try {
     const parsed = parseArgv(argv);
     if (parsed.help) {
@@ -39,6 +40,7 @@ async function main(argv: readonly string[]): Promise<void> {
     let raw: RawConfig = parsed.raw;
     if (parsed.configFile !== undefined) raw = mergeRaw(loadConfigFile(parsed.configFile), raw);
     if (parsed.demo) raw = mergeRaw(demoConfig(), raw);
+    demo = parsed.demo;
     config = validateConfig(raw, { defaultForwarders: resolvConfNameservers });
   } catch (err) {
     if (errorCode(err) === 'CONFIG_INVALID') usageError(errorMessage(err));
@@ -56,6 +58,22 @@ async function main(argv: readonly string[]): Promise<void> {
     logger.error('startup failed', { code: code ?? 'UNKNOWN', cause: errorMessage(err) + hint });
     if (code === 'CONFIG_INVALID') usageError(errorMessage(err));
     process.exit(1);
+  }
+
+  if (demo) {
+    const port = daemon.dnsAddresses()[0]?.port ?? config.port;
+    const metrics = daemon.metricsPort();
+    process.stdout.write(
+      [
+        '',
+        `Jitsu demo is running. In another terminal:`,
+        `  dig @127.0.0.1 -p ${port} ${DEMO_NAME}    # first query boots the demo service; answer ${DEMO_IP}`,
+        `  curl http://${DEMO_IP}/                   # the summoned service replies`,
+        ...(metrics !== undefined ? [`  curl http://127.0.0.1:${metrics}/status    # state, boot count, boot time`] : []),
+        `Idle for 2×TTL (${2 * config.ttl} s) it is stopped again; the next query boots it. Ctrl-C stops the demo and cleans up.`,
+        '',
+      ].join('\n') + '\n',
+    );
   }
 
   let signalled = 0;

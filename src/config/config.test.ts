@@ -18,6 +18,10 @@ describe('service arguments', () => {
       ['ip', '10.0.0.2'],
     ]);
     expect(parseServiceArg('exec=a=b')).toEqual([['exec', 'a=b']]);
+    expect(parseServiceArg('exec="srv --msg \\"a, b\\" c:\\\\",ip=10.0.0.2')).toEqual([
+      ['exec', 'srv --msg "a, b" c:\\'],
+      ['ip', '10.0.0.2'],
+    ]);
   });
 
   it.each([

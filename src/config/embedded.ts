@@ -1,6 +1,5 @@
 import { fileURLToPath } from 'node:url';
 import type { RawConfig } from './validate.js';
-import { parseServiceArg } from './service-arg.js';
 
 /** The demo's service address: its own /24 on the daemon's bridge, the host at .1. */
 export const DEMO_NAME = 'demo.jitsu.test';
@@ -14,7 +13,7 @@ export const DEMO_METRICS = '127.0.0.1:9153';
  */
 export function demoConfig(): RawConfig {
   const server = fileURLToPath(new URL('../demo/http.js', import.meta.url));
-  const exec = `${process.execPath} ${server} --port 80 --message "hello from demo.jitsu.test, summoned by Jitsu"`;
+  const exec = `${process.execPath} ${server} --port 80 --message "hello from demo.jitsu.test (summoned by Jitsu)"`;
   return {
     flags: new Map([
       ['bind', ['127.0.0.1']],
@@ -23,6 +22,13 @@ export function demoConfig(): RawConfig {
       ['metrics', [DEMO_METRICS]],
       ['ttl', ['30']],
     ]),
-    services: [parseServiceArg(`dns=${DEMO_NAME},ip=${DEMO_IP},port=80,exec=${JSON.stringify(exec)}`)],
+    services: [
+      [
+        ['dns', DEMO_NAME],
+        ['ip', DEMO_IP],
+        ['port', '80'],
+        ['exec', exec],
+      ],
+    ],
   };
 }

@@ -4,7 +4,7 @@ export type KeyValue = readonly [key: string, value: string];
 
 /**
  * Split a service argument `key=value,key=value` (the original Jitsu syntax). A value may be
- * double-quoted to contain commas: `cmdline="console=ttyS0,115200"`.
+ * double-quoted to contain commas: `cmdline="console=ttyS0,115200"`; inside the quotes `\"` is a quote.
  */
 export function parseServiceArg(text: string): KeyValue[] {
   const pairs: KeyValue[] = [];
@@ -21,10 +21,16 @@ export function parseServiceArg(text: string): KeyValue[] {
     let j = eq + 1;
     let value: string;
     if (text[j] === '"') {
-      const close = text.indexOf('"', j + 1);
-      if (close === -1) throw new ConfigError(key, `unterminated quote in "${text}"`);
-      value = text.slice(j + 1, close);
-      j = close + 1;
+      // Inside quotes, \" and \\ stand for " and \ (so exec= can carry a quoted argument).
+      value = '';
+      j++;
+      while (j < text.length && text[j] !== '"') {
+        if (text[j] === '\\' && (text[j + 1] === '"' || text[j + 1] === '\\')) j++;
+        value += text[j];
+        j++;
+      }
+      if (j >= text.length) throw new ConfigError(key, `unterminated quote in "${text}"`);
+      j++;
       if (j < text.length && text[j] !== ',') throw new ConfigError(key, `expected "," after the quoted value in "${text}"`);
     } else {
       const end = text.indexOf(',', j);
