@@ -1,0 +1,130 @@
+// The xl backend's orchestration (adopt, create, stop fallbacks, state) against a scripted stand-in for
+// xl: no Xen runs here, so this is the only way to exercise these paths. The stub speaks xl's documented
+// output (see test/fixtures/xl/README.md) and records every argv it gets.
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ServiceSpec } from '../backend.js';
+import { createXlBackend } from './index.js';
+
+const STUB = `#!/bin/sh
+# Stand-in for xl: domains live in $0.domains as "name id flags" lines.
+d="$0.domains"; touch "$d"; echo "$*" >> "$0.log"
+row() { grep "^$1 " "$d"; }
+case "$1" in
+  list)
+    printf 'Name                                        ID   Mem VCPUs\\tState\\tTime(s)\\n'
+    printf '%-40s %5s %5s %5s     %s %9s\\n' Domain-0 0 750 4 r----- 11794.3
+    while read -r n i f; do printf '%-40s %5s %5s %5s     %s %9s\\n' "$n" "$i" 64 1 "$f" 0.1; done < "$d" ;;
+  create)
+    if [ -f "$0.fail" ]; then cat "$0.fail" >&2; exit 1; fi
+    n=$(sed -n 's/^name = "\\(.*\\)"$/\\1/p' "$2"); echo "Parsing config from $2" >&2; echo "$n 7 -b----" >> "$d" ;;
+  destroy|shutdown|pause|unpause)
+    eval "n=\\$$#"
+    row "$n" > /dev/null || { echo "$n is an invalid domain identifier (rc=-6)" >&2; exit 1; }
+    case "$1" in
+      destroy) grep -v "^$n " "$d" > "$d.new"; mv "$d.new" "$d" ;;
+      shutdown) [ -f "$0.ignore-shutdown" ] && exec sleep 5; grep -v "^$n " "$d" > "$d.new"; mv "$d.new" "$d" ;;
+      pause) sed -i "s/^$n \\([0-9]*\\) .*/$n \\1 --p---/" "$d" ;;
+      unpause) sed -i "s/^$n \\([0-9]*\\) .*/$n \\1 -b----/" "$d" ;;
+    esac ;;
+  *) echo "unknown command $1" >&2; exit 1 ;;
+esac
+`;
+
+describe('xl backend orchestration (stub xl)', () => {
+  let dir = '';
+  let xl = '';
+  let spec: ServiceSpec;
+  const signal = new AbortController().signal;
+  const calls = (): string[] => (existsSync(`${xl}.log`) ? readFileSync(`${xl}.log`, 'utf8').trim().split('\n') : []);
+  const domains = (text: string): void => writeFileSync(`${xl}.domains`, text);
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'jt5-xlstub-'));
+    xl = join(dir, 'xl');
+    writeFileSync(xl, STUB);
+    chmodSync(xl, 0o755);
+    writeFileSync(join(dir, 'kernel'), 'k');
+    spec = {
+      service: 'www',
+      backend: 'xl',
+      network: { bridge: 'jt5br0', family: 4, ip: '127.0.0.1', prefixLength: 24, gateway: '10.204.9.1', mac: '02:00:00:00:00:07' },
+      mask: 'none',
+      options: { kernel: [join(dir, 'kernel')], memory: ['65536'] },
+      runDir: dir,
+    };
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('start writes the config, creates the domain and returns its domid and vif', async () => {
+    const h = await createXlBackend({ xl }).start(spec, signal);
+    expect(h).toMatchObject({ backend: 'xl', service: 'www', link: 'vif7.0', mac: '02:00:00:00:00:07', data: { domain: 'www', domid: 7 } });
+    const cfg = join(dir, 'xl-www.cfg');
+    expect(readFileSync(cfg, 'utf8')).toContain('memory = 64\n');
+    expect(calls()).toEqual(['list', `create ${cfg}`, 'list']);
+  });
+
+  it('adopts a running domain and unpauses a paused one instead of creating another', async () => {
+    domains('www 3 -b----\n');
+    const backend = createXlBackend({ xl });
+    expect((await backend.start(spec, signal)).data['domid']).toBe(3);
+    domains('www 4 --p---\n');
+    expect((await backend.start(spec, signal)).link).toBe('vif4.0');
+    expect(calls()).toEqual(['list', 'list', 'unpause www']);
+  });
+
+  it('state follows the State column; stop modes run the right commands; stop is idempotent', async () => {
+    const backend = createXlBackend({ xl });
+    const h = await backend.start(spec, signal);
+    expect(await backend.state(h, spec)).toBe('running');
+    await backend.stop(h, spec, 'suspend', signal);
+    expect(await backend.state(h, spec)).toBe('paused');
+    await backend.resume!(h, spec, signal);
+    expect(await backend.state(h, spec)).toBe('running');
+    await backend.stop(h, spec, 'shutdown', signal);
+    expect(await backend.state(h, spec)).toBe('stopped');
+    await backend.stop(h, spec, 'destroy', signal);
+    await backend.stop(h, spec, 'shutdown', signal);
+    expect(calls().filter((c) => c !== 'list')).toEqual([`create ${join(dir, 'xl-www.cfg')}`, 'pause www', 'unpause www', 'shutdown -w www', 'destroy www', 'shutdown -w www']);
+  });
+
+  it('a guest that ignores shutdown is destroyed once the bounded wait ends', async () => {
+    const backend = createXlBackend({ xl, shutdownTimeoutMs: 300 });
+    const h = await backend.start(spec, signal);
+    writeFileSync(`${xl}.ignore-shutdown`, '');
+    const t = performance.now();
+    await backend.stop(h, spec, 'shutdown', signal);
+    expect(performance.now() - t).toBeLessThan(3000);
+    expect(calls().slice(-2)).toEqual(['shutdown -w www', 'destroy www']);
+    expect(await backend.state(h, spec)).toBe('stopped');
+  });
+
+  it('a create failure becomes BOOT_FAILED with the reason and xl\'s words', async () => {
+    writeFileSync(`${xl}.fail`, readFileSync(new URL('../../../test/fixtures/xl/documented-create-nomem.stderr', import.meta.url)));
+    const err = (await createXlBackend({ xl }).start(spec, signal).catch((e: unknown) => e)) as { code: string; message: string; details: { reason: string } };
+    expect(err.code).toBe('BOOT_FAILED');
+    expect(err.details.reason).toBe('out-of-memory');
+    expect(err.message).toMatch(/lower memory=/);
+  });
+
+  it('ready with a tcp probe waits for the guest to accept', async () => {
+    const backend = createXlBackend({ xl, pollMs: 5 });
+    const h = await backend.start(spec, signal);
+    let server: Server | undefined;
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    setTimeout(() => {
+      server = createServer((s) => s.destroy()).listen(port, '127.0.0.1');
+    }, 150);
+    const t = performance.now();
+    await backend.ready(h, { ...spec, ready: { kind: 'tcp', port } }, signal);
+    expect(performance.now() - t).toBeGreaterThanOrEqual(140);
+    server?.close();
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const err = (await backend.ready({ ...h, link: 'jt5-none' }, spec, ac.signal).catch((e: unknown) => e)) as { code: string };
+    expect(err.code).toBe('ABORTED');
+  });
+});
