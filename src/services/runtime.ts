@@ -192,7 +192,7 @@ export class ServiceRuntime {
     this.suspended = mode === 'suspend';
     if (!this.suspended) this.handle = undefined;
     this.phase = 'stopped';
-    if (this.spec.mask !== 'none') this.deps.masker.stopped(this.maskTarget);
+    if (ANSWER_AT_ONCE.has(this.spec.mask)) this.deps.masker.stopped(this.maskTarget);
     this.deps.metrics.stops.labels({ service: this.spec.service, mode }).inc();
     await this.save();
   }
