@@ -222,7 +222,8 @@ class Server implements DnsServer {
       writeBlocked = false;
       flow();
     });
-    sock.setTimeout(this.idleTimeoutMs, () => {
+    sock.setTimeout(this.idleTimeoutMs);
+    sock.on('timeout', () => {
       // RFC 7766 6.2.3: keep the connection while an answer is still owed.
       if (inFlight > 0) sock.setTimeout(this.idleTimeoutMs);
       else reject();
