@@ -123,10 +123,12 @@ describe('crun', () => {
     expect(run).toEqual(['run', '--detach', '--bundle=/run/s/bundle', '--pid-file=/run/s/pid', '--preserve-fds=2', 'jitsu-www']);
     expect(crunArgv.run('x', '/b', '/p', 0)).not.toContain('--preserve-fds=0');
     expect(crunCommand(paths, run, false)).toEqual(['crun', '--root=/run/s/crun', '--log=file:/run/s/crun.log', ...run]);
-    const wrapped = crunCommand({ crun: 'crun', root: '/r' }, crunArgv.kill('x', 'KILL'), true);
+    const wrapped = crunCommand({ crun: 'crun', root: '/r' }, crunArgv.run('x', '/b', '/p', 0), true);
     expect(wrapped.slice(0, 5)).toEqual(['unshare', '--mount', '--propagation', 'private', 'sh']);
     expect(wrapped[6]).toContain('umount /sys/fs/cgroup/unified');
-    expect(wrapped.slice(-5)).toEqual(['crun', '--root=/r', 'kill', 'x', 'KILL']);
+    expect(wrapped.slice(-7)).toEqual(['crun', '--root=/r', 'run', '--detach', '--bundle=/b', '--pid-file=/p', 'x']);
+    // Only creation needs the wrapper.
+    expect(crunCommand({ crun: 'crun', root: '/r' }, crunArgv.kill('x', 'KILL'), true)).toEqual(['crun', '--root=/r', 'kill', 'x', 'KILL']);
     expect(crunArgv.delete('x')).toEqual(['delete', '--force', 'x']);
     expect(crunArgv.pause('x')).toEqual(['pause', 'x']);
     expect(crunArgv.resume('x')).toEqual(['resume', 'x']);
