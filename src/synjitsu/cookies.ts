@@ -48,8 +48,9 @@ export class SynCookies {
     return h & 0xfffff;
   }
 
+  /** The full slot number goes into the hash, so a cookie cannot come back to life when the 5 bits wrap. */
   private slot(): number {
-    return Math.floor(this.now() / SLOT_SECONDS) & 0x1f;
+    return Math.floor(this.now() / SLOT_SECONDS);
   }
 
   /** The ISN for our SYN-ACK. */
@@ -65,7 +66,7 @@ export class SynCookies {
     const ws = clientWscale < 0 ? 15 : Math.min(clientWscale, 14);
     const slot = this.slot();
     const meta = (mssIndex << 4) | ws;
-    return ((slot << 27) | (meta << 20) | this.hash(srcIp, srcPort, dstIp, dstPort, clientIsn, slot, meta)) >>> 0;
+    return (((slot & 0x1f) << 27) | (meta << 20) | this.hash(srcIp, srcPort, dstIp, dstPort, clientIsn, slot | 0, meta)) >>> 0;
   }
 
   /**
@@ -73,11 +74,11 @@ export class SynCookies {
    * Returns the facts encoded at SYN time, or undefined for a forged or expired cookie.
    */
   check(srcIp: number, srcPort: number, dstIp: number, dstPort: number, clientIsn: number, ourIsn: number): CookieFacts | undefined {
-    const slot = ourIsn >>> 27;
-    const age = (this.slot() - slot) & 0x1f;
+    const now = this.slot();
+    const age = (now - (ourIsn >>> 27)) & 0x1f;
     if (age > MAX_AGE_SLOTS) return undefined;
     const meta = (ourIsn >>> 20) & 0x7f;
-    if (this.hash(srcIp, srcPort, dstIp, dstPort, clientIsn >>> 0, slot, meta) !== (ourIsn & 0xfffff)) return undefined;
+    if (this.hash(srcIp, srcPort, dstIp, dstPort, clientIsn >>> 0, (now - age) | 0, meta) !== (ourIsn & 0xfffff)) return undefined;
     const ws = meta & 0xf;
     return { mss: MSS_TABLE[meta >>> 4]!, wscale: ws === 15 ? -1 : ws };
   }

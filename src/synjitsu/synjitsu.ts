@@ -1,5 +1,5 @@
 import type { BackendHandle } from '../backends/backend.js';
-import { errorMessage } from '../errors.js';
+import { errorCode, errorMessage, JitsuError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { CounterChild, MetricsRegistry } from '../observe/metrics.js';
 import { loadNative, type PacketSocket, type RingOptions } from '../native/index.js';
@@ -995,5 +995,15 @@ export class Synjitsu implements BootMasker {
 
 /** Opens the capture on `iface` and returns the masker the service lifecycle drives. */
 export async function createSynjitsu(opts: SynjitsuOptions): Promise<Synjitsu> {
-  return new Synjitsu(opts);
+  try {
+    return new Synjitsu(opts);
+  } catch (err) {
+    if (errorCode(err) === 'NATIVE_UNAVAILABLE') throw err;
+    throw new JitsuError(
+      'NETWORK_SETUP',
+      `synjitsu cannot capture on "${opts.iface}": ${errorMessage(err)} (the bridge must exist and the daemon needs root or CAP_NET_RAW + CAP_NET_ADMIN)`,
+      { iface: opts.iface },
+      { cause: err },
+    );
+  }
 }
