@@ -28,19 +28,19 @@ export const containerOptions: readonly OptionSpec[] = [
   {
     key: 'bundle',
     description: "existing OCI bundle directory (config.json + rootfs); jitsu copies its config, joins it to the service's netns and adds the activation env",
-    example: 'bundle=/srv/bundles/www',
+    example: '/srv/bundles/www',
     validate: absolute('bundle'),
   },
   {
     key: 'rootfs',
     description: 'root filesystem directory; jitsu writes the OCI config itself (read-only root, tmpfs /tmp, no capabilities beyond NET_BIND_SERVICE)',
-    example: 'rootfs=/var/cache/jitsu/rootfs/busybox',
+    example: '/var/cache/jitsu/rootfs/busybox',
     validate: absolute('rootfs'),
   },
   {
     key: 'exec',
     description: 'process to run in the container, split like the process backend\'s exec= (shell syntax runs via /bin/sh -c); required with rootfs=',
-    example: 'exec="/bin/httpd -f -p 80 -h /www"',
+    example: '"/bin/httpd -f -p 80 -h /www"',
     validate: (v) => {
       try {
         parseCommand(v);
@@ -55,25 +55,25 @@ export const containerOptions: readonly OptionSpec[] = [
     key: 'port',
     repeatable: true,
     description: 'TCP port bound inside the netns before crun starts and passed to the container as fd 3.. (LISTEN_FDS)',
-    example: 'port=80',
+    example: '80',
     validate: (v) => (/^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535 ? undefined : `port must be a TCP port number 1-65535, got "${v}"`),
   },
   {
     key: 'env',
     repeatable: true,
     description: 'extra environment variable KEY=VALUE for the container process',
-    example: 'env=MODE=prod',
+    example: 'MODE=prod',
     validate: (v) => {
       const eq = v.indexOf('=');
       if (eq <= 0 || !ENV_KEY.test(v.slice(0, eq))) return `env must be KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*, got "${v}"`;
       return RESERVED_ENV.has(v.slice(0, eq)) ? `env ${v.slice(0, eq)} is set by jitsu for socket activation; use port= instead` : undefined;
     },
   },
-  { key: 'cwd', description: 'working directory inside the container (absolute)', example: 'cwd=/www', validate: absolute('cwd') },
+  { key: 'cwd', description: 'working directory inside the container (absolute)', example: '/www', validate: absolute('cwd') },
   {
     key: 'readonly',
     description: 'mount the root filesystem read-only: true (default with rootfs=) or false',
-    example: 'readonly=false',
+    example: 'false',
     validate: (v) => (v === 'true' || v === 'false' ? undefined : 'readonly must be true or false'),
   },
 ];
