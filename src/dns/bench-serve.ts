@@ -2,9 +2,11 @@
  * Stand-alone DNS server with a static name table, for dnsperf/dig runs against the DNS layer
  * alone (no services, no backends):
  *   node dist/src/dns/bench-serve.js [--port N] [--address A]... [--forward IP[:PORT]] [--many N]
+ * `--workers N` runs N node:cluster workers sharing the sockets (a multi-core experiment).
  * Serves demo.jitsu.test (A 10.0.0.1, AAAA fd00::1), v4only.jitsu.test, and many.jitsu.test with
  * N A records (default 60, for truncation tests). Prints `listening PORT` when ready.
  */
+import cluster from 'node:cluster';
 import { createLogger } from '../observe/log.js';
 import { MetricsRegistry } from '../observe/metrics.js';
 import { createForwarder, type Forwarder } from './forwarder.js';
@@ -20,6 +22,17 @@ function arg(name: string): string[] {
 }
 
 async function main(): Promise<void> {
+  const workers = Number(arg('--workers')[0] ?? 0);
+  if (workers > 0 && cluster.isPrimary) {
+    for (let i = 0; i < workers; i++) cluster.fork();
+    const stopAll = (): void => {
+      for (const w of Object.values(cluster.workers ?? {})) w?.kill();
+      process.exit(0);
+    };
+    process.on('SIGINT', stopAll);
+    process.on('SIGTERM', stopAll);
+    return;
+  }
   const port = Number(arg('--port')[0] ?? 0);
   const addresses = arg('--address');
   const many = Number(arg('--many')[0] ?? 60);
@@ -42,7 +55,14 @@ async function main(): Promise<void> {
     forwarder = createForwarder({ upstreams: [{ address: address!, port: Number(p ?? 53) }], metrics, logger });
   }
   const handler = createDnsHandler({ summoner, forwarder, metrics, logger });
-  const server = await createDnsServer({ addresses: addresses.length ? addresses : ['127.0.0.1'], port, handler, logger, metrics });
+  const server = await createDnsServer({
+    addresses: addresses.length ? addresses : ['127.0.0.1'],
+    port,
+    handler,
+    logger,
+    metrics,
+    clusterShared: workers > 0,
+  });
   process.stdout.write(`listening ${server.port}\n`);
   const stop = (): void => {
     if (arg('--metrics').length) process.stderr.write(metrics.render());

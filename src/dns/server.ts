@@ -38,6 +38,11 @@ export interface DnsServerOptions {
   tcp?: TcpLimits;
   /** SO_RCVBUF for UDP sockets; absorbs bursts. Default 4 MiB (capped by net.core.rmem_max). */
   udpReceiveBuffer?: number;
+  /**
+   * In a `node:cluster` worker: bind non-exclusively, so every worker shares the primary's
+   * sockets (the kernel hands each datagram to one of the workers reading it). Default false.
+   */
+  clusterShared?: boolean;
 }
 
 export interface BoundAddress {
@@ -55,9 +60,12 @@ export interface DnsServer {
 
 type LookupCallback = (err: Error | null, address: string, family: number) => void;
 
-/** Replies go to the literal address a query came from: no resolver, no extra tick. */
-function literalLookup(address: string, _family: unknown, callback: LookupCallback): void {
-  callback(null, address, net.isIPv6(address) ? 6 : 4);
+/**
+ * Replies go to the literal address a query came from, in the socket's own family: no resolver,
+ * no address parsing, no extra tick.
+ */
+function literalLookup(family: 4 | 6): (address: string, _family: unknown, callback: LookupCallback) => void {
+  return (address, _family, callback) => callback(null, address, family);
 }
 
 function familyOf(address: string): 4 | 6 {
@@ -128,13 +136,13 @@ class Server implements DnsServer {
       type: family === 6 ? 'udp6' : 'udp4',
       ipv6Only: family === 6,
       recvBufferSize: this.opts.udpReceiveBuffer ?? 4 * 1024 * 1024,
-      lookup: literalLookup as unknown as dgram.SocketOptions['lookup'],
+      lookup: literalLookup(family) as unknown as dgram.SocketOptions['lookup'],
     });
     this.udp.push(sock);
     return new Promise<number>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       sock.once('error', onError);
-      sock.bind({ address, port, exclusive: true }, () => {
+      sock.bind({ address, port, exclusive: !this.opts.clusterShared }, () => {
         sock.off('error', onError);
         sock.on('error', (err) => this.opts.logger.warn('dns udp socket error', { address, error: err.message }));
         this.serveUdp(sock);
@@ -178,7 +186,7 @@ class Server implements DnsServer {
     return new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       server.once('error', onError);
-      server.listen({ host: address, port, ipv6Only: family === 6, exclusive: true }, () => {
+      server.listen({ host: address, port, ipv6Only: family === 6, exclusive: !this.opts.clusterShared }, () => {
         server.off('error', onError);
         server.on('error', (err) => this.opts.logger.warn('dns tcp listener error', { address, error: err.message }));
         resolve();
