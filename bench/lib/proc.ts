@@ -20,8 +20,8 @@ export interface Proc {
   kill(graceMs?: number): Promise<void>;
 }
 
-export function start(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Proc {
-  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
+export function start(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; stdin?: boolean } = {}): Proc {
+  const child = spawn(cmd, args, { detached: true, stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
   let out = '';
   let err = '';
   const watchers = new Set<() => void>();
