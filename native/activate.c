@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -114,7 +115,14 @@ static int open_socket(const struct listen_spec *spec, int backlog) {
   if (fd < 0) die(EXIT_SOCKET, "socket() for", spec->text, errno);
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die(EXIT_SOCKET, "SO_REUSEADDR for", spec->text, errno);
-  if (bind(fd, (const struct sockaddr *)&spec->addr, spec->addrlen) != 0) die(EXIT_SOCKET, "bind", spec->text, errno);
+  /* A previous instance of the service may still be dying (its last threads hold the socket for
+   * a few ms after it shows as a zombie): retry EADDRINUSE for up to ~1 s. */
+  for (int attempt = 0;; attempt++) {
+    if (bind(fd, (const struct sockaddr *)&spec->addr, spec->addrlen) == 0) break;
+    if (errno != EADDRINUSE || attempt >= 200) die(EXIT_SOCKET, "bind", spec->text, errno);
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
   if (spec->type == SOCK_STREAM && listen(fd, backlog) != 0) die(EXIT_SOCKET, "listen", spec->text, errno);
   return fd;
 }

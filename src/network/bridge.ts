@@ -54,6 +54,10 @@ export async function ensureBridge(name: string = DEFAULT_BRIDGE, opts: BridgeOp
       `link add ${ka} type veth peer name ${kb}`,
       `link set ${ka} addrgenmode none`,
       `link set ${kb} addrgenmode none`,
+      // The pair lives in the host namespace: without NOARP the kb end would answer ARP for the
+      // host's gateway addresses with its own MAC, and services would send to the wrong port.
+      `link set ${ka} arp off`,
+      `link set ${kb} arp off`,
       `link set ${ka} master ${name}`,
       `link set ${kb} up`,
       `link set ${ka} up`,

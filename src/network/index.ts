@@ -4,7 +4,7 @@ export type { BridgeInfo, BridgeOptions } from './bridge.js';
 export { prepareServiceNetns, removeServiceNetns } from './netns.js';
 export type { PreparedNetns, PrepareOptions } from './netns.js';
 export { netnsName, hostLinkName, netnsPath, NETNS_LINK, isValidIfName, MAX_IFNAME } from './names.js';
-export { setLinkUp, isLinkUp, setPromisc, setBridgePort, linkExists, linkMaster, isBridge, bridgePorts } from './link.js';
+export { setLinkUp, isLinkUp, isLinkForwarding, waitLinkForwarding, setPromisc, setBridgePort, linkExists, linkMaster, isBridge, bridgePorts } from './link.js';
 export type { BridgePortOptions } from './link.js';
 export { defaultGateway, hostCidr, parseCidr } from './addr.js';
 export type { SubnetGateway } from './addr.js';

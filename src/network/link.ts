@@ -63,9 +63,46 @@ async function setFlag(link: string, flag: number, on: boolean, fallback: readon
   await ip(['link', 'set', 'dev', link, ...fallback]);
 }
 
-/** Bring a link administratively up or down. */
-export async function setLinkUp(link: string, up: boolean): Promise<void> {
+function readSys(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'latin1').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bridge port state 3 = BR_STATE_FORWARDING. */
+const BR_FORWARDING = '3';
+
+/**
+ * Is the link really passing traffic? After IFF_UP the kernel turns the carrier on, activates the
+ * qdisc and (for a bridge port) starts forwarding asynchronously (linkwatch); until then frames to
+ * it are dropped and a client's SYN waits for its 1 s retransmit.
+ */
+export function isLinkForwarding(link: string): boolean {
+  if (readSys(`/sys/class/net/${link}/operstate`) !== 'up') return false;
+  const brState = readSys(`/sys/class/net/${link}/brport/state`);
+  return brState === undefined || brState === BR_FORWARDING;
+}
+
+/** Wait (bounded) until the link forwards; false when it did not within `timeoutMs`. */
+export async function waitLinkForwarding(link: string, timeoutMs = 500): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  for (let i = 0; ; i++) {
+    if (isLinkForwarding(link)) return true;
+    if (performance.now() >= deadline) return false;
+    // The kernel usually finishes within a millisecond: spin on the event loop first, then sleep.
+    await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
+  }
+}
+
+/**
+ * Bring a link administratively up or down. Going up waits (bounded, default 500 ms) until the
+ * link actually forwards, so the caller can announce the service right away.
+ */
+export async function setLinkUp(link: string, up: boolean, opts: { waitMs?: number } = {}): Promise<void> {
   await setFlag(link, IFF_UP, up, [up ? 'up' : 'down']);
+  if (up && (opts.waitMs ?? 500) > 0) await waitLinkForwarding(link, opts.waitMs ?? 500);
 }
 
 /** Promiscuous mode (Synjitsu needs it on the bridge to see frames for booting services' MACs). */

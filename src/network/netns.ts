@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { ServiceNetwork } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import { ip, ipBatch } from './exec.js';
@@ -48,6 +48,22 @@ async function matches(network: ServiceNetwork, netns: string, hostLink: string)
 }
 
 /**
+ * The gateway's MAC (the bridge's fixed MAC) as a permanent neighbour inside the netns: the
+ * service never ARPs for its gateway. Without it, an ARP attempt made while the host side was
+ * down leaves the entry failed, and the first SYN-ACK after the link comes up waits for the next
+ * ARP retry (1 s) — exactly the delay socket activation exists to avoid.
+ */
+function gatewayNeighbour(network: ServiceNetwork): string {
+  let mac: string;
+  try {
+    mac = readFileSync(`/sys/class/net/${network.bridge}/address`, 'latin1').trim();
+  } catch (err) {
+    throw new JitsuError('NETWORK_SETUP', `network setup failed: cannot read the MAC of bridge ${network.bridge}`, { bridge: network.bridge }, { cause: err });
+  }
+  return `neigh replace ${network.gateway} lladdr ${mac} dev ${NETNS_LINK} nud permanent`;
+}
+
+/**
  * Create (once) the service's network namespace: veth pair with the host side on the bridge and
  * `eth0` inside carrying the service's MAC and IP, default route via the gateway, `lo` up. A
  * later boot is then only an exec. Re-running over an existing namespace adopts it when it matches,
@@ -58,6 +74,7 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
   const hostLink = hostLinkName(service);
   const result = { service, netns, netnsPath: netnsPath(netns), hostLink };
   if (await matches(network, netns, hostLink)) {
+    await ipBatch([gatewayNeighbour(network)], { netns });
     if (opts.hostLinkUp !== undefined && isLinkUp(hostLink) !== opts.hostLinkUp) await setLinkUp(hostLink, opts.hostLinkUp);
     return { ...result, adopted: true };
   }
@@ -83,6 +100,7 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
       `addr add ${network.ip}/${network.prefixLength} dev ${NETNS_LINK}${network.family === 6 ? ' nodad' : ''}`,
       `link set ${NETNS_LINK} up`,
       `route add default via ${network.gateway} dev ${NETNS_LINK} onlink`,
+      gatewayNeighbour(network),
     );
     await ipBatch(inside, { netns });
   } catch (err) {

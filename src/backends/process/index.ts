@@ -158,10 +158,11 @@ async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, 
     const l = liveness(pid, data.startTime);
     if (l.state === 'exited' || l.state === 'gone') {
       let exit = exitOf(pid, data);
-      if (!exit && l.state === 'gone') {
-        // Reaped by the spawning thread a moment ago: its exit record follows at once.
+      // Reaped by the spawning thread a moment ago: its exit record follows at once. The
+      // launcher's logger may also need a moment to write the last words.
+      for (let i = 0; i < 10 && (!exit || logTail(data.logPath, 1).length === 0); i++) {
         await new Promise((r) => setTimeout(r, 5));
-        exit = exitOf(pid, data);
+        exit ??= exitOf(pid, data);
       }
       throw bootFailed(spec, pid, data, exit);
     }

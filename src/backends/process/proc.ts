@@ -1,4 +1,4 @@
-import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 
 /** What /proc says about one pid. */
 export interface ProcStat {
@@ -40,9 +40,20 @@ export type Liveness = 'alive' | 'stopped-signal' | 'exited' | 'gone';
 export function liveness(pid: number, startTime: number): { state: Liveness; stat?: ProcStat } {
   const stat = readProcStat(pid);
   if (!stat || stat.startTime !== startTime) return { state: 'gone' };
-  if (stat.state === 'Z' || stat.state === 'X') return { state: 'exited', stat };
+  if (stat.state === 'Z' || stat.state === 'X') {
+    // A zombie leader whose other threads are still exiting still holds its files (sockets).
+    return { state: threadCount(pid) <= 1 ? 'exited' : 'alive', stat };
+  }
   if (stat.state === 'T' || stat.state === 't') return { state: 'stopped-signal', stat };
   return { state: 'alive', stat };
+}
+
+function threadCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
 }
 
 /** Decode a waitpid() status word. */

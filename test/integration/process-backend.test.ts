@@ -1,0 +1,248 @@
+/**
+ * The process backend through the piscina pool, with real namespaces, a real bridge and real curl.
+ * Needs the compiled worker and demo server: `npx tsc -p .` and `npm run build:native` first.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackendHandle, MaskMode, ServiceSpec } from '../../src/backends/backend.js';
+import { errorCode } from '../../src/errors.js';
+import { isLinkUp } from '../../src/network/index.js';
+import { silentLogger } from '../../src/observe/log.js';
+import { BackendPool, defaultWorkerFile } from '../../src/pool/index.js';
+import { createNetEnv, leftovers, nstatCounter } from '../helpers/net-env.js';
+import type { NetEnv } from '../helpers/net-env.js';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const demo = join(root, 'dist', 'src', 'demo', 'http.js');
+const built = existsSync(defaultWorkerFile()) && existsSync(demo) && existsSync(join(root, 'build', 'Release', 'jitsu-activate'));
+const canRun = process.getuid?.() === 0 && built;
+if (!built) console.warn('process backend tests skipped: run `npx tsc -p .` and `npm run build:native` first');
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** One HTTP GET from the host; resolves with the body. */
+function get(url: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function curlFails(env: NetEnv, url: string): Promise<boolean> {
+  try {
+    await env.inClient('curl', ['-sS', '--max-time', '1', url], 5000);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl)', () => {
+  let env: NetEnv;
+  let pool: BackendPool;
+  const live: { handle: BackendHandle; spec: ServiceSpec }[] = [];
+  let host = 10;
+
+  function spec(service: string, options: Record<string, string[]>, mask: MaskMode, ready?: number): ServiceSpec {
+    env.track(service);
+    return {
+      service,
+      backend: 'process',
+      network: env.network(service, host++),
+      mask,
+      options,
+      runDir: env.runDir,
+      ...(ready ? { ready: { kind: 'tcp' as const, port: ready } } : {}),
+    };
+  }
+  const demoExec = (...args: string[]): string => [process.execPath, demo, ...args].join(' ');
+  async function start(s: ServiceSpec, timeoutMs = 10_000): Promise<BackendHandle> {
+    const handle = await pool.start(s, timeoutMs);
+    live.push({ handle, spec: s });
+    return handle;
+  }
+
+  beforeAll(async () => {
+    env = await createNetEnv(21, { client: true });
+    pool = new BackendPool({ minThreads: 1, maxThreads: 2, logger: silentLogger });
+  });
+  afterAll(async () => {
+    for (const { handle, spec: s } of live) await pool.stop(handle, s, 'destroy', 5000).catch(() => undefined);
+    await pool?.close();
+    await env?.cleanup();
+  });
+
+  it('serves curl from the host and from a client netns; destroy stops it', async () => {
+    const s = spec('jt2-p-web', { exec: [demoExec()], port: ['8080'] }, 'activate');
+    const handle = await start(s);
+    expect(handle).toMatchObject({ backend: 'process', service: 'jt2-p-web', link: 'jt2-p-web-v', mac: s.network.mac });
+    expect(handle.pid).toBeGreaterThan(0);
+    await pool.ready(handle, s, 10_000);
+    expect(await pool.state(handle, s)).toBe('running');
+    const { stdout } = await run('curl', ['-sS', '--max-time', '5', `http://${s.network.ip}:8080/any/path?x=1`]);
+    expect(stdout).toBe('hello from jt2-p-web\n');
+    const fromClient = await env.inClient('curl', ['-sS', '--max-time', '5', `http://${s.network.ip}:8080/`]);
+    expect(fromClient.stdout).toBe('hello from jt2-p-web\n');
+
+    await pool.stop(handle, s, 'destroy', 5000);
+    expect(await pool.state(handle, s)).toBe('stopped');
+    expect(isLinkUp(handle.link!)).toBe(false);
+    expect(await curlFails(env, `http://${s.network.ip}:8080/`)).toBe(true);
+    await pool.stop(handle, s, 'destroy', 5000); // idempotent
+  });
+
+  it('socket activation: a connection made before the process serves succeeds with zero SYN retransmits', async () => {
+    const s = spec('jt2-p-slow', { exec: [demoExec('--delay-ms', '500', '--message', "'slow but there'")], port: ['8080'] }, 'activate');
+    const before = await nstatCounter(env.clientNetns!, 'TcpExtTCPSynRetrans');
+    const handle = await start(s);
+    // Issued at once: the process is still in its 500 ms "boot".
+    const curl = env.inClient('curl', ['-sS', '--max-time', '10', '-w', '\n%{time_connect} %{time_total}', `http://${s.network.ip}:8080/`], 15_000);
+    const readyAt = pool.ready(handle, s, 10_000);
+    const { stdout } = await curl;
+    await readyAt;
+    const [body, timing] = stdout.split('\n\n').length > 1 ? stdout.split('\n\n') : [stdout.slice(0, stdout.lastIndexOf('\n')), stdout.slice(stdout.lastIndexOf('\n') + 1)];
+    expect(body).toContain('slow but there');
+    const [connect, total] = timing!.trim().split(' ').map(Number);
+    expect(connect).toBeLessThan(0.2); // the kernel accepted the handshake at once
+    expect(total).toBeGreaterThan(0.4); // ...and the answer came after the boot delay
+    const after = await nstatCounter(env.clientNetns!, 'TcpExtTCPSynRetrans');
+    expect(after - before).toBe(0);
+    await pool.stop(handle, s, 'destroy', 5000);
+  });
+
+  it('shutdown: SIGTERM ends a well-behaved service; one ignoring TERM is killed when the time is up', async () => {
+    const s = spec('jt2-p-term', { exec: [demoExec()], port: ['8080'] }, 'activate');
+    const handle = await start(s);
+    await pool.ready(handle, s, 10_000);
+    await get(`http://${s.network.ip}:8080/`);
+    let t0 = performance.now();
+    await pool.stop(handle, s, 'shutdown', 5000);
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(await pool.state(handle, s)).toBe('stopped');
+
+    const stubborn = spec('jt2-p-stub', { exec: [`/bin/sh -c 'trap "" TERM; sleep 60'`] }, 'none');
+    const h2 = await start(stubborn);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await pool.state(h2, stubborn)).toBe('running');
+    t0 = performance.now();
+    await pool.stop(h2, stubborn, 'shutdown', 800);
+    const took = performance.now() - t0;
+    expect(took).toBeGreaterThan(700); // it waited for TERM...
+    expect(took).toBeLessThan(4000); // ...then SIGKILLed the whole group
+    expect(await pool.state(h2, stubborn)).toBe('stopped');
+  });
+
+  it('suspend stops answering; resume answers again', async () => {
+    const s = spec('jt2-p-susp', { exec: [demoExec()], port: ['8080'] }, 'activate');
+    const handle = await start(s);
+    await pool.ready(handle, s, 10_000);
+    const url = `http://${s.network.ip}:8080/`;
+    expect((await env.inClient('curl', ['-sS', '--max-time', '5', url])).stdout).toContain('jt2-p-susp');
+    await pool.stop(handle, s, 'suspend', 5000);
+    expect(await pool.state(handle, s)).toBe('paused');
+    expect(await curlFails(env, url)).toBe(true);
+    await pool.resume(handle, s, 5000);
+    expect(await pool.state(handle, s)).toBe('running');
+    expect((await env.inClient('curl', ['-sS', '--max-time', '5', url])).stdout).toContain('jt2-p-susp');
+    await pool.stop(handle, s, 'destroy', 5000);
+    const err = await pool.resume(handle, s, 5000).catch((e: unknown) => e);
+    expect(errorCode(err)).toBe('NOT_RUNNING');
+  });
+
+  it('park/handshake: the host side stays down until ready() (the booting service is silent)', async () => {
+    const s = spec('jt2-p-park', { exec: [demoExec('--delay-ms', '300')], port: ['8080'] }, 'park');
+    const handle = await start(s);
+    expect(isLinkUp(handle.link!)).toBe(false);
+    expect(await curlFails(env, `http://${s.network.ip}:8080/`)).toBe(true);
+    await pool.ready(handle, s, 10_000);
+    expect(isLinkUp(handle.link!)).toBe(true);
+    expect((await env.inClient('curl', ['-sS', '--max-time', '5', `http://${s.network.ip}:8080/`])).stdout).toContain('jt2-p-park');
+    await pool.stop(handle, s, 'destroy', 5000);
+  });
+
+  it('without activation, ready() waits for the probe port to listen', async () => {
+    const s = spec('jt2-p-probe', { exec: [demoExec('--port', '9090', '--delay-ms', '300')] }, 'none', 9090);
+    const handle = await start(s);
+    const t0 = performance.now();
+    await pool.ready(handle, s, 10_000);
+    expect(performance.now() - t0).toBeGreaterThan(250);
+    expect(await get(`http://${s.network.ip}:9090/`)).toBe('hello from jt2-p-probe\n');
+    await pool.stop(handle, s, 'destroy', 5000);
+  });
+
+  it('a failed boot is BOOT_FAILED with the exit status and the log tail', async () => {
+    const s = spec('jt2-p-fail', { exec: [`/bin/sh -c 'echo boom-jt2 >&2; exit 7'`] }, 'none');
+    const handle = await start(s);
+    const err = await pool.ready(handle, s, 5000).catch((e: unknown) => e);
+    expect(errorCode(err)).toBe('BOOT_FAILED');
+    expect((err as Error).message).toContain('status 7');
+    expect((err as Error).message).toContain('boom-jt2');
+    expect((err as { details: { exitCode: number } }).details.exitCode).toBe(7);
+
+    const missing = spec('jt2-p-nocmd', { exec: ['jt2-no-such-command --x'] }, 'none');
+    const err2 = await pool.start(missing, 5000).catch((e: unknown) => e);
+    expect(errorCode(err2)).toBe('BOOT_FAILED');
+    expect((err2 as Error).message).toContain('command not found: jt2-no-such-command');
+
+    // A port that cannot be bound fails in the launcher, before exec (exit 67).
+    const badPort = spec('jt2-p-badport', { exec: [demoExec()], port: ['8080'] }, 'activate');
+    const taken = await start({ ...badPort, service: 'jt2-p-badport' });
+    const err3 = await pool.start({ ...badPort, options: { exec: [demoExec()], port: ['8080', '8080x'] } }, 5000).catch((e: unknown) => e);
+    expect(errorCode(err3)).toBe('CONFIG_INVALID');
+    await pool.stop(taken, badPort, 'destroy', 5000);
+  });
+
+  it('pid-reuse defence: a handle whose pid now belongs to another process never signals it', async () => {
+    const s = spec('jt2-p-reuse', { exec: [demoExec()], port: ['8080'] }, 'activate');
+    const handle = await start(s);
+    await pool.stop(handle, s, 'destroy', 5000);
+    const stranger = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const forged: BackendHandle = { ...handle, pid: stranger.pid!, data: { ...handle.data } };
+      expect(await pool.state(forged, s)).toBe('stopped');
+      await pool.stop(forged, s, 'destroy', 5000);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(stranger.exitCode).toBeNull();
+      expect(() => process.kill(stranger.pid!, 0)).not.toThrow();
+    } finally {
+      stranger.kill('SIGKILL');
+    }
+  });
+
+  it('measures pool.start() -> first HTTP answer of the demo server with activation (median of 20)', async () => {
+    const s = spec('jt2-p-bench', { exec: [demoExec()], port: ['8080'] }, 'activate');
+    const startMs: number[] = [];
+    const firstByteMs: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = performance.now();
+      const handle = await pool.start(s, 10_000);
+      startMs.push(performance.now() - t0);
+      try {
+        expect(await get(`http://${s.network.ip}:8080/`)).toContain('jt2-p-bench');
+        firstByteMs.push(performance.now() - t0);
+      } finally {
+        await pool.stop(handle, s, 'destroy', 5000);
+      }
+    }
+    console.log(
+      `process backend: pool.start() median ${median(startMs).toFixed(2)} ms; start -> first HTTP answer (node demo) median ${median(firstByteMs).toFixed(1)} ms (min ${Math.min(...firstByteMs).toFixed(1)})`,
+    );
+    expect(median(startMs)).toBeLessThan(500);
+  });
+
+  it('leaves nothing behind', async () => {
+    for (const { handle, spec: sp } of live.splice(0)) await pool.stop(handle, sp, 'destroy', 5000);
+    await env.cleanup();
+    expect(await leftovers('jt2')).toEqual([]);
+  });
+});
