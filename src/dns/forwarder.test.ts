@@ -8,7 +8,7 @@ import { silentLogger } from '../observe/log.js';
 import { MetricsRegistry } from '../observe/metrics.js';
 import { decodeMessage } from './codec.js';
 import { QType } from './constants.js';
-import { createForwarder, parseResolvConf, resolveUpstreams, type Forwarder, type ForwarderOptions } from './forwarder.js';
+import { createForwarder, parseResolvConf, resolveUpstreams, withoutSelf, type Forwarder, type ForwarderOptions } from './forwarder.js';
 import { query } from '../../test/helpers/dns-util.js';
 import { answer, startUpstream, type Upstream } from '../../test/helpers/dns-upstream.js';
 
@@ -197,5 +197,17 @@ describe('upstream list', () => {
     expect(resolveUpstreams({ resolvConfPath: conf })).toEqual([]);
     expect(resolveUpstreams({ resolvConfPath: join(dir, 'missing') })).toEqual([]);
     expect(() => resolveUpstreams({ forwarder: 'dns.example' })).toThrow(/not an IP address/);
+  });
+
+  it('drops upstreams that are our own listeners', () => {
+    const ups = [
+      { address: '127.0.0.1', port: 53 },
+      { address: '127.0.0.53', port: 53 },
+      { address: '192.0.2.1', port: 53 },
+      { address: '::1', port: 5353 },
+    ];
+    expect(withoutSelf(ups, [{ address: '127.0.0.1', port: 53 }])).toEqual(ups.slice(1));
+    expect(withoutSelf(ups, [{ address: '0.0.0.0', port: 53 }])).toEqual([ups[2], ups[3]]);
+    expect(withoutSelf(ups, [{ address: '0:0::1', port: 5353 }])).toEqual(ups.slice(0, 3));
   });
 });

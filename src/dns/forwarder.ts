@@ -10,6 +10,7 @@ import { randomFillSync } from 'node:crypto';
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { JitsuError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { MetricsRegistry } from '../observe/metrics.js';
@@ -101,6 +102,30 @@ export function resolveUpstreams(opts: { forwarder?: string | undefined; port?: 
   }
   if (addresses.length === 0 || addresses[0] === '0.0.0.0' || addresses[0] === '::') return [];
   return addresses.map((address) => ({ address: normalizeAddress(address), port }));
+}
+
+/**
+ * Drops upstreams that are this server itself (resolv.conf often names 127.0.0.1 while the
+ * daemon listens there on port 53): forwarding to ourselves would loop until every slot is
+ * used. A wildcard listener (0.0.0.0 or ::) counts as every local address.
+ */
+export function withoutSelf(upstreams: readonly Upstream[], listening: readonly { address: string; port: number }[]): Upstream[] {
+  let local: Set<string> | undefined;
+  const isLocal = (address: string): boolean => {
+    if (local === undefined) {
+      local = new Set(['127.0.0.1', '::1']);
+      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) local.add(normalizeAddress(a.address));
+    }
+    return local.has(address) || address.startsWith('127.');
+  };
+  return upstreams.filter(
+    (u) =>
+      !listening.some(
+        (l) =>
+          l.port === u.port &&
+          (normalizeAddress(l.address) === u.address || ((l.address === '0.0.0.0' || l.address === '::') && isLocal(u.address))),
+      ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -265,9 +290,15 @@ class UdpForwarder implements Forwarder {
     const q = job.query;
     q[0] = id >> 8;
     q[1] = id & 0xff;
-    ps.socket.send(q, upstream.port, upstream.address, (err) => {
-      if (err) this.onAttemptError(attempt, err);
-    });
+    try {
+      ps.socket.send(q, upstream.port, upstream.address, (err) => {
+        if (err) this.onAttemptError(attempt, err);
+      });
+    } catch (err) {
+      // e.g. the socket was closed after an error: try again on a fresh one.
+      ps.retired = true;
+      this.onAttemptError(attempt, err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private settleAttempt(attempt: Attempt): void {

@@ -21,6 +21,7 @@ describe.skipIf(!haveDig)('DNS layer with dig (dnsutils)', () => {
   let closed: DnsServer; // jitsu.test, forwarding disabled
   let deadForwarding: DnsServer; // forwards to a port where nothing answers
   let forwarder: Forwarder;
+  let deadForwarder: Forwarder;
 
   beforeAll(async () => {
     const jitsu = createStaticSummoner([
@@ -50,13 +51,14 @@ describe.skipIf(!haveDig)('DNS layer with dig (dnsutils)', () => {
       logger: silentLogger,
       metrics: new MetricsRegistry(),
     });
+    // Nothing listens on loopback port 9: every attempt times out.
+    deadForwarder = createForwarder({ upstreams: [{ address: '127.0.0.1', port: 9 }], metrics: new MetricsRegistry(), logger: silentLogger, timeoutMs: 300 });
     deadForwarding = await createDnsServer({
       addresses: ['127.0.0.1'],
       port: 0,
       handler: createDnsHandler({
         summoner: jitsu,
-        // Nothing listens on loopback port 9: every attempt times out.
-        forwarder: createForwarder({ upstreams: [{ address: '127.0.0.1', port: 9 }], metrics: new MetricsRegistry(), logger: silentLogger, timeoutMs: 300 }),
+        forwarder: deadForwarder,
         metrics: new MetricsRegistry(),
         logger: silentLogger,
       }),
@@ -68,6 +70,7 @@ describe.skipIf(!haveDig)('DNS layer with dig (dnsutils)', () => {
   afterAll(async () => {
     for (const s of [forwarding, closed, upstream, deadForwarding]) await s?.close();
     await forwarder?.close();
+    await deadForwarder?.close();
   });
 
   it('A and AAAA, authoritative, with the configured TTL', async () => {
