@@ -1,9 +1,9 @@
 // End to end: the jitsu daemon (dist/src/cli/main.js) with two container services on bridge jt5br1
 // (10.204.3.0/24): a DNS query boots the container, curl gets the page, an idle service is stopped,
-// and SIGTERM leaves no bridge, veth, netns or container behind.
+// a restarted daemon adopts a running container, and SIGTERM leaves no bridge, veth, netns or container behind.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rootfs } from '../helpers/container-net.js';
@@ -20,7 +20,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function until(what: string, f: () => boolean, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; daemon log tail:\n${log.split("\n").slice(-15).join("\n")}`);
     await sleep(50);
   }
 }
@@ -30,23 +30,27 @@ describe.skipIf(why !== '')(`jitsu daemon with container services ${why}`, () =>
   let daemon: ChildProcess | undefined;
   let log = '';
 
+  let args: string[] = [];
+  async function startDaemon(): Promise<void> {
+    const d = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon = d;
+    d.stderr!.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
+    const from = log.length;
+    await until('the daemon to be ready', () => log.slice(from).includes('jitsu ready'), 20_000);
+  }
+
   beforeAll(async () => {
     const busybox = rootfs('busybox');
     const nodeRoot = rootfs('node');
     dir = mkdtempSync(join(tmpdir(), 'jt5-daemon-'));
-    daemon = spawn(
-      process.execPath,
-      [
-        MAIN,
-        ...['-b', '127.0.0.1', '-l', String(PORT), '-f', '0.0.0.0', '--bridge', 'jt5br1', '--state', join(dir, 'state')],
-        ...['--log-level', 'debug', '-t', '2', '--sweep-interval', '1'],
-        `name=jt5e3,dns=www.jt5.test,ip=10.204.3.2,backend=container,mask=none,rootfs=${busybox},exec=/bin/httpd -f -p 80 -h /www,port=80`,
-        `name=jt5n3,dns=node.jt5.test,ip=10.204.3.3,backend=container,rootfs=${nodeRoot},exec=/usr/bin/node /srv/server.js,port=80,env=DELAY_MS=300`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    daemon.stderr!.setEncoding('utf8').on('data', (d: string) => (log += d));
-    await until('the daemon to be ready', () => log.includes('jitsu ready'), 20_000);
+    args = [
+      MAIN,
+      ...['-b', '127.0.0.1', '-l', String(PORT), '-f', '0.0.0.0', '--bridge', 'jt5br1', '--state', join(dir, 'state')],
+      ...['--log-level', 'debug', '-t', '2', '--sweep-interval', '1'],
+      `name=jt5e3,dns=www.jt5.test,ip=10.204.3.2,backend=container,mask=none,rootfs=${busybox},exec=/bin/httpd -f -p 80 -h /www,port=80`,
+      `name=jt5n3,dns=node.jt5.test,ip=10.204.3.3,backend=container,rootfs=${nodeRoot},exec=/usr/bin/node /srv/server.js,port=80,env=DELAY_MS=300`,
+    ];
+    await startDaemon();
   });
 
   afterAll(async () => {
@@ -77,6 +81,22 @@ describe.skipIf(why !== '')(`jitsu daemon with container services ${why}`, () =>
     expect(sh('curl', ['-s', '--max-time', '5', 'http://10.204.3.3/'])).toBe('hello from a jitsu container\n');
     expect(performance.now() - t).toBeGreaterThanOrEqual(200);
     await until('the booting log line', () => /msg=booting service=jt5n3 backend=container ip=10.204.3.3 mask=activate/.test(log), 5000);
+  });
+
+  it('a daemon killed with SIGKILL and restarted adopts the running container instead of booting another', async () => {
+    const pid = /msg=ready service=jt5e3 boot_ms=[\d.]+ pid=(\d+)/.exec(log)?.[1];
+    expect(pid).toBeDefined();
+    // Adoption works from state.json: kill only once the running service is on disk.
+    const stateFile = join(dir, 'state', 'state.json');
+    await until('jt5e3 in state.json', () => existsSync(stateFile) && readFileSync(stateFile, 'utf8').includes(`"pid": ${pid}`), 5000);
+    const killed = new Promise<void>((r) => daemon!.once('exit', () => r()));
+    daemon!.kill('SIGKILL');
+    await killed;
+    const from = log.length;
+    await startDaemon();
+    await until('adoption', () => log.slice(from).includes(`msg="adopted running service" service=jt5e3 pid=${pid}`), 5000);
+    expect(sh('curl', ['-s', '--max-time', '5', 'http://10.204.3.2/'])).toBe('hello from a jitsu container\n');
+    expect(log.slice(from)).not.toMatch(/msg=booting service=jt5e3/);
   });
 
   it('idle services are stopped (veth down), and SIGTERM cleans everything up', async () => {
