@@ -1,12 +1,12 @@
 // jitsu_native: the packet path Node lacks. Only moving frames and syscalls live here; every
 // protocol decision is made in TypeScript (src/synjitsu/). One PacketSocket is an AF_PACKET socket
 // bound to one interface, optionally with a classic BPF filter (attached before bind, so no
-// unfiltered frame is ever queued), a TPACKET_V3 receive ring polled on the owning thread's libuv
+// unfiltered frame is ever queued), a TPACKET_V2 or V3 receive ring polled on the owning thread's libuv
 // loop (so it works in worker threads), promiscuous membership, and batched send (sendmmsg).
 //
 // Receive hands JS one batch per wake-up: frames are copied from the ring into a caller-owned
 // buffer (reused for every batch) and described in a caller-owned Uint32Array as
-// [offset, length, pktType] triples; then onBatch(count) is called once.
+// [offset, length, pktType | truncated << 8] triples; then onBatch(count) is called once.
 #include <napi.h>
 #include <uv.h>
 
@@ -161,42 +161,70 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   }
 
   bool SetupRing(Napi::Env env, Napi::Object opts) {
-    uint32_t blockSize = 1u << 17, blockCount = 32, frameSize = 2048, timeoutMs = 1;
+    // V3 (default): frames are packed into blocks handed over when full or after timeoutMs (jiffy-rounded),
+    // better at high rates. V2: the kernel wakes us per frame, so latency at
+    // low rates is the wake-up alone, but slots are fixed-size and must hold a 64 KiB GSO frame.
+    uint32_t version = 3, blockSize = 1u << 17, blockCount = 64, frameSize = 2048, timeoutMs = 1;
     Napi::Value ring = opts.Get("ring");
     if (ring.IsObject()) {
       Napi::Object r = ring.As<Napi::Object>();
+      if (r.Get("version").IsNumber()) version = r.Get("version").As<Napi::Number>().Uint32Value();
+      if (version == 2) blockSize = 200704, blockCount = 64, frameSize = 65664;
       if (r.Get("blockSize").IsNumber()) blockSize = r.Get("blockSize").As<Napi::Number>().Uint32Value();
       if (r.Get("blockCount").IsNumber()) blockCount = r.Get("blockCount").As<Napi::Number>().Uint32Value();
       if (r.Get("frameSize").IsNumber()) frameSize = r.Get("frameSize").As<Napi::Number>().Uint32Value();
       if (r.Get("timeoutMs").IsNumber()) timeoutMs = r.Get("timeoutMs").As<Napi::Number>().Uint32Value();
     }
-    int version = TPACKET_V3;
-    if (setsockopt(fd_, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0) {
+    if (version != 2 && version != 3) {
+      Fail(env, "ring.version must be 2 or 3");
+      return false;
+    }
+    if (frameSize == 0 || blockSize < frameSize) {
+      Fail(env, "ring: blockSize must be at least frameSize");
+      return false;
+    }
+    int v = version == 3 ? TPACKET_V3 : TPACKET_V2;
+    if (setsockopt(fd_, SOL_PACKET, PACKET_VERSION, &v, sizeof(v)) < 0) {
       Fail(env, SysError("PACKET_VERSION"));
       return false;
     }
-    struct tpacket_req3 req;
-    std::memset(&req, 0, sizeof(req));
-    req.tp_block_size = blockSize;
-    req.tp_block_nr = blockCount;
-    req.tp_frame_size = frameSize;
-    req.tp_frame_nr = (blockSize / frameSize) * blockCount;
-    req.tp_retire_blk_tov = timeoutMs;
-    if (setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0) {
-      Fail(env, SysError("PACKET_RX_RING (check ring sizes: blockSize a multiple of the page size and of frameSize)"));
+    int rc;
+    if (version == 3) {
+      struct tpacket_req3 req;
+      std::memset(&req, 0, sizeof(req));
+      req.tp_block_size = blockSize;
+      req.tp_block_nr = blockCount;
+      req.tp_frame_size = frameSize;
+      req.tp_frame_nr = (blockSize / frameSize) * blockCount;
+      req.tp_retire_blk_tov = timeoutMs;
+      rc = setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req));
+    } else {
+      struct tpacket_req req;
+      std::memset(&req, 0, sizeof(req));
+      req.tp_block_size = blockSize;
+      req.tp_block_nr = blockCount;
+      req.tp_frame_size = frameSize;
+      req.tp_frame_nr = (blockSize / frameSize) * blockCount;
+      rc = setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req));
+    }
+    if (rc < 0) {
+      Fail(env, SysError("PACKET_RX_RING (blockSize must be a multiple of the page size, frameSize of 16)"));
       return false;
     }
     ringLen_ = static_cast<size_t>(blockSize) * blockCount;
-    void* map = mmap(nullptr, ringLen_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, fd_, 0);
-    if (map == MAP_FAILED) map = mmap(nullptr, ringLen_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    void* map = mmap(nullptr, ringLen_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (map == MAP_FAILED) {
       ringLen_ = 0;
       Fail(env, SysError("mmap(rx ring)"));
       return false;
     }
     ring_ = static_cast<uint8_t*>(map);
+    version_ = version;
     blockSize_ = blockSize;
     blockCount_ = blockCount;
+    frameSize_ = frameSize;
+    framesPerBlock_ = blockSize / frameSize;
+    frameCount_ = framesPerBlock_ * blockCount;
     return true;
   }
 
@@ -206,39 +234,59 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     self->Drain();
   }
 
-  // Copies every ready block into the JS batch buffer, releasing blocks as soon as they are copied,
-  // and calls onBatch once per full buffer (normally once per wake-up).
+  // Appends one frame to the JS batch, delivering the batch first when it is full. False when the
+  // socket was closed from the callback.
+  bool Push(const uint8_t* frame, uint32_t snaplen, uint32_t len, uint32_t pktType, uint32_t& count, size_t& used) {
+    if (count == metaCap_ || used + snaplen > outCap_) {
+      Deliver(count);
+      count = 0;
+      used = 0;
+      if (fd_ < 0) return false;
+    }
+    if (snaplen > outCap_) return true;
+    std::memcpy(out_ + used, frame, snaplen);
+    meta_[count * 3] = static_cast<uint32_t>(used);
+    meta_[count * 3 + 1] = snaplen;
+    // Bit 8 flags a truncated frame (larger than a ring slot): JS must not trust its payload.
+    meta_[count * 3 + 2] = pktType | (snaplen < len ? 0x100u : 0u);
+    count++;
+    used += (snaplen + 7) & ~static_cast<size_t>(7);
+    return true;
+  }
+
+  // Copies every ready frame into the JS batch buffer, returning ring slots as soon as they are
+  // copied, and calls onBatch once per full buffer (normally once per wake-up).
   void Drain() {
     Napi::Env env = env_;
     Napi::HandleScope scope(env);
     uint32_t count = 0;
     size_t used = 0;
-    for (uint32_t guard = 0; guard < blockCount_ && fd_ >= 0; guard++) {
-      auto* block = reinterpret_cast<BlockDesc*>(ring_ + static_cast<size_t>(current_) * blockSize_);
-      if ((__atomic_load_n(&block->h1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
-      uint32_t n = block->h1.num_pkts;
-      auto* pkt = reinterpret_cast<struct tpacket3_hdr*>(reinterpret_cast<uint8_t*>(block) + block->h1.offset_to_first_pkt);
-      for (uint32_t i = 0; i < n; i++) {
-        uint32_t len = pkt->tp_snaplen;
-        if (count == metaCap_ || used + len > outCap_) {
-          Deliver(count);
-          count = 0;
-          used = 0;
-          if (fd_ < 0) return;  // closed from the callback
-        }
-        if (len <= outCap_) {
-          auto* sll = reinterpret_cast<struct sockaddr_ll*>(reinterpret_cast<uint8_t*>(pkt) + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
-          std::memcpy(out_ + used, reinterpret_cast<uint8_t*>(pkt) + pkt->tp_mac, len);
-          meta_[count * 3] = static_cast<uint32_t>(used);
-          meta_[count * 3 + 1] = len;
-          meta_[count * 3 + 2] = sll->sll_pkttype;
-          count++;
-          used += (len + 7) & ~static_cast<size_t>(7);
-        }
-        pkt = reinterpret_cast<struct tpacket3_hdr*>(reinterpret_cast<uint8_t*>(pkt) + pkt->tp_next_offset);
+    if (version_ == 2) {
+      for (uint32_t guard = 0; guard < frameCount_ && fd_ >= 0; guard++) {
+        uint8_t* slot = ring_ + static_cast<size_t>(current_ / framesPerBlock_) * blockSize_ +
+                        static_cast<size_t>(current_ % framesPerBlock_) * frameSize_;
+        auto* hdr = reinterpret_cast<struct tpacket2_hdr*>(slot);
+        if ((__atomic_load_n(&hdr->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
+        auto* sll = reinterpret_cast<struct sockaddr_ll*>(slot + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
+        bool ok = Push(slot + hdr->tp_mac, hdr->tp_snaplen, hdr->tp_len, sll->sll_pkttype, count, used);
+        if (!ok) return;  // closed from the callback: the ring is gone
+        __atomic_store_n(&hdr->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        current_ = (current_ + 1) % frameCount_;
       }
-      __atomic_store_n(&block->h1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-      current_ = (current_ + 1) % blockCount_;
+    } else {
+      for (uint32_t guard = 0; guard < blockCount_ && fd_ >= 0; guard++) {
+        auto* block = reinterpret_cast<BlockDesc*>(ring_ + static_cast<size_t>(current_) * blockSize_);
+        if ((__atomic_load_n(&block->h1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
+        uint32_t n = block->h1.num_pkts;
+        auto* pkt = reinterpret_cast<struct tpacket3_hdr*>(reinterpret_cast<uint8_t*>(block) + block->h1.offset_to_first_pkt);
+        for (uint32_t i = 0; i < n; i++) {
+          auto* sll = reinterpret_cast<struct sockaddr_ll*>(reinterpret_cast<uint8_t*>(pkt) + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+          if (!Push(reinterpret_cast<uint8_t*>(pkt) + pkt->tp_mac, pkt->tp_snaplen, pkt->tp_len, sll->sll_pkttype, count, used)) return;
+          pkt = reinterpret_cast<struct tpacket3_hdr*>(reinterpret_cast<uint8_t*>(pkt) + pkt->tp_next_offset);
+        }
+        __atomic_store_n(&block->h1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        current_ = (current_ + 1) % blockCount_;
+      }
     }
     if (count > 0) Deliver(count);
   }
@@ -334,7 +382,8 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     Napi::Object out = Napi::Object::New(env);
     struct tpacket_stats_v3 st;
     std::memset(&st, 0, sizeof(st));
-    socklen_t len = sizeof(st);
+    // V2 returns the shorter struct tpacket_stats (no freeze count): ask for exactly that size.
+    socklen_t len = version_ == 3 ? sizeof(st) : sizeof(struct tpacket_stats);
     // The kernel resets these counters on read; accumulate so callers see totals.
     if (fd_ >= 0 && ring_ != nullptr && getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) {
       packets_ += st.tp_packets;
@@ -396,8 +445,12 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   int ifindex_ = 0;
   uint8_t* ring_ = nullptr;
   size_t ringLen_ = 0;
+  uint32_t version_ = 2;
   uint32_t blockSize_ = 0;
   uint32_t blockCount_ = 0;
+  uint32_t frameSize_ = 0;
+  uint32_t framesPerBlock_ = 0;
+  uint32_t frameCount_ = 0;
   uint32_t current_ = 0;
   uv_poll_t* poll_ = nullptr;
   bool polling_ = false;

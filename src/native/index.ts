@@ -4,8 +4,14 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { JitsuError } from '../errors.js';
 
-/** Ring geometry for the TPACKET_V3 receive ring. blockSize: a multiple of the page size and of frameSize. */
+/**
+ * Receive ring geometry. Version 2 wakes the reader per frame: lowest latency when quiet, but few
+ * (64 KiB) slots, so bursts overflow it. Version 3 (default) packs frames into blocks handed over when full or after timeoutMs (rounded up to a
+ * jiffy: 4 ms at HZ=250): cheaper at high rates, slower when quiet. blockSize: a multiple of the
+ * page size; frameSize: a multiple of 16 (V2: large enough for a 64 KiB GSO frame, the default).
+ */
 export interface RingOptions {
+  version?: 2 | 3;
   blockSize?: number;
   blockCount?: number;
   frameSize?: number;
@@ -24,7 +30,7 @@ export interface PacketSocketOptions {
   ring?: RingOptions;
   /** Receive batch buffer, reused for every batch. */
   data?: Buffer;
-  /** Receive batch descriptors: [offset, length, pktType] per frame. */
+  /** Receive batch descriptors: [offset, length, pktType | FRAME_TRUNCATED] per frame. */
   meta?: Uint32Array;
   /** Called once per batch with the number of frames described in meta. */
   onBatch?: (count: number) => void;
@@ -54,7 +60,10 @@ export interface NativeAddon {
   ifIndex(name: string): number;
 }
 
-/** sll_pkttype values delivered in batch meta. */
+/** Set in a frame's third meta word when the frame did not fit a ring slot (payload incomplete). */
+export const FRAME_TRUNCATED = 0x100;
+
+/** sll_pkttype values delivered in batch meta (low byte of the third word). */
 export const PKT_HOST = 0;
 export const PKT_BROADCAST = 1;
 export const PKT_MULTICAST = 2;

@@ -2,7 +2,7 @@ import type { BackendHandle } from '../backends/backend.js';
 import { errorCode, errorMessage, JitsuError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { CounterChild, MetricsRegistry } from '../observe/metrics.js';
-import { loadNative, type PacketSocket, type RingOptions } from '../native/index.js';
+import { FRAME_TRUNCATED, loadNative, type PacketSocket, type RingOptions } from '../native/index.js';
 import { watchFilter } from './bpf.js';
 import { SynCookies } from './cookies.js';
 import { endpointKey, FlowBudget, seq, type RefuseReason } from './flowtable.js';
@@ -52,6 +52,8 @@ export interface SynjitsuStats {
   reset: number;
   ringDrops: number;
   txDropped: number;
+  /** Frames larger than a ring slot, ignored. */
+  truncated: number;
 }
 
 type Phase = 'watched' | 'booting' | 'ready';
@@ -154,7 +156,7 @@ export class Synjitsu implements BootMasker {
   private readonly dirtyQueues = new Set<TxQueue>();
   private readonly sweepTimer: NodeJS.Timeout;
   private closed = false;
-  private readonly counters = { synsSeen: 0, cookiesSent: 0, invalidCookies: 0, refused: 0, handedOver: 0, reset: 0 };
+  private readonly counters = { synsSeen: 0, cookiesSent: 0, invalidCookies: 0, refused: 0, handedOver: 0, reset: 0, truncated: 0 };
   private readonly refusedCounter;
   private readonly resetCounter;
   private readonly invalidCookieCounter: CounterChild;
@@ -402,6 +404,11 @@ export class Synjitsu implements BootMasker {
     const data = this.rxData;
     const meta = this.rxMeta;
     for (let i = 0; i < count; i++) {
+      if (meta[i * 3 + 2]! & FRAME_TRUNCATED) {
+        // Never act on a frame whose payload we do not have: the sender will retransmit.
+        this.counters.truncated++;
+        continue;
+      }
       try {
         const kind = v.parse(data, meta[i * 3]!, meta[i * 3 + 1]!);
         if (kind === FRAME_TCP) this.onTcp(v);

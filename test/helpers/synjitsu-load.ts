@@ -83,3 +83,33 @@ export async function synFlood(rig: SynjitsuRig, count: number, seconds: number,
   if (r.code !== 0) throw new Error(`flood failed: ${r.stderr}`);
   return Number(r.stdout.trim());
 }
+
+/** Sequential connect() latencies (ms) from the client netns: each connection is reset right away. */
+export async function connectLatencies(rig: SynjitsuRig, count: number): Promise<number[]> {
+  const script = `
+    const net = require('node:net');
+    const out = [];
+    (async () => {
+      for (let i = 0; i < ${count}; i++) {
+        const t0 = process.hrtime.bigint();
+        await new Promise((resolve, reject) => {
+          const s = net.connect({ host: '${rig.vmIp}', port: 80 }, () => {
+            out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+            s.resetAndDestroy();
+            resolve();
+          });
+          s.on('error', reject);
+        });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      process.stdout.write(JSON.stringify(out));
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  const r = await rig.inClient(process.execPath, ['-e', script], 60_000);
+  if (r.code !== 0) throw new Error(`latency client failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as number[];
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}

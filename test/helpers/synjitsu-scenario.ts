@@ -30,7 +30,7 @@ export async function maskedService(
   rig: SynjitsuRig,
   mask: MaskMode,
   bootMs: number,
-  opts: { fail?: boolean; limits?: SynjitsuOptions['limits'] } = {},
+  opts: { fail?: boolean; limits?: SynjitsuOptions['limits']; ring?: SynjitsuOptions['ring'] } = {},
 ): Promise<Boot> {
   const metrics = new MetricsRegistry();
   const target: MaskTarget = { service: 'web', ip: rig.vmIp, mask, mac: rig.vmMac };
@@ -47,6 +47,7 @@ export async function maskedService(
     logger: silentLogger,
     metrics,
     ...(opts.limits ? { limits: opts.limits } : {}),
+    ...(opts.ring ? { ring: opts.ring } : {}),
     onSummon: () => {
       state.summons++;
       state.masker.booting(target);

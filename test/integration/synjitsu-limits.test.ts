@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { nativeAvailable } from '../../src/native/index.js';
 import { manyConnections, synFlood } from '../helpers/synjitsu-load.js';
@@ -46,21 +47,35 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
   });
 
   it('handshake: a client that resets mid-buffer frees its flow and bytes', async () => {
-    svc = await maskedService(rig, 'handshake', 2000);
+    svc = await maskedService(rig, 'handshake', 5000);
+    // The client says "sent" once its bytes are acknowledged, then resets when told to.
     const script = `
       const s = require('node:net').connect({ host: '${rig.vmIp}', port: 80 }, () => {
-        s.write('x'.repeat(5000));
-        setTimeout(() => { s.resetAndDestroy(); setTimeout(() => process.exit(0), 50); }, 200);
+        s.write('x'.repeat(5000), () => setTimeout(() => process.stdout.write('sent\\n'), 100));
       });
+      process.stdin.on('data', () => { s.resetAndDestroy(); setTimeout(() => process.exit(0), 50); });
       s.on('error', () => {});`;
-    const client = rig.inClient(process.execPath, ['-e', script], 10_000);
-    await sleep(150);
-    const held = svc.masker.stats();
-    expect(held.flows).toBe(1);
-    expect(held.bufferedBytes).toBe(5000);
-    await client;
-    await sleep(100);
-    expect(svc.masker.stats()).toMatchObject({ flows: 0, bufferedBytes: 0 });
+    const child = spawn('ip', ['netns', 'exec', rig.clientNs, process.execPath, '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('client never sent')), 10_000);
+        child.stdout!.on('data', (d: Buffer) => {
+          if (d.toString().includes('sent')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      expect(svc.masker.stats()).toMatchObject({ flows: 1, bufferedBytes: 5000 });
+      const exited = new Promise((r) => child.once('exit', r));
+      child.stdin!.write('reset\n');
+      await exited;
+      const t0 = Date.now();
+      while (svc.masker.stats().flows > 0 && Date.now() - t0 < 2000) await sleep(20);
+      expect(svc.masker.stats()).toMatchObject({ flows: 0, bufferedBytes: 0 });
+    } finally {
+      child.kill('SIGKILL');
+    }
     await svc.done();
   });
 
@@ -70,7 +85,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
     const res = await manyConnections(rig, 1000, 20_000);
     const after = await rig.counters();
     await svc.done();
-    console.log('handshake 1000 connections:', res, svc.masker.stats(), { synRetrans: after.synRetrans - before.synRetrans });
+    console.log('handshake 1000 connections:', JSON.stringify(res), svc.masker.stats(), { synRetrans: after.synRetrans - before.synRetrans });
     expect(res.failed, JSON.stringify(res.errors)).toBe(0);
     expect(res.ok).toBe(1000);
     expect(after.synRetrans - before.synRetrans).toBe(0);
@@ -83,7 +98,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
     const res = await manyConnections(rig, 1000, 20_000);
     const after = await rig.counters();
     await svc.done();
-    console.log('park 1000 connections:', res, svc.masker.stats(), { synRetrans: after.synRetrans - before.synRetrans });
+    console.log('park 1000 connections:', JSON.stringify(res), svc.masker.stats(), { synRetrans: after.synRetrans - before.synRetrans });
     expect(res.failed, JSON.stringify(res.errors)).toBe(0);
     expect(res.ok).toBe(1000);
     expect(metric(svc.metrics, 'synjitsu_parked_syns_total')).toBe(1000);

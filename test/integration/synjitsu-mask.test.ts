@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { nativeAvailable } from '../../src/native/index.js';
 import { rigUnavailable, SynjitsuRig } from '../helpers/synjitsu-rig.js';
+import { connectLatencies, percentile } from '../helpers/synjitsu-load.js';
 import { maskedService, metric, sleep, type Boot } from '../helpers/synjitsu-scenario.js';
 
 const unavailable = rigUnavailable() ?? (nativeAvailable() ? undefined : 'native addon not built (npx node-gyp rebuild)');
@@ -99,4 +100,18 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
     expect(after.timeouts - before.timeouts).toBe(0);
     expect(res.firstByte).toBeLessThan(0.9);
   });
+
+  for (const version of [3, 2] as const) {
+    it(`handshake connect latency while booting (TPACKET_V${version} ring)`, async () => {
+      await rig.seedClientNeighbour();
+      svc = await maskedService(rig, 'handshake', 60_000, { ring: { version } });
+      const lat = await connectLatencies(rig, 40);
+      const p50 = percentile(lat, 50);
+      const p99 = percentile(lat, 99);
+      console.log(`handshake connect() via V${version} ring: p50=${p50.toFixed(2)} ms p99=${p99.toFixed(2)} ms max=${Math.max(...lat).toFixed(2)} ms`);
+      expect(lat).toHaveLength(40);
+      expect(p50).toBeLessThan(20);
+      svc.masker.failed(svc.target, 'test over');
+    });
+  }
 });
