@@ -107,8 +107,10 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
     await backend.stop(h, spec, 'destroy', never);
     expect(await backend.state(h, spec)).toBe('stopped');
     expect(isLinkUp('jt5web-v')).toBe(false);
-    // Stop is idempotent.
+    // Stop is idempotent, in every mode.
     await backend.stop(h, spec, 'destroy', never);
+    await backend.stop(h, spec, 'suspend', never);
+    await backend.stop(h, spec, 'shutdown', never);
   });
 
   it('runs an existing OCI bundle made by `crun spec`, joined to the service netns', async () => {

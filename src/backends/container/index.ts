@@ -280,7 +280,8 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         try {
           await crun('pause', f, crunArgv.pause(f.id));
         } catch (err) {
-          if (errorCode(err) !== 'NOT_RUNNING') throw err;
+          // Suspending a container that already ended is a no-op, like any stop of a stopped service.
+          if (errorCode(err) !== 'NOT_RUNNING' && alive(handle)) throw err;
         }
         return;
       }
