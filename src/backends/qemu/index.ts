@@ -1,18 +1,282 @@
-// Placeholder until the qemu backend lands: every call fails with BACKEND_UNSUPPORTED.
-import type { Backend } from '../backend.js';
+/**
+ * The `qemu` backend: each service is a `-M microvm` guest on a tap attached to the service bridge.
+ * QEMU runs detached in its own process group and is driven over QMP, so any worker thread (or a
+ * restarted daemon) can act on a handle another one created: the handle holds only paths and ids.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { accessSync, closeSync, constants, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { Backend, BackendHandle, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError } from '../../errors.js';
+import { resolveAccel } from './accel.js';
+import { buildCmdline, buildQemuArgs, hostCpuKhz, runPaths, type Accel, type RunPaths } from './argv.js';
+import { capConsole, fileTail } from './console.js';
+import { guestImageDir, parseQemuOptions, qemuOptions, type QemuConfig } from './options.js';
+import { isAlive, readProcStat, signalGroup } from './proc.js';
+import { QmpClient, qmpOnce } from './qmp.js';
+import { rxPackets, waitFirstFrame, waitTcp } from './ready.js';
+import { createTap, removeTap } from './tap.js';
 
-const unsupported = (): never => {
-  throw new JitsuError('BACKEND_UNSUPPORTED', 'the qemu backend is not built yet');
-};
+export { parseQemuOptions, qemuOptions, defaultTapName, guestImageDir } from './options.js';
+export type { QemuConfig } from './options.js';
+export { buildCmdline, buildQemuArgs } from './argv.js';
+export { QmpClient, qmpOnce } from './qmp.js';
+export { resolveAccel, probeKvm } from './accel.js';
+
+/** How long start() waits for QEMU to create its machine and greet on QMP. */
+const START_TIMEOUT_MS = 10_000;
+/** How long destroy waits for QEMU to exit after `quit` before SIGKILL. */
+const QUIT_GRACE_MS = 3000;
+
+interface QemuData {
+  tap: string;
+  bridge: string;
+  qmp: string;
+  console: string;
+  log: string;
+  pidfile: string;
+  startTime: number;
+  accel: Accel;
+  acpi: boolean;
+  shutdownTimeoutMs: number;
+  /** rx_packets of the tap when QEMU started: frames past it come from the guest. */
+  rxBaseline: number;
+}
+
+const hash8 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 8);
+
+function dataOf(handle: BackendHandle): QemuData {
+  const d = handle.data as Partial<Record<keyof QemuData, JsonValue>>;
+  if (typeof handle.pid !== 'number' || typeof d.qmp !== 'string' || typeof d.tap !== 'string' || typeof d.startTime !== 'number') {
+    throw new JitsuError('STATE_CORRUPT', `qemu handle for ${handle.service} lacks pid/qmp/tap/startTime`, { service: handle.service });
+  }
+  return handle.data as unknown as QemuData;
+}
+
+function cacheRoot(): string {
+  return process.env['JITSU_CACHE'] || '/var/cache/jitsu';
+}
+
+function mustRead(path: string, what: string, service: string): void {
+  try {
+    accessSync(path, constants.R_OK);
+    if (!statSync(path).isFile()) throw new Error('not a regular file');
+  } catch (err) {
+    const hint = path.startsWith(guestImageDir()) ? ' (run scripts/build-guest.sh to build the guest image)' : '';
+    throw new JitsuError('BOOT_FAILED', `service ${service}: ${what} ${path} is not readable: ${(err as Error).message}${hint}`, { service, [what]: path });
+  }
+}
+
+function abortError(signal: AbortSignal, code: 'BOOT_TIMEOUT' | 'READY_TIMEOUT', what: string, details: Record<string, unknown>): JitsuError {
+  const r = signal.reason as { name?: unknown } | undefined;
+  if (r?.name === 'TimeoutError') return new JitsuError(code, what, details);
+  return new JitsuError('ABORTED', `${what}: aborted`, details);
+}
+
+function bootFailure(service: string, paths: Pick<RunPaths, 'console' | 'log'>, why: string): JitsuError {
+  const qemuLog = fileTail(paths.log, 8);
+  const consoleLog = fileTail(paths.console, 15);
+  const cause = qemuLog.length > 0 ? qemuLog.join(' | ') : consoleLog.slice(-3).join(' | ');
+  return new JitsuError('BOOT_FAILED', `service ${service}: ${why}${cause ? `: ${cause}` : ''}`, { service, qemuLog, console: consoleLog });
+}
+
+/** Wait for QMP to greet, or for QEMU to exit (a bad kernel, a missing tap, a bad flag). */
+async function awaitQmp(paths: RunPaths, exited: () => string | undefined, service: string, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    const gone = exited();
+    if (gone !== undefined) throw bootFailure(service, paths, `QEMU exited (${gone}) before the guest started`);
+    if (signal.aborted) throw abortError(signal, 'BOOT_TIMEOUT', `service ${service}: QEMU did not start in time`, { service });
+    let sockExists = false;
+    try {
+      sockExists = statSync(paths.qmp).isSocket();
+    } catch {
+      // not yet
+    }
+    if (sockExists) {
+      try {
+        const c = await QmpClient.connect(paths.qmp, 1000);
+        c.close();
+        return;
+      } catch {
+        // machine still initialising, or QEMU died: the loop finds out which
+      }
+    }
+    if (Date.now() > deadline) throw bootFailure(service, paths, `QEMU gave no QMP greeting within ${START_TIMEOUT_MS} ms`);
+    await new Promise((r) => setTimeout(r, 3));
+  }
+}
+
+async function waitExit(pid: number, startTime: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (isAlive(pid, startTime)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}
+
+async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
+  const cfg: QemuConfig = parseQemuOptions(spec, hash8);
+  mustRead(cfg.kernel, 'kernel', spec.service);
+  if (cfg.initrd !== undefined) mustRead(cfg.initrd, 'initrd', spec.service);
+  const paths = runPaths(spec.runDir);
+  const verdict = await resolveAccel(cfg, cacheRoot());
+  const cmdline = buildCmdline(cfg, spec.service, spec.network, hostCpuKhz(), verdict.accel);
+  const args = buildQemuArgs(cfg, cmdline, verdict.accel, paths);
+
+  for (const p of [paths.qmp, paths.pidfile]) rmSync(p, { force: true });
+  writeFileSync(paths.console, '');
+  await createTap(cfg.tap, cfg.bridge);
+  const rxBaseline = rxPackets(cfg.tap) ?? 0;
+
+  const logFd = openSync(paths.log, 'w');
+  let exitedHow: string | undefined;
+  let child;
+  try {
+    child = spawn(cfg.binary, args, { detached: true, stdio: ['ignore', logFd, logFd] });
+  } finally {
+    closeSync(logFd);
+  }
+  child.on('exit', (code, sig) => {
+    exitedHow = sig ? `signal ${sig}` : `status ${code}`;
+  });
+  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+  spawnError.then((err) => {
+    exitedHow = `cannot run ${cfg.binary}: ${err.message}`;
+  }, () => undefined);
+  // The ChildProcess stays referenced by its listeners until exit, so this thread reaps it; unref
+  // lets the daemon exit while the VM runs on.
+  child.unref();
+
+  const pid = child.pid;
+  try {
+    if (pid === undefined) {
+      await new Promise((r) => setImmediate(r));
+      throw new JitsuError('BOOT_FAILED', `service ${spec.service}: ${exitedHow ?? `cannot run ${cfg.binary}`} (is qemu-system-x86 installed?)`, { service: spec.service });
+    }
+    await awaitQmp(paths, () => exitedHow, spec.service, signal);
+  } catch (err) {
+    if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+    await removeTap(cfg.tap).catch(() => undefined);
+    throw err;
+  }
+  const startTime = readProcStat(pid)?.startTime ?? 0;
+  const data: QemuData = {
+    tap: cfg.tap,
+    bridge: cfg.bridge,
+    qmp: paths.qmp,
+    console: paths.console,
+    log: paths.log,
+    pidfile: paths.pidfile,
+    startTime,
+    accel: verdict.accel,
+    acpi: cfg.acpi,
+    shutdownTimeoutMs: cfg.shutdownTimeoutMs,
+    rxBaseline,
+  };
+  return { backend: 'qemu', service: spec.service, link: cfg.tap, mac: cfg.mac, pid, data: data as unknown as { [key: string]: JsonValue } };
+}
+
+async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
+  const d = dataOf(handle);
+  const pid = handle.pid!;
+  const check = (): void => {
+    capConsole(d.console);
+    if (!isAlive(pid, d.startTime)) throw bootFailure(spec.service, d, 'QEMU exited before the guest network came up');
+  };
+  check();
+  try {
+    // Even with a TCP probe, wait for the first frame first: connecting before the guest answers
+    // ARP leaves a failed neighbour entry on the host that delays the probe by seconds.
+    await waitFirstFrame(d.tap, d.rxBaseline, signal, { check });
+    if (spec.ready?.kind === 'tcp') await waitTcp(spec.network.ip, spec.ready.port, signal, { check });
+  } catch (err) {
+    if (err instanceof JitsuError) throw err;
+    if (signal.aborted) {
+      const lines = fileTail(d.console, 15);
+      const what = spec.ready ? `tcp:${spec.ready.port} on ${spec.network.ip}` : `a first frame from ${handle.mac ?? 'the guest'} on ${d.tap}`;
+      const e = abortError(signal, 'READY_TIMEOUT', `service ${spec.service}: no ${what}; last console lines: ${lines.slice(-3).join(' | ') || '(none)'}`, { service: spec.service, console: lines });
+      throw e;
+    }
+    throw new JitsuError('READY_TIMEOUT', `service ${spec.service}: cannot watch ${d.tap}: ${(err as Error).message}`, { service: spec.service }, { cause: err });
+  }
+}
+
+async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
+  const d = dataOf(handle);
+  const pid = handle.pid!;
+  const alive = (): boolean => isAlive(pid, d.startTime);
+  if (mode === 'suspend') {
+    if (!alive()) throw new JitsuError('NOT_RUNNING', `service ${spec.service}: QEMU (pid ${pid}) is not running; cannot suspend`, { service: spec.service, pid });
+    try {
+      await qmpOnce(d.qmp, 'stop');
+    } catch (err) {
+      throw new JitsuError('STOP_FAILED', `service ${spec.service}: QMP stop failed: ${(err as Error).message}`, { service: spec.service }, { cause: err });
+    }
+    return;
+  }
+  if (alive() && mode === 'shutdown' && d.acpi) {
+    // A paused guest cannot see the power button.
+    try {
+      await qmpOnce(d.qmp, 'cont');
+      await qmpOnce(d.qmp, 'system_powerdown');
+    } catch {
+      // QMP gone: fall through to quit/kill
+    }
+    const bound = Math.max(0, d.shutdownTimeoutMs);
+    const deadline = Date.now() + bound;
+    while (alive() && Date.now() < deadline && !signal.aborted) await new Promise((r) => setTimeout(r, 20));
+  }
+  if (alive()) {
+    try {
+      await qmpOnce(d.qmp, 'quit', undefined, 1000);
+    } catch {
+      // the reply may race QEMU's exit; exit is checked below
+    }
+    if (!(await waitExit(pid, d.startTime, QUIT_GRACE_MS))) {
+      signalGroup(pid, 'SIGKILL');
+      if (!(await waitExit(pid, d.startTime, QUIT_GRACE_MS))) {
+        throw new JitsuError('STOP_FAILED', `service ${spec.service}: QEMU (pid ${pid}) survived SIGKILL`, { service: spec.service, pid });
+      }
+    }
+  }
+  await removeTap(d.tap);
+  rmSync(d.qmp, { force: true });
+  rmSync(d.pidfile, { force: true });
+}
+
+async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
+  const d = dataOf(handle);
+  if (!isAlive(handle.pid, d.startTime)) {
+    throw new JitsuError('NOT_RUNNING', `service ${spec.service}: QEMU (pid ${handle.pid}) is not running; start it instead of resuming`, { service: spec.service });
+  }
+  await qmpOnce(d.qmp, 'cont');
+}
+
+async function state(handle: BackendHandle): Promise<RuntimeState> {
+  const d = dataOf(handle);
+  capConsole(d.console);
+  if (!isAlive(handle.pid, d.startTime)) return 'stopped';
+  try {
+    const st = (await qmpOnce(d.qmp, 'query-status', undefined, 1000)) as { status?: JsonValue; running?: JsonValue } | null;
+    if (st?.running === true) return 'running';
+    if (st?.status === 'paused' || st?.status === 'suspended' || st?.status === 'prelaunch') return 'paused';
+    if (st?.status === 'shutdown' || st?.status === 'guest-panicked') return 'stopped';
+    return 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
 
 export const backend: Backend = {
   name: 'qemu',
-  summary: 'qemu backend (not built yet)',
-  capabilities: { stopModes: ['destroy'], maskModes: ['none'], defaultMask: 'none' },
-  options: [],
-  start: async () => unsupported(),
-  ready: async () => unsupported(),
-  stop: async () => unsupported(),
-  state: async () => unsupported(),
+  summary: 'QEMU -M microvm guests on a tap on the service bridge; KVM when a probe boot proves it works, else TCG',
+  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], maskModes: ['none', 'park', 'handshake'], defaultMask: 'none' },
+  options: qemuOptions,
+  start,
+  ready,
+  stop,
+  resume,
+  state,
 };

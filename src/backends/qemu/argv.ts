@@ -1,0 +1,104 @@
+/**
+ * QEMU argv and guest kernel command line: pure functions, so every flag is unit-tested and the
+ * reasons for each stay next to it.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ServiceNetwork } from '../backend.js';
+import type { QemuConfig } from './options.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+/** Files QEMU reads or writes for one service, all inside the service's runDir. */
+export interface RunPaths {
+  qmp: string;
+  pidfile: string;
+  console: string;
+  log: string;
+}
+
+export function runPaths(runDir: string): RunPaths {
+  return {
+    qmp: join(runDir, 'qmp.sock'),
+    pidfile: join(runDir, 'qemu.pid'),
+    console: join(runDir, 'console.log'),
+    log: join(runDir, 'qemu.log'),
+  };
+}
+
+let cachedKhz: number | undefined | null = null;
+
+/**
+ * The host's CPU clock in kHz, from /proc/cpuinfo. The guest needs it as tsc_early_khz: without it,
+ * TSC calibration under TCG sometimes hangs the boot. Undefined when the host does not say.
+ */
+export function hostCpuKhz(): number | undefined {
+  if (cachedKhz !== null) return cachedKhz;
+  try {
+    const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    cachedKhz = m ? Math.round(Number(m[1]) * 1000) : undefined;
+  } catch {
+    cachedKhz = undefined;
+  }
+  return cachedKhz;
+}
+
+/**
+ * The guest kernel command line: serial console, no reboot on panic (QEMU exits instead, with
+ * -no-reboot, so a crashed boot fails fast), the TSC hint, then the network facts the project's
+ * /init reads (other guests ignore jitsu.* arguments), then the user's extra arguments last so they
+ * can override anything before them.
+ */
+export function buildCmdline(cfg: Pick<QemuConfig, 'cmdline'>, service: string, net: ServiceNetwork, khz: number | undefined, accel: Accel): string {
+  const parts = ['console=ttyS0', 'reboot=t', 'panic=-1'];
+  // Under KVM the kernel calibrates from the real TSC; the hint is for TCG's emulated one.
+  if (khz !== undefined && accel === 'tcg' && !/\btsc_early_khz=/.test(cfg.cmdline)) parts.push(`tsc_early_khz=${khz}`);
+  parts.push(`jitsu.ip=${net.ip}/${net.prefixLength}`, `jitsu.gw=${net.gateway}`, `jitsu.name=${service.replace(/[^A-Za-z0-9_.-]/g, '_')}`);
+  if (cfg.cmdline.trim().length > 0) parts.push(cfg.cmdline.trim());
+  return parts.join(' ');
+}
+
+/** QEMU option values are comma-separated: a literal comma is written twice. */
+export function qemuOptValue(v: string): string {
+  return v.replaceAll(',', ',,');
+}
+
+/** Full argv (without the binary) for a service VM. */
+export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, paths: RunPaths): string[] {
+  const args = [
+    // microvm: no PCI, no firmware tables beyond what the kernel needs; boots in tens of ms.
+    '-M', `microvm,acpi=${cfg.acpi ? 'on' : 'off'}`,
+    '-accel', accel,
+  ];
+  // KVM guests get the host CPU; TCG keeps QEMU's default model (qemu64), the fastest to emulate.
+  if (accel === 'kvm') args.push('-cpu', 'host');
+  args.push(
+    '-m', String(cfg.memoryMiB),
+    '-smp', String(cfg.vcpus),
+    '-nodefaults', '-no-user-config', '-nographic',
+    // A guest reboot (panic=-1, reboot=t) ends QEMU: a crashed boot is reported, not retried forever.
+    '-no-reboot',
+    '-kernel', cfg.kernel,
+  );
+  if (cfg.initrd !== undefined) args.push('-initrd', cfg.initrd);
+  args.push(
+    '-append', cmdline,
+    '-netdev', `tap,id=net0,ifname=${cfg.tap},script=no,downscript=no`,
+    '-device', `virtio-net-device,netdev=net0,mac=${cfg.mac}`,
+    // append=on: the backend may truncate the file to cap it while QEMU keeps writing.
+    '-chardev', `file,id=con,path=${qemuOptValue(paths.console)},append=on`,
+    '-serial', 'chardev:con',
+    '-qmp', `unix:${qemuOptValue(paths.qmp)},server=on,wait=off`,
+    '-pidfile', paths.pidfile,
+  );
+  return args;
+}
+
+/** Argv for the KVM probe: the same guest without network, console on stdout, told to power off. */
+export function buildProbeArgs(cfg: Pick<QemuConfig, 'kernel' | 'initrd' | 'acpi'>): string[] {
+  const args = ['-M', `microvm,acpi=${cfg.acpi ? 'on' : 'off'}`, '-accel', 'kvm', '-cpu', 'host', '-m', '128', '-smp', '1',
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-kernel', cfg.kernel];
+  if (cfg.initrd !== undefined) args.push('-initrd', cfg.initrd);
+  args.push('-append', 'console=ttyS0 reboot=t panic=-1 jitsu.probe=1', '-serial', 'stdio');
+  return args;
+}

@@ -1,0 +1,119 @@
+/**
+ * The qemu backend's service keys: their specs (for --help and config validation) and the parse of
+ * a service's options into a typed launch config. Paths are checked for existence at start, not
+ * here: a config may name a kernel that a build step has yet to produce.
+ */
+import { join } from 'node:path';
+import type { OptionSpec, ServiceSpec } from '../backend.js';
+import { JitsuError } from '../../errors.js';
+import { isValidIfName } from '../../network/names.js';
+
+export type AccelChoice = 'auto' | 'kvm' | 'tcg';
+
+export interface QemuConfig {
+  kernel: string;
+  initrd?: string;
+  /** Extra kernel arguments, appended after the ones Jitsu sets. */
+  cmdline: string;
+  memoryMiB: number;
+  vcpus: number;
+  mac: string;
+  bridge: string;
+  tap: string;
+  accel: AccelChoice;
+  acpi: boolean;
+  shutdownTimeoutMs: number;
+  /** The QEMU binary (key `qemu`), default qemu-system-x86_64 from PATH. */
+  binary: string;
+}
+
+/** Where build-guest.sh leaves the project's guest image. */
+export function guestImageDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env['JITSU_CACHE'] || '/var/cache/jitsu', 'guest');
+}
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+function intIn(min: number, max: number, what: string): (v: string) => string | undefined {
+  return (v) => (/^\d+$/.test(v) && Number(v) >= min && Number(v) <= max ? undefined : `${what} must be an integer from ${min} to ${max}, got "${v}"`);
+}
+
+const validMemory = intIn(16, 1024 * 1024, 'memory (MiB)');
+const validVcpus = intIn(1, 64, 'vcpus');
+const validShutdown = intIn(0, 600, 'shutdown_timeout (seconds)');
+const validMac = (v: string): string | undefined =>
+  MAC_RE.test(v) && (parseInt(v.slice(0, 2), 16) & 1) === 0 ? undefined : `mac must be a unicast MAC like 02:00:00:00:00:01, got "${v}"`;
+const validIf = (what: string) => (v: string): string | undefined =>
+  isValidIfName(v) ? undefined : `${what} must be an interface name of 1-15 characters without spaces, / or :, got "${v}"`;
+const validAccel = (v: string): string | undefined => (v === 'auto' || v === 'kvm' || v === 'tcg' ? undefined : `accel must be auto, kvm or tcg, got "${v}"`);
+const validOnOff = (v: string): string | undefined => (v === 'on' || v === 'off' ? undefined : `acpi must be on or off, got "${v}"`);
+const validPath = (what: string) => (v: string): string | undefined => (v.length > 0 && !v.includes('\0') ? undefined : `${what} must be a file path`);
+// Commas and quotes would be split or mangled by the service-argument syntax before they got here;
+// what remains must not smuggle a newline into the kernel command line.
+const validCmdline = (v: string): string | undefined => (/[\n\r\0]/.test(v) ? 'cmdline must be one line' : undefined);
+
+export const qemuOptions: readonly OptionSpec[] = [
+  { key: 'kernel', description: 'uncompressed guest kernel (ELF vmlinux); default: the guest image built by scripts/build-guest.sh (vmlinux-stock)', example: '/var/cache/jitsu/guest/vmlinux-stock', validate: validPath('kernel') },
+  { key: 'initrd', description: 'initramfs; default: the guest image\'s initramfs.cpio.gz when `kernel` is not given', example: '/var/cache/jitsu/guest/initramfs.cpio.gz', validate: validPath('initrd') },
+  { key: 'cmdline', description: 'extra kernel arguments, appended after console/panic/tsc and jitsu.ip/jitsu.gw/jitsu.name', example: 'loglevel=4', validate: validCmdline },
+  { key: 'memory', description: 'guest memory in MiB (default 128)', example: '128', validate: validMemory },
+  { key: 'vcpus', description: 'virtual CPUs (default 1)', example: '1', validate: validVcpus },
+  { key: 'mac', description: 'guest MAC (default: the service\'s stable MAC)', example: '02:00:00:00:00:01', validate: validMac },
+  { key: 'nic', description: 'bridge the guest\'s tap joins (default: the daemon\'s bridge)', example: 'jitsu0', validate: validIf('nic') },
+  { key: 'tap', description: 'host tap name (default: derived from the service name, <= 15 chars)', example: 'web-t', validate: validIf('tap') },
+  { key: 'accel', description: 'auto (probe KVM once per host with a test boot, else TCG), kvm or tcg (default auto)', example: 'auto', validate: validAccel },
+  { key: 'acpi', description: 'microvm ACPI: on (default; Debian\'s stock kernel needs it to find its NIC, and it enables clean shutdown) or off (tiny kernel: faster boot)', example: 'on', validate: validOnOff },
+  { key: 'shutdown_timeout', description: 'seconds stop mode shutdown waits for the guest to power off before quitting QEMU (default 10)', example: '10', validate: validShutdown },
+  { key: 'qemu', description: 'QEMU binary (default qemu-system-x86_64)', example: 'qemu-system-x86_64', validate: validPath('qemu') },
+];
+
+const KNOWN = new Set(qemuOptions.map((o) => o.key));
+
+/** The production tap name: `<service>-t`, or a shortened name with a hash when it would not fit. */
+export function defaultTapName(service: string, hash: (s: string) => string): string {
+  const clean = service.replace(/[^A-Za-z0-9_-]/g, '-');
+  if (clean === service && clean.length > 0 && clean.length <= 13) return `${clean}-t`;
+  return `${clean.slice(0, 9)}-t${hash(service).slice(0, 4)}`;
+}
+
+/**
+ * Validate and type a service's qemu options. Unknown keys and bad values fail with
+ * CONFIG_INVALID naming the key and the fix; nothing is silently ignored.
+ */
+export function parseQemuOptions(spec: ServiceSpec, hash: (s: string) => string, env: NodeJS.ProcessEnv = process.env): QemuConfig {
+  const opts = spec.options;
+  for (const key of Object.keys(opts)) {
+    if (!KNOWN.has(key)) {
+      throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: unknown qemu key "${key}" (known: ${[...KNOWN].join(', ')})`, { service: spec.service, key });
+    }
+  }
+  const one = (key: string): string | undefined => {
+    const values = opts[key];
+    if (values === undefined || values.length === 0) return undefined;
+    if (values.length > 1) throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: qemu key "${key}" given ${values.length} times; give it once`, { service: spec.service, key });
+    const v = values[0]!;
+    const problem = qemuOptions.find((o) => o.key === key)?.validate?.(v);
+    if (problem) throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${problem}`, { service: spec.service, key, value: v });
+    return v;
+  };
+  const kernel = one('kernel');
+  const image = guestImageDir(env);
+  const initrd = one('initrd') ?? (kernel === undefined ? join(image, 'initramfs.cpio.gz') : undefined);
+  const mac = (one('mac') ?? spec.network.mac).toLowerCase();
+  const macProblem = validMac(mac);
+  if (macProblem) throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${macProblem}`, { service: spec.service, key: 'mac' });
+  return {
+    kernel: kernel ?? join(image, 'vmlinux-stock'),
+    ...(initrd !== undefined ? { initrd } : {}),
+    cmdline: one('cmdline') ?? '',
+    memoryMiB: Number(one('memory') ?? 128),
+    vcpus: Number(one('vcpus') ?? 1),
+    mac,
+    bridge: one('nic') ?? spec.network.bridge,
+    tap: one('tap') ?? defaultTapName(spec.service, hash),
+    accel: (one('accel') ?? 'auto') as AccelChoice,
+    acpi: (one('acpi') ?? 'on') === 'on',
+    shutdownTimeoutMs: Number(one('shutdown_timeout') ?? 10) * 1000,
+    binary: one('qemu') ?? 'qemu-system-x86_64',
+  };
+}
