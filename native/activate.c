@@ -4,12 +4,14 @@
  * wait in the kernel's accept queue instead of being refused.
  *
  *   jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR]
- *                  [--log FILE [--log-max BYTES]] -- COMMAND ARGS...
+ *                  [--log FILE [--log-max BYTES]] [--ready-fd N] -- COMMAND ARGS...
  *
  * ADDR is an IPv4 address, `[IPv6]`, or empty (`tcp::80` = 0.0.0.0). Sockets land on fds 3..N in
  * the order given; LISTEN_FDS, LISTEN_PID (exec keeps our pid) and LISTEN_FDNAMES (`tcp-80`, ...)
  * describe them. With --log, stdout and stderr go through a small detached logger that keeps the
- * file under BYTES/2 by rotating it to FILE.1 (so at most BYTES on disk).
+ * file under BYTES/2 by rotating it to FILE.1 (so at most BYTES on disk). With --ready-fd N (>= 3),
+ * one byte is written to fd N once every socket is bound and listening, just before exec: the
+ * caller learns "connections are now queued" without polling.
  *
  * Exit codes (one line on stderr says why): 64 usage, 65 open netns, 66 setns, 67 socket setup,
  * 68 chdir, 69 fd/env setup, 70 log setup, 126 exec failed, 127 command not found.
@@ -45,6 +47,9 @@ enum {
 };
 
 #define MAX_LISTEN 64
+
+/* Where the "sockets are bound" byte goes (-1: nowhere); kept above the socket fd range. */
+static int ready_fd = -1;
 
 struct listen_spec {
   int type; /* SOCK_STREAM or SOCK_DGRAM */
@@ -178,6 +183,7 @@ static void setup_log(const char *path, long max_bytes) {
     if (grandchild < 0) _exit(1);
     if (grandchild > 0) _exit(0);
     close(fds[1]);
+    if (ready_fd >= 0) close(ready_fd); /* else the caller never sees EOF if we fail */
     /* Outlive a graceful SIGTERM to the group so the service's last words still get logged. */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
@@ -199,7 +205,7 @@ static void setup_log(const char *path, long max_bytes) {
 static void usage(void) {
   die(EXIT_USAGE,
       "usage: jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR] "
-      "[--log FILE [--log-max BYTES]] -- COMMAND ARGS...",
+      "[--log FILE [--log-max BYTES]] [--ready-fd N] -- COMMAND ARGS...",
       NULL, 0);
 }
 
@@ -221,6 +227,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--chdir") == 0) dir = v;
     else if (strcmp(a, "--log") == 0) log_path = v;
     else if (strcmp(a, "--log-max") == 0) log_max = parse_long(v, 1024, LONG_MAX, "--log-max must be >= 1024:");
+    else if (strcmp(a, "--ready-fd") == 0) ready_fd = (int)parse_long(v, 3, INT_MAX, "--ready-fd must be >= 3:");
     else if (strcmp(a, "--backlog") == 0) backlog = parse_long(v, 1, INT_MAX, "--backlog must be >= 1:");
     else if (strcmp(a, "--listen") == 0) {
       if (nspecs == MAX_LISTEN) die(EXIT_USAGE, "too many --listen (max 64)", NULL, 0);
@@ -230,6 +237,13 @@ int main(int argc, char **argv) {
   }
   if (i >= argc) usage();
   char **cmd = argv + i;
+
+  if (ready_fd >= 0) {
+    int high = fcntl(ready_fd, F_DUPFD_CLOEXEC, 3 + MAX_LISTEN + 8);
+    if (high < 0) die(EXIT_FDS, "--ready-fd is not an open fd", NULL, errno);
+    close(ready_fd);
+    ready_fd = high;
+  }
 
   /* Before the sockets exist, so the logger never holds a listening socket open. */
   if (log_path) setup_log(log_path, log_max);
@@ -274,6 +288,24 @@ int main(int argc, char **argv) {
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDNAMES");
+  }
+
+  if (ready_fd >= 0) {
+    /* A caller that stopped listening is not our failure: block SIGPIPE around the write and
+     * swallow a pending one, so the service starts with the signal state it inherited. */
+    sigset_t pipe_set, old_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    if (sigprocmask(SIG_BLOCK, &pipe_set, &old_set) != 0) die(EXIT_FDS, "sigprocmask", NULL, errno);
+    ssize_t w;
+    do w = write(ready_fd, "1", 1);
+    while (w < 0 && errno == EINTR);
+    if (w < 0 && errno == EPIPE) {
+      struct timespec zero = {0, 0};
+      (void)sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    if (sigprocmask(SIG_SETMASK, &old_set, NULL) != 0) die(EXIT_FDS, "sigprocmask", NULL, errno);
+    close(ready_fd);
   }
 
   execvp(cmd[0], cmd);

@@ -6,6 +6,8 @@
  * start time (pid-reuse defence).
  */
 import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { accessSync, constants, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Backend, BackendHandle, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
@@ -14,7 +16,7 @@ import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServic
 import { activatePath } from './launcher.js';
 import { LOG_MAX_BYTES, logTail, startLog } from './logs.js';
 import { parseProcessOptions, processOptions } from './options.js';
-import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, readProcStat } from './proc.js';
+import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from './proc.js';
 
 export { defaultProcessMask, parseProcessOptions, processOptions } from './options.js';
 export { parseCommand } from './argv.js';
@@ -57,6 +59,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }, ms);
     signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** Event-loop turns spent polling before timers take over (~a few ms of /proc reads). */
+const SPIN_POLLS = 10;
+
+function yieldTo(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => (signal.aborted ? reject(signal.reason) : setImmediate(resolve)));
 }
 
 function isTimeout(signal: AbortSignal): boolean {
@@ -154,7 +163,8 @@ function listening(pid: number, wanted: readonly number[]): boolean {
 
 /** Poll until the process is in its netns and listening on `wanted`; BOOT_FAILED if it dies first. */
 async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, wanted: readonly number[], signal: AbortSignal, timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT'): Promise<void> {
-  for (let delay = 1; ; delay = Math.min(delay * 2, 8)) {
+  const nsLink = netnsLink(data.netnsPath);
+  for (let i = 0, delay = 1; ; i++) {
     const l = liveness(pid, data.startTime);
     if (l.state === 'exited' || l.state === 'gone') {
       let exit = exitOf(pid, data);
@@ -166,9 +176,15 @@ async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, 
       }
       throw bootFailed(spec, pid, data, exit);
     }
-    if (l.state === 'alive' && inNetns(pid, data.netnsPath) && listening(pid, wanted)) return;
+    if (l.state === 'alive' && inNetns(pid, nsLink) && listening(pid, wanted)) return;
     try {
-      await sleep(delay, signal);
+      // The launcher binds within a few ms of the spawn: poll on the event loop first (a timer
+      // of "1 ms" is several ms on a busy box), then back off to timers for slow boots.
+      if (i < SPIN_POLLS) await yieldTo(signal);
+      else {
+        await sleep(delay, signal);
+        delay = Math.min(delay * 2, 8);
+      }
     } catch {
       const tail = logTail(data.logPath, 10);
       const what = wanted.length > 0 ? `listening on port ${wanted.join(',')}` : 'listening on any port';
@@ -226,8 +242,11 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
 
   if (signal.aborted) throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: start aborted`, { service: spec.service });
   // Detached: own session + process group (so stop signals the whole group) and it outlives this
-  // worker thread and the daemon; no pipes to us, the launcher logs to the file itself.
-  const child = spawn(launcher, args, { detached: true, stdio: 'ignore', env });
+  // worker thread and the daemon. The launcher logs to the file itself; with ports, fd 3 is a
+  // pipe on which it writes one byte once the sockets listen (no polling on the boot path).
+  const activated = cfg.ports.length > 0;
+  if (activated) args.unshift('--ready-fd', '3');
+  const child = spawn(launcher, args, { detached: true, stdio: activated ? ['ignore', 'ignore', 'ignore', 'pipe'] : 'ignore', env });
   const pid = child.pid;
   if (pid === undefined) {
     throw new JitsuError('BOOT_FAILED', `service ${spec.service}: cannot spawn ${launcher}`, { service: spec.service });
@@ -255,16 +274,41 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     data: data as unknown as { [key: string]: JsonValue },
   };
   try {
-    if (!parked) {
-      // Activation: up only once the sockets exist (then the kernel queues every SYN); else at once.
-      if (cfg.ports.length > 0) await waitListening(spec, pid, data, cfg.ports, signal, 'BOOT_TIMEOUT');
-      await setLinkUp(link, true);
-    }
+    // Activation: the link goes up only once the sockets listen (from then on the kernel queues
+    // every SYN); without ports at once; park/handshake in ready().
+    if (activated) await socketsBound(spec, child, data, signal);
+    if (!parked) await setLinkUp(link, true);
   } catch (err) {
     signalGroup(pid, 'SIGKILL');
     throw err;
   }
   return handle;
+}
+
+/** Resolves when the launcher reports its sockets bound (one byte on fd 3); BOOT_FAILED if it exits first. */
+async function socketsBound(spec: ServiceSpec, child: ChildProcess, data: ProcessData, signal: AbortSignal): Promise<void> {
+  const pipe = child.stdio[3] as Readable | null;
+  if (!pipe) throw new JitsuError('BOOT_FAILED', `service ${spec.service}: no ready pipe to the launcher`, { service: spec.service });
+  let onAbort: (() => void) | undefined;
+  const bound = await new Promise<boolean | 'aborted'>((resolve) => {
+    pipe.once('data', () => resolve(true));
+    pipe.once('close', () => resolve(false));
+    pipe.once('error', () => resolve(false));
+    onAbort = () => resolve('aborted');
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  signal.removeEventListener('abort', onAbort!);
+  pipe.destroy();
+  if (bound === true) return;
+  if (bound === 'aborted') {
+    throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: launcher did not bind ports ${data.ports.join(',')} in time`, {
+      service: spec.service,
+      pid: child.pid,
+    });
+  }
+  // The launcher closed the pipe without the byte: it failed (its reason is in the log).
+  await waitListening(spec, child.pid!, data, data.ports, signal, 'BOOT_TIMEOUT');
 }
 
 async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {

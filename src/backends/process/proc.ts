@@ -119,11 +119,19 @@ export function hasUdpSocket(pid: number): boolean {
   return false;
 }
 
-/** Has `pid` entered the network namespace at `netnsPath` yet? (Compares namespace inodes.) */
-export function inNetns(pid: number, netnsPath: string): boolean {
+/** What /proc/PID/ns/net reads as for a process inside the netns mounted at `netnsPath`. */
+export function netnsLink(netnsPath: string): string {
   try {
-    const link = readlinkSync(`/proc/${pid}/ns/net`); // "net:[4026532...]"
-    return link === `net:[${statSync(netnsPath).ino}]`;
+    return `net:[${statSync(netnsPath).ino}]`;
+  } catch {
+    return 'net:[missing]';
+  }
+}
+
+/** Has `pid` entered the network namespace whose link (see netnsLink) is `nsLink` yet? */
+export function inNetns(pid: number, nsLink: string): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/net`) === nsLink;
   } catch {
     return false;
   }
