@@ -15,7 +15,9 @@ export interface ProbeReply {
   firstByteMs?: number | number[];
   served?: number;
   failed?: number;
-  errors?: Record<string, number>;
+  errors?: Record<string, number> | string[];
+  answerMs?: number[];
+  totalMs?: number;
   synRetrans: number;
   retransSegs: number;
 }

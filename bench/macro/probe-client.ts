@@ -18,7 +18,8 @@ import { performance } from 'node:perf_hooks';
 import { aQuery, parseAAnswer } from '../lib/net.js';
 
 interface Command {
-  op: 'firstbyte' | 'hold';
+  op: 'firstbyte' | 'hold' | 'resolve-many';
+  names?: string[];
   dns: string;
   dnsPort: number;
   name: string;
@@ -126,6 +127,21 @@ async function runHold(cmd: Command): Promise<Record<string, unknown>> {
   return { ip, dnsMs, served: times.length, failed: count - times.length, errors: Object.fromEntries(errors), firstByteMs: times };
 }
 
+/** Resolves every name at once (each query summons its service); answer times from the burst start. */
+async function runResolveMany(cmd: Command): Promise<Record<string, unknown>> {
+  const timeoutMs = cmd.timeoutMs ?? 60_000;
+  const t0 = performance.now();
+  const settled = await Promise.allSettled(
+    (cmd.names ?? []).map(async (name) => {
+      await resolve({ ...cmd, name }, timeoutMs);
+      return performance.now() - t0;
+    }),
+  );
+  const times = settled.filter((r): r is PromiseFulfilledResult<number> => r.status === 'fulfilled').map((r) => r.value);
+  const errors = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => String((r.reason as Error).message ?? r.reason));
+  return { answerMs: times, failed: errors.length, errors: errors.slice(0, 3), totalMs: performance.now() - t0 };
+}
+
 const rl = createInterface({ input: process.stdin });
 rl.on('line', (line) => {
   void (async () => {
@@ -133,7 +149,7 @@ rl.on('line', (line) => {
     let reply: Record<string, unknown>;
     try {
       const cmd = JSON.parse(line) as Command;
-      reply = { ok: true, ...(cmd.op === 'hold' ? await runHold(cmd) : await runFirstByte(cmd)) };
+      reply = { ok: true, ...(cmd.op === 'hold' ? await runHold(cmd) : cmd.op === 'resolve-many' ? await runResolveMany(cmd) : await runFirstByte(cmd)) };
     } catch (err) {
       reply = { ok: false, error: err instanceof Error ? err.message : String(err) };
     }
