@@ -318,3 +318,43 @@ describe('EDNS(0)', () => {
     expect(metrics.render()).toContain('jitsu_dns_truncated_total 2');
   });
 });
+
+describe('robustness', () => {
+  it('10k mutated queries: the handler never throws and every reply it sends decodes', async () => {
+    let seed = 99;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const fwd = stubForwarder((q) => ({ ...q, qr: true }));
+    const { handler } = setup({ forwarder: fwd });
+    const seeds = [
+      query('demo.jitsu.test', QType.A, { edns: { dnssecOk: true } }),
+      query('many.jitsu.test', QType.A),
+      query('nope.jitsu.test', QType.MX, { edns: { udpPayloadSize: 512 } }),
+      query('example.com', QType.AAAA),
+    ];
+    let replies = 0;
+    const pending: Promise<Buffer | null>[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      let buf = Buffer.from(seeds[i % seeds.length]!);
+      for (let m = 0, n = 1 + rand(3); m < n; m++) {
+        const op = rand(3);
+        if (op === 0) buf[rand(buf.length)] = rand(256);
+        else if (op === 1) buf = buf.subarray(0, rand(buf.length + 1));
+        else buf = Buffer.concat([buf, Buffer.from([rand(256)])]);
+      }
+      const out = handler.handle(buf, i % 2 ? 'udp' : 'tcp');
+      if (out instanceof Promise) pending.push(out);
+      else if (out !== null) {
+        replies++;
+        const r = decodeMessage(out);
+        expect(r.qr).toBe(true);
+        expect(r.id).toBe(buf.readUInt16BE(0));
+        if (i % 2 === 1) expect(out.length).toBeLessThanOrEqual(1232);
+      }
+    }
+    for (const out of await Promise.all(pending)) if (out !== null) decodeMessage(out);
+    expect(replies).toBeGreaterThan(1000);
+  });
+});
