@@ -142,7 +142,8 @@ static void run_logger(int in, int out, const char *path, long half) {
   long size = fstat(out, &st) == 0 ? (long)st.st_size : 0;
   char buf[4096];
   for (;;) {
-    ssize_t n = read(in, buf, sizeof buf);
+    /* Never read more than fits in half the budget, so neither file ever exceeds it. */
+    ssize_t n = read(in, buf, (size_t)half < sizeof buf ? (size_t)half : sizeof buf);
     if (n == 0) _exit(0);
     if (n < 0) {
       if (errno == EINTR) continue;

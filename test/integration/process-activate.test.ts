@@ -1,0 +1,175 @@
+/** The jitsu-activate launcher binary on its own: fd layout, env, netns entry, exit codes, log cap. */
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import type { Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const activate = join(import.meta.dirname, '..', '..', 'build', 'Release', 'jitsu-activate');
+const canRun = existsSync(activate) && process.getuid?.() === 0;
+const NETNS = 'jt2-act-ns';
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function launch(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(activate, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A free loopback TCP port (bound then released). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe.skipIf(!canRun)('jitsu-activate launcher', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'jt2-act-'));
+    await run('ip', ['netns', 'del', NETNS]).catch(() => undefined);
+    await run('ip', ['netns', 'add', NETNS]);
+  });
+  afterAll(async () => {
+    await run('ip', ['netns', 'del', NETNS]).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('puts the sockets on fds 3.. in order, inheritable, with LISTEN_FDS/PID/FDNAMES for the exec\'d pid', async () => {
+    const [a, b, c] = [await freePort(), await freePort(), await freePort()];
+    const script = 'echo "$LISTEN_FDS $LISTEN_PID $$ $LISTEN_FDNAMES"; for fd in 3 4 5; do readlink /proc/$$/fd/$fd; done; cat /proc/$$/net/tcp /proc/$$/net/tcp6 /proc/$$/net/udp';
+    const r = await launch(['--listen', `tcp:127.0.0.1:${a}`, '--listen', `tcp:[::1]:${b}`, '--listen', `udp:127.0.0.1:${c}`, '--', '/bin/sh', '-c', script]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    const [count, listenPid, shellPid, names] = lines[0]!.split(' ');
+    expect(count).toBe('3');
+    expect(listenPid).toBe(shellPid); // exec kept the pid
+    expect(names).toBe(`tcp-${a}:tcp-${b}:udp-${c}`);
+    for (const l of lines.slice(1, 4)) expect(l).toMatch(/^socket:\[\d+\]$/);
+    const hex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
+    expect(r.stdout).toContain(`0100007F:${hex(a)} 00000000:0000 0A`); // LISTEN
+    expect(r.stdout).toMatch(new RegExp(`00000000000000000000000001000000:${hex(b)} 0+:0000 0A`));
+    expect(r.stdout).toContain(`0100007F:${hex(c)}`);
+  });
+
+  it('queues connections made before the program accepts (socket activation)', async () => {
+    const port = await freePort();
+    const child = spawn(activate, ['--listen', `tcp:127.0.0.1:${port}`, '--', '/bin/sh', '-c', 'sleep 0.4; exec python3 -c "import socket; s=socket.socket(fileno=3); c,_=s.accept(); c.sendall(b\'late hello\'); c.close()"'], {
+      stdio: 'ignore',
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = performance.now();
+      const got = await new Promise<string>((resolve, reject) => {
+        const sock = connect(port, '127.0.0.1');
+        let text = '';
+        sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
+        sock.on('data', (d: Buffer) => (text += d.toString()));
+        sock.on('end', () => resolve(text));
+        sock.on('error', reject);
+      });
+      expect(got).toBe('late hello');
+      expect(performance.now() - t0).toBeGreaterThan(200);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('enters the named netns before binding and exec', async () => {
+    const ino = statSync(`/run/netns/${NETNS}`).ino;
+    const r = await launch(['--netns', `/run/netns/${NETNS}`, '--listen', 'tcp::8080', '--', '/bin/sh', '-c', 'readlink /proc/$$/ns/net; cat /proc/$$/net/tcp']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`net:[${ino}]`);
+    expect(r.stdout).toContain('00000000:1F90 00000000:0000 0A');
+  });
+
+  it('clears inherited LISTEN_* without --listen, and changes directory with --chdir', async () => {
+    const env = { ...process.env, LISTEN_FDS: '2', LISTEN_PID: '1', LISTEN_FDNAMES: 'x' };
+    const r = await launch(['--chdir', dir, '--', '/bin/sh', '-c', 'echo "[$LISTEN_FDS][$LISTEN_PID][$LISTEN_FDNAMES] $(pwd)"'], env);
+    expect(r.stdout.trim()).toBe(`[][][] ${dir}`);
+  });
+
+  it('writes one byte to --ready-fd once the sockets listen, then closes it', async () => {
+    const port = await freePort();
+    const child = spawn(activate, ['--ready-fd', '3', '--listen', `tcp:127.0.0.1:${port}`, '--', '/bin/sh', '-c', 'ls /proc/$$/fd | wc -l'], {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+    });
+    const got: string[] = [];
+    child.stdio[3]!.on('data', (d: Buffer) => got.push(d.toString()));
+    const closed = new Promise((r) => child.stdio[3]!.on('close', r));
+    await new Promise((r) => child.on('close', r));
+    await closed;
+    expect(got.join('')).toBe('1');
+  });
+
+  it('exits with a distinct code and one stderr line per failure', async () => {
+    const cases: [string[], number, RegExp][] = [
+      [['--bogus', 'x', '--', 'true'], 64, /usage/],
+      [['--listen', 'sctp:1.2.3.4:1', '--', 'true'], 64, /tcp: or udp:/],
+      [['--listen', 'tcp:1.2.3:80', '--', 'true'], 64, /bad IPv4/],
+      [['--listen', 'tcp::99999', '--', 'true'], 64, /port out of range/],
+      [['--netns', '/run/netns/jt2-no-such-ns', '--', 'true'], 65, /open netns/],
+      [['--netns', '/etc/hostname', '--', 'true'], 66, /setns/],
+      [['--chdir', '/nonexistent-jt2', '--', 'true'], 68, /chdir/],
+      [['--log', '/nonexistent-jt2/x.log', '--', 'true'], 70, /open log/],
+      [['--', 'jt2-no-such-command'], 127, /exec jt2-no-such-command/],
+    ];
+    const notExec = join(dir, 'not-executable');
+    writeFileSync(notExec, '#!/bin/sh\n');
+    chmodSync(notExec, 0o644);
+    cases.push([['--', notExec], 126, /Permission denied/]);
+    for (const [args, code, msg] of cases) {
+      const r = await launch(args);
+      expect({ args, code: r.code }).toEqual({ args, code });
+      expect(r.stderr).toMatch(msg);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }
+  });
+
+  it('fails with 67 when a port stays taken', async () => {
+    const server: Server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const r = await launch(['--listen', `tcp:127.0.0.1:${port}`, '--', 'true']);
+      expect(r.code).toBe(67);
+      expect(r.stderr).toMatch(/bind tcp:127.0.0.1:\d+: Address already in use/);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('logs stdout+stderr to --log and keeps it under --log-max', async () => {
+    const log = join(dir, 'svc.log');
+    const r = await launch(['--log', log, '--log-max', '4096', '--', '/bin/sh', '-c', 'i=0; while [ $i -lt 2000 ]; do echo "line $i"; i=$((i+1)); done; echo last-words >&2']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('');
+    // the logger is detached: give it a moment to drain
+    for (let i = 0; i < 50 && !readFileSync(log, 'utf8').includes('last-words'); i++) await new Promise((res) => setTimeout(res, 20));
+    const current = readFileSync(log, 'utf8');
+    expect(current).toContain('last-words');
+    expect(statSync(log).size + statSync(`${log}.1`).size).toBeLessThanOrEqual(4096);
+  });
+});
