@@ -10,7 +10,7 @@ const ROW = 64;
 const LEFT = 150;
 const RIGHT = 30;
 const TOP = 40;
-const AXIS = 44;
+const AXIS = 62;
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -28,7 +28,7 @@ function niceTicks(lo: number, hi: number): number[] {
 }
 
 function label(ms: number): string {
-  return ms >= 1000 ? `${ms / 1000} s` : `${Number(ms.toPrecision(3))} ms`;
+  return ms >= 1000 ? `${Number((ms / 1000).toPrecision(3))} s` : `${Number(ms.toPrecision(3))} ms`;
 }
 
 /** `series`: backend -> boot-to-first-byte samples in ms. Empty series are drawn as "skipped". */
@@ -78,6 +78,9 @@ export function bootLatencySvg(series: Record<string, number[]>, skipped: Record
     });
     parts.push(`<text x="${x(p50).toFixed(1)}" y="${cy - 17}" text-anchor="middle" fill="${c}">median ${label(p50)} (n=${samples.length})</text>`);
   });
+  parts.push(
+    `<text x="${LEFT + plotW / 2}" y="${axisY + 54}" text-anchor="middle" fill="#777" font-size="11">box: p25–p75 · thick bar: median · whiskers: min–p99 · dots: every run</text>`,
+  );
   parts.push('</svg>');
   return parts.join('\n') + '\n';
 }

@@ -35,9 +35,11 @@ async function helpText(ctx: BenchContext): Promise<string> {
   return r.stdout;
 }
 
+/** The tiny guest kernel boots faster and needs ACPI off; the stock one needs it on (DESIGN §5). */
 export function qemuKeys(): string {
-  const kernel = existsSync(`${GUEST_DIR}/vmlinux-tiny`) ? `${GUEST_DIR}/vmlinux-tiny` : `${GUEST_DIR}/vmlinux-stock`;
-  return `backend=qemu,kernel=${kernel},initrd=${GUEST_DIR}/initramfs.cpio.gz,memory=128`;
+  const tiny = existsSync(`${GUEST_DIR}/vmlinux-tiny`);
+  const kernel = tiny ? `${GUEST_DIR}/vmlinux-tiny` : `${GUEST_DIR}/vmlinux-stock`;
+  return `backend=qemu,kernel=${kernel},initrd=${GUEST_DIR}/initramfs.cpio.gz,acpi=${tiny ? 'off' : 'on'},memory=128,ready=tcp:80,mask=none`;
 }
 
 export async function qemuMissing(ctx: BenchContext): Promise<string | undefined> {
