@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { errorCode } from '../../errors.js';
 import { containerOptions, defaultContainerMask, parseContainerOptions } from './options.js';
 import { defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
-import { crunArgv, crunCommand, detectHybridCgroups, isNoSuchContainer, lastLine, mapCrunFailure, parseCrunState, runtimeStateOf } from './crun.js';
+import { crunArgv, crunCommand, detectHybridCgroups, isNoSuchContainer, lastLine, mapCrunFailure, parseCrunState, runtimeStateOf, which } from './crun.js';
 import { containerId } from './index.js';
 
 const caught = (f: () => unknown): { code?: string; message: string; details: { key?: string } } => {
@@ -124,8 +124,9 @@ describe('crun', () => {
     expect(crunArgv.run('x', '/b', '/p', 0)).not.toContain('--preserve-fds=0');
     expect(crunCommand(paths, run, false)).toEqual(['crun', '--root=/run/s/crun', '--log=file:/run/s/crun.log', ...run]);
     const wrapped = crunCommand({ crun: 'crun', root: '/r' }, crunArgv.run('x', '/b', '/p', 0), true);
-    expect(wrapped.slice(0, 5)).toEqual(['unshare', '--mount', '--propagation', 'private', 'sh']);
-    expect(wrapped[6]).toContain('umount /sys/fs/cgroup/unified');
+    expect(wrapped[0]).toMatch(/(^|\/)unshare$/);
+    expect(wrapped.slice(1, 4)).toEqual(['--mount', '--propagation', 'private']);
+    expect(wrapped).toContain('umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"');
     expect(wrapped.slice(-7)).toEqual(['crun', '--root=/r', 'run', '--detach', '--bundle=/b', '--pid-file=/p', 'x']);
     // Only creation needs the wrapper.
     expect(crunCommand({ crun: 'crun', root: '/r' }, crunArgv.kill('x', 'KILL'), true)).toEqual(['crun', '--root=/r', 'kill', 'x', 'KILL']);
@@ -153,6 +154,11 @@ describe('crun', () => {
     const other = mapCrunFailure('pause', 'jitsu-x', { exitCode: 1, stdout: '', stderr: 'boom\n' }, '');
     expect(other.code).toBe('STOP_FAILED');
     expect(other.message).toContain('boom');
+  });
+
+  it('resolves programs on PATH once, to absolute paths', () => {
+    expect(which('sh')).toMatch(/^\/.*\/sh$/);
+    expect(which('no-such-program-jt5')).toBe('no-such-program-jt5');
   });
 
   it('takes the last line of crun output, unwrapping JSON log lines', () => {

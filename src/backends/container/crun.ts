@@ -3,7 +3,7 @@
  * parsing and the mapping of crun failures to JitsuErrors.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync } from 'node:fs';
 import type { RuntimeState } from '../backend.js';
 import { JitsuError, type ErrorCode } from '../../errors.js';
 
@@ -53,6 +53,40 @@ export function hostHasHybridCgroups(): boolean {
 
 const PRIVATE_NS_SCRIPT = 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"';
 
+const resolved = new Map<string, string>();
+/**
+ * Absolute path of a program on PATH (or the name itself if not found), looked up once: exec'ing a
+ * bare name walks PATH on every call, and PATH can be long (nine failed execve()s for `sh` here).
+ */
+export function which(name: string): string {
+  let path = resolved.get(name);
+  if (path === undefined) {
+    path = name;
+    for (const dir of (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+      if (dir === '') continue;
+      try {
+        accessSync(`${dir}/${name}`, fsConstants.X_OK);
+        path = `${dir}/${name}`;
+        break;
+      } catch {
+        // not here
+      }
+    }
+    resolved.set(name, path);
+  }
+  return path;
+}
+
+/**
+ * The shell that runs the umount: busybox's (static, and runs `umount` as a built-in applet, so one
+ * exec fewer) when busybox-static is installed, else /bin/sh.
+ */
+function privateNsPrefix(): string[] {
+  const shell = existsSync('/bin/busybox') ? ['/bin/busybox', 'sh'] : ['/bin/sh'];
+  return [which('unshare'), '--mount', '--propagation', 'private', ...shell, '-c', PRIVATE_NS_SCRIPT, 'sh'];
+}
+let prefixCached: string[] | undefined;
+
 /**
  * The full command line for one crun invocation: [file, ...args]. Only container creation (`run`,
  * `create`) trips over hybrid cgroups; `start`, `kill`, `pause`, `resume`, `delete` and `state` work on
@@ -61,7 +95,9 @@ const PRIVATE_NS_SCRIPT = 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"'
 export function crunCommand(paths: CrunPaths, args: readonly string[], hybrid: boolean): string[] {
   const crun = [paths.crun, `--root=${paths.root}`, ...(paths.log ? [`--log=file:${paths.log}`] : []), ...args];
   const creates = args[0] === 'run' || args[0] === 'create';
-  return hybrid && creates ? ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', PRIVATE_NS_SCRIPT, 'sh', ...crun] : crun;
+  if (!(hybrid && creates)) return crun;
+  prefixCached ??= privateNsPrefix();
+  return [...prefixCached, ...crun];
 }
 
 export const crunArgv = {

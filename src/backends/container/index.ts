@@ -27,6 +27,7 @@ import {
   runCommand,
   runtimeStateOf,
   type CrunOp,
+  which,
 } from './crun.js';
 
 export interface ContainerBackendOptions {
@@ -133,7 +134,7 @@ async function loadBaseConfig(service: string, config: ContainerConfig): Promise
 }
 
 export function createContainerBackend(opts: ContainerBackendOptions = {}): Backend {
-  const crunBin = opts.crun ?? 'crun';
+  const crunBin = opts.crun ?? which('crun');
   const runTimeoutMs = opts.runTimeoutMs ?? 30_000;
   const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 10_000;
   const commandTimeoutMs = opts.commandTimeoutMs ?? 10_000;
