@@ -180,8 +180,6 @@ class Server implements DnsServer {
   private bindTcp(address: string, port: number): Promise<void> {
     const family = familyOf(address);
     const server = net.createServer({ noDelay: true }, (sock) => this.serveTcp(sock));
-    server.maxConnections = this.maxConnections;
-    server.on('drop', () => this.metrics.tcpRejected.inc());
     this.tcp.push(server);
     return new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
@@ -196,6 +194,12 @@ class Server implements DnsServer {
 
   private serveTcp(sock: net.Socket): void {
     if (this.closed) {
+      sock.destroy();
+      return;
+    }
+    // The cap spans all listeners (net.Server.maxConnections would count per listener).
+    if (this.connections.size >= this.maxConnections) {
+      this.metrics.tcpRejected.inc();
       sock.destroy();
       return;
     }
