@@ -3,7 +3,7 @@
  * output captured with a bound, every wait bounded in time.
  */
 import { spawn, type ChildProcess, execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const OUTPUT_LIMIT = 1 << 20;
 
@@ -129,6 +129,20 @@ export function cpuSeconds(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Direct children of a process (all its threads' children). */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'latin1').trim();
+      if (text) out.push(...text.split(/\s+/).map(Number));
+    }
+  } catch {
+    /* gone */
+  }
+  return out;
 }
 
 /** Resident set size in bytes (VmRSS). */

@@ -1,9 +1,11 @@
 /**
  * The DNS layer alone (src/dns server + handler, static summoner, no services or backends), for the
  * "DNS layer only" row of the qps benchmark:
- *   node dist/bench/macro/dns-layer-server.js PORT NAME=IP...
- * Prints `listening PORT` when ready; exits on SIGTERM.
+ *   node dist/bench/macro/dns-layer-server.js [--workers N] PORT NAME=IP...
+ * With --workers N, N node:cluster workers share the sockets (src/dns `clusterShared`), one per core.
+ * Prints `listening PORT` (once per worker) when ready; exits on SIGTERM.
  */
+import cluster from 'node:cluster';
 import { createDnsHandler } from '../../src/dns/handler.js';
 import { createDnsServer } from '../../src/dns/server.js';
 import { createStaticSummoner } from '../../src/dns/static-summoner.js';
@@ -11,7 +13,23 @@ import { createLogger } from '../../src/observe/log.js';
 import { MetricsRegistry } from '../../src/observe/metrics.js';
 
 async function main(): Promise<void> {
-  const [portText, ...pairs] = process.argv.slice(2);
+  let argv = process.argv.slice(2);
+  let workers = 0;
+  if (argv[0] === '--workers') {
+    workers = Number(argv[1]);
+    argv = argv.slice(2);
+  }
+  if (workers > 0 && cluster.isPrimary) {
+    for (let i = 0; i < workers; i++) cluster.fork();
+    const stopAll = (): void => {
+      for (const w of Object.values(cluster.workers ?? {})) w?.kill();
+      process.exit(0);
+    };
+    process.on('SIGINT', stopAll);
+    process.on('SIGTERM', stopAll);
+    return;
+  }
+  const [portText, ...pairs] = argv;
   const port = Number(portText);
   if (!Number.isInteger(port) || pairs.length === 0) throw new Error('usage: dns-layer-server.js PORT NAME=IP...');
   const summoner = createStaticSummoner(
@@ -22,7 +40,7 @@ async function main(): Promise<void> {
   );
   const logger = createLogger('warn');
   const metrics = new MetricsRegistry();
-  const server = await createDnsServer({ addresses: ['127.0.0.1'], port, handler: createDnsHandler({ summoner, metrics, logger }), logger, metrics });
+  const server = await createDnsServer({ addresses: ['127.0.0.1'], port, handler: createDnsHandler({ summoner, metrics, logger }), logger, metrics, clusterShared: workers > 0 });
   process.stdout.write(`listening ${server.port}\n`);
   const stop = (): void => void server.close().then(() => process.exit(0));
   process.on('SIGTERM', stop);

@@ -10,7 +10,7 @@ import { deferCleanup } from '../lib/cleanup.js';
 import { startJitsu, type RunningDaemon } from '../lib/daemon.js';
 import { freePort, queryA } from '../lib/net.js';
 import { busyboxHttpdExec } from '../lib/www.js';
-import { cpuSeconds, sleep, start, tail, trackCpu, which, type Proc } from '../lib/proc.js';
+import { childPids, cpuSeconds, sleep, start, tail, trackCpu, which, type Proc } from '../lib/proc.js';
 import { fmt } from '../lib/stats.js';
 import type { Benchmark, BenchContext, SectionResult } from '../lib/types.js';
 
@@ -170,16 +170,19 @@ async function unboundPeer(names: readonly NameEntry[], threads: number, dir: st
   return processPeer(`unbound-${threads}t`, `unbound (${threads} thread${threads > 1 ? 's' : ''})`, 'unbound', ['-d', '-c', conf], port, null);
 }
 
-async function dnsLayerPeer(ctx: BenchContext, names: readonly NameEntry[]): Promise<Peer> {
+async function dnsLayerPeer(ctx: BenchContext, names: readonly NameEntry[], workers: number): Promise<Peer> {
   const port = await freePort();
-  return processPeer(
-    'jitsu-dns-layer',
-    'jitsu DNS layer only (static names)',
+  const peer = await processPeer(
+    workers ? `jitsu-dns-layer-${workers}w` : 'jitsu-dns-layer',
+    workers ? `jitsu DNS layer only, ${workers} cluster workers` : 'jitsu DNS layer only (static names)',
     process.execPath,
-    [join(ctx.root, 'dist/bench/macro/dns-layer-server.js'), String(port), ...names.map((n) => `${n.name}=${n.ip}`)],
+    [join(ctx.root, 'dist/bench/macro/dns-layer-server.js'), ...(workers ? ['--workers', String(workers)] : []), String(port), ...names.map((n) => `${n.name}=${n.ip}`)],
     port,
-    /listening \d+/,
+    workers ? null : /listening \d+/,
   );
+  const primary = peer.pids()[0]!;
+  // Workers are the primary's children: their CPU is the server's too.
+  return { ...peer, pids: () => [primary, ...childPids(primary)] };
 }
 
 async function daemonPeer(ctx: BenchContext, names: readonly NameEntry[]): Promise<Peer> {
@@ -224,7 +227,8 @@ export const dnsQpsBenchmark: Benchmark = {
       { id: 'dnsmasq', need: 'dnsmasq', make: () => dnsmasqPeer(names) },
       { id: 'unbound-1t', need: 'unbound', make: () => unboundPeer(names, 1, dir) },
       { id: 'unbound-2t', need: 'unbound', make: () => unboundPeer(names, 2, dir) },
-      { id: 'jitsu-dns-layer', make: () => dnsLayerPeer(ctx, names) },
+      { id: 'jitsu-dns-layer', make: () => dnsLayerPeer(ctx, names, 0) },
+      { id: 'jitsu-dns-layer-2w', make: () => dnsLayerPeer(ctx, names, 2) },
       { id: 'jitsu-daemon', make: () => daemonPeer(ctx, names) },
     ];
     const rounds = ctx.quick ? 1 : 2;
