@@ -320,6 +320,22 @@ describe('EDNS(0)', () => {
 });
 
 describe('robustness', () => {
+  it('a service layer that throws, or an answer too big for any transport, costs one SERVFAIL', () => {
+    const throwing: StaticService = {
+      service: 'buggy',
+      names: ['buggy.jitsu.test'],
+      ipv4: ['10.0.0.1'],
+      ensureUp: () => {
+        throw new Error('bug');
+      },
+    };
+    const huge: StaticService = { service: 'huge', names: ['huge.jitsu.test'], ipv4: Array.from({ length: 5000 }, (_, i) => `10.2.${i >> 8}.${i & 255}`) };
+    const { askSync } = setup({ services: [throwing, huge] });
+    expect(askSync(query('buggy.jitsu.test', QType.A))!.rcode).toBe(Rcode.SERVFAIL);
+    expect(askSync(query('huge.jitsu.test', QType.A), 'tcp')!.rcode).toBe(Rcode.SERVFAIL);
+    expect(askSync(query('huge.jitsu.test', QType.MX), 'tcp')!.rcode).toBe(Rcode.NOERROR);
+  });
+
   it('10k mutated queries: the handler never throws and every reply it sends decodes', async () => {
     let seed = 99;
     const rand = (n: number): number => {

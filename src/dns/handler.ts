@@ -168,26 +168,27 @@ class Handler implements QueryHandler {
     if (q.ednsDuplicate) return this.minimal(msg, q, transport, Rcode.FORMERR, 0);
     if (q.hasEdns && q.ednsVersion !== 0) return this.minimal(msg, q, transport, Rcode.BADVERS, 0);
 
-    if (q.cacheable && q.qclass === QClass.IN) {
-      let entry = this.cache.get(q.hash);
-      while (entry !== undefined && !sameName(msg, q, entry.wire)) entry = entry.next;
-      if (entry !== undefined) {
-        const answer = this.summoner.lookup(entry.name);
-        if (answer === entry.answer && answer.ipv4 === entry.ipv4 && answer.ipv6 === entry.ipv6 && answer.ttl === entry.ttl) {
-          const cached = cachedReply(entry, q.qtype, ednsVariant(q));
-          if (cached !== undefined) {
-            if (isAddressType(q.qtype)) {
-              const up = answer.ensureUp();
-              if (up !== true) return this.summonLater(msg, snapshot(q), transport, entry.name, answer, up);
-            }
-            return this.emit(cached, msg, q, transport);
-          }
-        } else this.forget(q.hash, entry);
-      }
-    }
     try {
+      if (q.cacheable && q.qclass === QClass.IN) {
+        let entry = this.cache.get(q.hash);
+        while (entry !== undefined && !sameName(msg, q, entry.wire)) entry = entry.next;
+        if (entry !== undefined) {
+          const answer = this.summoner.lookup(entry.name);
+          if (answer === entry.answer && answer.ipv4 === entry.ipv4 && answer.ipv6 === entry.ipv6 && answer.ttl === entry.ttl) {
+            const cached = cachedReply(entry, q.qtype, ednsVariant(q));
+            if (cached !== undefined) {
+              if (isAddressType(q.qtype)) {
+                const up = answer.ensureUp();
+                if (up !== true) return this.summonLater(msg, snapshot(q), transport, entry.name, answer, up);
+              }
+              return this.emit(cached, msg, q, transport);
+            }
+          } else this.forget(q.hash, entry);
+        }
+      }
       return this.slow(msg, q, transport);
     } catch (err) {
+      // A bug here or in the service layer must cost one SERVFAIL, not the listener.
       this.logger.warn('dns handler failed', { error: errorMessage(err) });
       return this.minimal(msg, q, transport, Rcode.SERVFAIL, 0);
     }
@@ -232,9 +233,13 @@ class Handler implements QueryHandler {
     const t0 = performance.now();
     return up.then(
       () => {
-        const reply = this.authoritative(msg, q, name, answer);
         this.observe('summon', t0);
-        return this.emit(reply, msg, q, transport);
+        try {
+          return this.emit(this.authoritative(msg, q, name, answer), msg, q, transport);
+        } catch (err) {
+          this.logger.warn('dns handler failed', { error: errorMessage(err) });
+          return this.minimal(msg, q, transport, Rcode.SERVFAIL, 0);
+        }
       },
       (err: unknown) => {
         this.metrics.summonFailures.inc();
