@@ -206,6 +206,16 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
     expect(err?.code).toBe('BOOT_FAILED');
     expect(err?.details.cause).toBe('config missing');
     await backend.stop(h, spec, 'destroy', never);
+    // A second boot in the same runDir that dies silently must not be blamed on the first one's words.
+    const silent = { ...spec, options: { ...spec.options, exec: ['sh -c "exit 4"'] } };
+    const h2 = await start(silent);
+    const err2 = await backend.ready(h2, silent, never).then(
+      () => undefined,
+      (e: unknown) => e as { code: string; details: { cause: string } },
+    );
+    expect(err2?.code).toBe('BOOT_FAILED');
+    expect(err2?.details.cause).toBe('no output');
+    await backend.stop(h2, silent, 'destroy', never);
   });
 
   it('measures start call -> first HTTP byte for busybox httpd under crun (median of 20)', async () => {

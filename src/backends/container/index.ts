@@ -5,7 +5,7 @@
  * kernel's accept queue instead of being refused.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
@@ -56,6 +56,8 @@ interface ContainerFacts {
   activated: boolean;
   ports: number[];
   startTime: number;
+  /** Size of the container log when this container started: its own output begins there. */
+  logStart: number;
 }
 
 /** Container id and hostname: crun accepts [A-Za-z0-9_+.-]; the netns name already is that. */
@@ -81,6 +83,30 @@ async function serviceNetns(spec: ServiceSpec): Promise<{ netnsPath: string; hos
   const entry = { key, netnsPath: net.netnsPath, hostLink: net.hostLink, netns: net.netns };
   preparedNetns.set(spec.service, entry);
   return entry;
+}
+
+/**
+ * The last lines the container wrote since `offset` (the log's size when it started), so a failure
+ * never quotes an earlier boot; falls back to the plain tail when the log was rotated meanwhile.
+ */
+function logSince(path: string, offset: number, lines = 5): string[] {
+  let size = 0;
+  try {
+    size = statSync(path).size;
+  } catch {
+    return [];
+  }
+  if (size < offset) return logTail(path, lines);
+  const len = Math.min(size - offset, 4096);
+  if (len === 0) return [];
+  const buf = Buffer.alloc(len);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, buf, 0, len, size - len);
+  } finally {
+    closeSync(fd);
+  }
+  return buf.toString('utf8').split('\n').filter((l) => l.length > 0).slice(-lines);
 }
 
 function facts(handle: BackendHandle): ContainerFacts {
@@ -155,7 +181,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
   }
 
   function bootFailure(service: string, f: ContainerFacts, what: string): JitsuError {
-    const tail = logTail(f.log, 5);
+    const tail = logSince(f.log, f.logStart);
     const cause = tail.at(-1) ?? 'no output';
     return new JitsuError('BOOT_FAILED', `container for service ${service} ${what}: ${cause}`, { service, container: f.id, cause, log: f.log, logTail: tail });
   }
@@ -197,6 +223,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         activated,
         ports: config.ports,
         startTime: 0,
+        logStart: 0,
       };
       const [net] = await Promise.all([
         serviceNetns(spec),
@@ -214,6 +241,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         remove(f),
       ]);
 
+      f.logStart = (await stat(f.log).catch(() => undefined))?.size ?? 0;
       const any = spec.network.family === 6 ? '[::]' : '';
       const launcher = [activatePath()];
       if (activated) {
@@ -228,7 +256,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       const res = await runLauncher(argv, runTimeoutMs);
       if (res.code !== 0) {
         const crunSays = lastLine(await readFile(f.crunLog, 'utf8').catch(() => ''));
-        const cause = crunSays || res.error || logTail(f.log, 3).at(-1) || `exit ${res.code ?? res.signal}`;
+        const cause = crunSays || res.error || logSince(f.log, f.logStart).at(-1) || `exit ${res.code ?? res.signal}`;
         await remove(f).catch(() => undefined);
         await linkDown(f).catch(() => undefined);
         if (res.error && /ENOENT/.test(res.error)) {
