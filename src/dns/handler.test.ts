@@ -164,6 +164,22 @@ describe('summoning', () => {
     expect(metrics.render()).toContain('jitsu_dns_summon_failures_total 1');
   });
 
+  it('bounds the queries waiting for a boot: the excess gets SERVFAIL at once', async () => {
+    let release!: () => void;
+    const booting = new Promise<void>((resolve) => (release = resolve));
+    const svc: StaticService = { service: 'slow', names: ['slow.jitsu.test'], ipv4: ['10.0.0.9'], ensureUp: () => booting };
+    const { handler, metrics } = setup({ services: [svc], maxPendingSummons: 3 });
+    const waiting = [1, 2, 3].map((id) => handler.handle(query('slow.jitsu.test', QType.A, { id }), 'udp'));
+    for (const w of waiting) expect(w).toBeInstanceOf(Promise);
+    const refused = handler.handle(query('slow.jitsu.test', QType.A, { id: 4 }), 'udp');
+    expect(decodeMessage(refused as Buffer).rcode).toBe(Rcode.SERVFAIL);
+    expect(metrics.render()).toContain('jitsu_dns_summon_overload_total 1');
+    release();
+    for (const w of await Promise.all(waiting)) expect(decodeMessage(w!).answers).toHaveLength(1);
+    // The slots are free again.
+    expect(await handler.handle(query('slow.jitsu.test', QType.A, { id: 5 }), 'udp')).not.toBeNull();
+  });
+
   it('calls ensureUp on every cached A answer (the service layer tracks use)', () => {
     let calls = 0;
     const svc: StaticService = { service: 's', names: ['s.jitsu.test'], ipv4: ['10.0.0.3'], ensureUp: () => (calls++, true) };

@@ -47,6 +47,11 @@ export interface HandlerOptions {
   ttl?: number;
   /** Bound on cached encoded answers. Default 4096. */
   cacheEntries?: number;
+  /**
+   * Queries waiting for a booting service; beyond this they get SERVFAIL at once, so a query
+   * flood during a long boot cannot grow memory without bound. Default 10000.
+   */
+  maxPendingSummons?: number;
 }
 
 export interface QueryHandler extends DnsHandler {
@@ -120,6 +125,8 @@ class Handler implements QueryHandler {
   private readonly q = new ParsedQuery();
   private tick = 0;
   private readonly ra: number;
+  private readonly maxPendingSummons: number;
+  private pendingSummons = 0;
 
   constructor(opts: HandlerOptions) {
     this.summoner = opts.summoner;
@@ -130,6 +137,7 @@ class Handler implements QueryHandler {
     this.ttl = opts.ttl ?? 60;
     this.cacheLimit = opts.cacheEntries ?? 4096;
     this.ra = this.forwarder ? Flag.RA : 0;
+    this.maxPendingSummons = opts.maxPendingSummons ?? 10_000;
   }
 
   clearCache(): void {
@@ -229,10 +237,18 @@ class Handler implements QueryHandler {
     name: string,
     answer: ServiceAnswer,
     up: Promise<void>,
-  ): Promise<Buffer | null> {
+  ): Buffer | Promise<Buffer | null> {
+    // The boot itself is the service layer's; only this query's wait is refused.
+    up.catch(() => {});
+    if (this.pendingSummons >= this.maxPendingSummons) {
+      this.metrics.summonOverload.inc();
+      return this.minimal(msg, q, transport, Rcode.SERVFAIL, 0);
+    }
+    this.pendingSummons++;
     const t0 = performance.now();
     return up.then(
       () => {
+        this.pendingSummons--;
         this.observe('summon', t0);
         try {
           return this.emit(this.authoritative(msg, q, name, answer), msg, q, transport);
@@ -242,6 +258,7 @@ class Handler implements QueryHandler {
         }
       },
       (err: unknown) => {
+        this.pendingSummons--;
         this.metrics.summonFailures.inc();
         this.logger.warn('service did not come up; answering SERVFAIL', {
           service: answer.service,

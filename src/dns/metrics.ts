@@ -22,6 +22,7 @@ export class DnsMetrics {
   readonly forwardOverload: CounterChild;
   private readonly upstreamFailures;
   readonly summonFailures: CounterChild;
+  readonly summonOverload: CounterChild;
   readonly tcpConnections: Gauge;
   readonly tcpRejected: CounterChild;
   private readonly latency;
@@ -47,6 +48,9 @@ export class DnsMetrics {
     this.forwardOverload = this.upstreamFailures.labels({ reason: 'overload' });
     this.summonFailures = registry
       .counter('jitsu_dns_summon_failures_total', 'Queries answered SERVFAIL because the service failed to come up')
+      .labels();
+    this.summonOverload = registry
+      .counter('jitsu_dns_summon_overload_total', 'Queries answered SERVFAIL because too many already wait for booting services')
       .labels();
     this.tcpConnections = registry.gauge('jitsu_dns_tcp_connections', 'Open DNS-over-TCP connections');
     this.tcpRejected = registry
