@@ -164,7 +164,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     // V3 (default): frames are packed into blocks handed over when full or after timeoutMs (jiffy-rounded),
     // better at high rates. V2: the kernel wakes us per frame, so latency at
     // low rates is the wake-up alone, but slots are fixed-size and must hold a 64 KiB GSO frame.
-    uint32_t version = 3, blockSize = 1u << 17, blockCount = 64, frameSize = 2048, timeoutMs = 1;
+    uint32_t version = 3, blockSize = 1u << 17, blockCount = 128, frameSize = 2048, timeoutMs = 1;
     Napi::Value ring = opts.Get("ring");
     if (ring.IsObject()) {
       Napi::Object r = ring.As<Napi::Object>();

@@ -50,8 +50,10 @@ export class RelayFilter {
       `table bridge ${this.table} {}\ndelete table bridge ${this.table}\n` +
         `table bridge ${this.table} {\n` +
         `  set relay { type ipv4_addr . inet_service . ipv4_addr . inet_service; flags timeout; size 262144; }\n` +
+        `  set rst_guard { type ipv4_addr; flags timeout; size 65536; }\n` +
         `  chain relay_drop { type filter hook forward priority -200; policy accept;\n` +
-        `    ip saddr . tcp sport . ip daddr . tcp dport @relay drop; }\n` +
+        `    ip saddr . tcp sport . ip daddr . tcp dport @relay drop;\n` +
+        `    ip saddr @rst_guard tcp flags & rst == rst drop; }\n` +
         `}\n`,
     );
     return this.created;
@@ -88,6 +90,29 @@ export class RelayFilter {
       if (script) await runNft(script);
     });
     return this.flushing;
+  }
+
+  /**
+   * Drops RSTs a just-booted guest sends for connections it has not been handed yet (a client whose
+   * handshake with us completed while the guest came up): until `ttlMs` after the call, or until
+   * unguard(). Installed at boot start, so it is in place before the guest's link comes up.
+   */
+  async guardRsts(ip: number, ttlMs: number): Promise<void> {
+    if (this.closed) return;
+    await this.ensureTable();
+    const e = formatIpv4(ip);
+    await runNft(
+      `add element bridge ${this.table} rst_guard { ${e} }\n` +
+        `delete element bridge ${this.table} rst_guard { ${e} }\n` +
+        `add element bridge ${this.table} rst_guard { ${e} timeout ${Math.max(1, Math.ceil(ttlMs / 1000))}s }\n`,
+    );
+  }
+
+  async unguard(ip: number): Promise<void> {
+    if (this.closed || !this.created) return;
+    await this.ensureTable();
+    const e = formatIpv4(ip);
+    await runNft(`add element bridge ${this.table} rst_guard { ${e} }\ndelete element bridge ${this.table} rst_guard { ${e} }\n`);
   }
 
   async close(): Promise<void> {

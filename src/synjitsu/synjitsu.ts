@@ -28,6 +28,14 @@ const REPLAY_RTO_MS = 300;
 const REPLAY_MAX_TRIES = 10;
 const LINGER_MS = 3000;
 const SWEEP_MS = 5000;
+/**
+ * After ready(), handshakes we answered just before may still complete (client ACK in flight, or a
+ * retransmitted first segment): for this long they are still accepted and handed over, and the
+ * guest's RSTs to them are dropped at the bridge.
+ */
+const LATE_HANDSHAKE_MS = 3000;
+/** Longest boot the RST guard covers before it lapses on its own (a lost ready()/failed()). */
+const GUARD_MAX_MS = 3600_000;
 
 export interface SynjitsuOptions {
   /** Bridge the services and clients share; it is put in promiscuous mode. */
@@ -89,6 +97,7 @@ interface Service {
   guestTx: TxQueue | undefined;
   linkSocket: PacketSocket | undefined;
   guestMac: Buffer;
+  readyAt: number;
   m: ServiceMetrics;
 }
 
@@ -225,10 +234,30 @@ export class Synjitsu implements BootMasker {
   booting(target: MaskTarget): void {
     const svc = this.service(target);
     if (!svc) return;
-    if (svc.phase === 'booting') return;
-    svc.phase = 'booting';
     svc.summoned = true;
+    if (svc.phase !== 'booting') this.startMasking(svc);
+  }
+
+  private startMasking(svc: Service): void {
+    svc.phase = 'booting';
     this.o.logger.debug('synjitsu masking', { service: svc.target.service, ip: svc.target.ip, mask: svc.target.mask });
+    if (svc.target.mask === 'handshake') {
+      // After this turn's frames are out: spawning nft blocks the loop for a few ms (fork).
+      setImmediate(() => {
+        if (svc.phase !== 'booting') return;
+        this.relayFilter.guardRsts(svc.ip, GUARD_MAX_MS).catch((err: unknown) => {
+          this.o.logger.warn('synjitsu: cannot install the RST guard', { service: svc.target.service, error: errorMessage(err) });
+        });
+      });
+    }
+  }
+
+  private endGuard(svc: Service, afterMs: number): void {
+    if (svc.target.mask !== 'handshake') return;
+    const done = afterMs > 0 ? this.relayFilter.guardRsts(svc.ip, afterMs) : this.relayFilter.unguard(svc.ip);
+    done.catch((err: unknown) => {
+      this.o.logger.warn('synjitsu: cannot update the RST guard', { service: svc.target.service, error: errorMessage(err) });
+    });
   }
 
   async ready(target: MaskTarget, handle: BackendHandle): Promise<void> {
@@ -236,6 +265,7 @@ export class Synjitsu implements BootMasker {
     if (!svc) return;
     try {
       svc.phase = 'ready';
+      svc.readyAt = Date.now();
       if (handle.mac) {
         try {
           svc.guestMac = parseMac(handle.mac);
@@ -246,6 +276,7 @@ export class Synjitsu implements BootMasker {
       this.openLink(svc, handle.link);
       if (svc.parked.size > 0) await this.replayParked(svc);
       if (svc.flows.size > 0) await this.handOver(svc);
+      this.endGuard(svc, LATE_HANDSHAKE_MS);
     } catch (err) {
       this.o.logger.error('synjitsu handover failed', { service: svc.target.service, error: errorMessage(err) });
     }
@@ -262,6 +293,7 @@ export class Synjitsu implements BootMasker {
     });
     this.resetAll(svc, 'boot-failed');
     this.closeLink(svc);
+    this.endGuard(svc, 0);
     svc.phase = 'watched';
     svc.summoned = false;
   }
@@ -271,6 +303,7 @@ export class Synjitsu implements BootMasker {
     if (!svc) return;
     this.resetAll(svc, 'stopped');
     this.closeLink(svc);
+    if (svc.phase !== 'ready' || Date.now() - svc.readyAt < LATE_HANDSHAKE_MS) this.endGuard(svc, 0);
     svc.phase = 'watched';
     svc.summoned = false;
   }
@@ -348,6 +381,7 @@ export class Synjitsu implements BootMasker {
       guestTx: undefined,
       linkSocket: undefined,
       guestMac: mac,
+      readyAt: 0,
       m: {
         parked: m.counter('synjitsu_parked_syns_total', 'SYNs parked until the guest is up').labels(labels),
         duplicateSyns: m.counter('synjitsu_duplicate_syns_total', 'Retransmitted SYNs absorbed while parked').labels(labels),
@@ -473,12 +507,24 @@ export class Synjitsu implements BootMasker {
         svc.phase = 'booting';
         return;
       }
-      svc.phase = 'booting';
+      this.startMasking(svc);
     }
     const key = endpointKey(v.srcIp, v.srcPort);
     const flow = svc.flows.get(key);
     if (flow && flow.svcPort === v.dstPort) {
       this.clientSegment(flow, v);
+      return;
+    }
+    if (svc.phase === 'ready') {
+      // A handshake we answered just before the guest came up completes now: hand it over at once.
+      if (
+        svc.target.mask === 'handshake' &&
+        (flags & (TCP_ACK | TCP_SYN | TCP_RST)) === TCP_ACK &&
+        Date.now() - svc.readyAt < LATE_HANDSHAKE_MS
+      ) {
+        const late = this.cookieAck(svc, v, key, false);
+        if (late) void this.handOverLate(late);
+      }
       return;
     }
     if (svc.phase !== 'booting') return;
@@ -569,20 +615,23 @@ export class Synjitsu implements BootMasker {
     this.cookieCounter.inc();
   }
 
-  private cookieAck(svc: Service, v: FrameView, key: number): void {
+  /** `countInvalid` is false after ready(), when most ACKs belong to the guest's own connections. */
+  private cookieAck(svc: Service, v: FrameView, key: number, countInvalid = true): Flow | undefined {
     const clientIsn = seq.add(v.seq, -1);
     const ourIsn = seq.add(v.ack, -1);
     const facts = this.cookies.check(v.srcIp, v.srcPort, v.dstIp, v.dstPort, clientIsn, ourIsn);
     if (!facts) {
-      this.counters.invalidCookies++;
-      this.invalidCookieCounter.inc();
-      return;
+      if (countInvalid) {
+        this.counters.invalidCookies++;
+        this.invalidCookieCounter.inc();
+      }
+      return undefined;
     }
     const refused = this.budget.admitFlow(svc.flows.size);
     if (refused) {
       this.refuse(refused);
       this.sendRst(svc, v.buf.subarray(v.off + 6, v.off + 12), v.srcIp, v.srcPort, v.dstPort, v.ack, seq.add(v.seq, v.payloadLen));
-      return;
+      return undefined;
     }
     const clientMac = Buffer.from(v.buf.subarray(v.off + 6, v.off + 12));
     const flow = new Flow(svc, v.srcIp, v.srcPort, v.dstPort, clientMac, clientIsn, ourIsn, facts.mss, facts.wscale, v.seq);
@@ -594,6 +643,17 @@ export class Synjitsu implements BootMasker {
       this.o.logger.error('synjitsu: nft add failed; relayed connections may break', { error: errorMessage(err) });
     });
     this.clientSegment(flow, v);
+    return svc.flows.get(key) === flow ? flow : undefined;
+  }
+
+  private async handOverLate(flow: Flow): Promise<void> {
+    await flow.nftAdded;
+    if (flow.state !== 'buffering' || flow.svc.flows.get(endpointKey(flow.clientIp, flow.clientPort)) !== flow) return;
+    flow.state = 'syn-sent';
+    flow.tries = 0;
+    flow.handoverStarted = Date.now();
+    this.sendGuestSyn(flow);
+    this.flushAll();
   }
 
   private clientSegment(flow: Flow, v: FrameView): void {
@@ -719,6 +779,7 @@ export class Synjitsu implements BootMasker {
     }
     flow.timer = setTimeout(() => {
       if (flow.state !== 'syn-sent') return;
+      this.o.logger.debug('synjitsu handover SYN retransmit', { service: flow.svc.target.service, client: formatIpv4(flow.clientIp), port: flow.clientPort, tries: flow.tries });
       this.sendGuestSyn(flow);
       this.flushAll();
     }, delay);
@@ -751,6 +812,9 @@ export class Synjitsu implements BootMasker {
         flow.replaySent = 0;
         flow.state = 'relay';
         flow.tries = 0;
+        if (this.o.logger.enabled('debug')) {
+          this.o.logger.debug('synjitsu handed over', { service: svc.target.service, client: formatIpv4(flow.clientIp), port: flow.clientPort, ms: Date.now() - flow.handoverStarted, bytes: flow.buffered });
+        }
         flow.svc.m.handedOver.inc();
         this.counters.handedOver++;
         this.guestAck(flow, seq.add(flow.clientIsn, 1));
@@ -848,6 +912,7 @@ export class Synjitsu implements BootMasker {
           this.flushAll();
           return;
         }
+        this.o.logger.debug('synjitsu replay retransmit', { service: flow.svc.target.service, client: formatIpv4(flow.clientIp), port: flow.clientPort, tries: flow.tries });
         // Go back to the guest's last ACK and resend from there.
         flow.replaySent = 0;
         this.pumpReplay(flow);

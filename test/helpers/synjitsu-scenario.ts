@@ -4,7 +4,7 @@
  * ready() (or failed()). With `mask: 'off'` no masker runs at all: the unmasked baseline.
  */
 import type { BackendHandle, MaskMode } from '../../src/backends/backend.js';
-import { silentLogger } from '../../src/observe/log.js';
+import { createLogger } from '../../src/observe/log.js';
 import { MetricsRegistry } from '../../src/observe/metrics.js';
 import type { MaskTarget } from '../../src/synjitsu/masker.js';
 import { createSynjitsu, type Synjitsu, type SynjitsuOptions } from '../../src/synjitsu/synjitsu.js';
@@ -19,6 +19,8 @@ export interface Boot {
   /** Resolves when the simulated boot has ended and ready()/failed() returned. */
   done: () => Promise<void>;
   summons: number;
+  /** Debug log lines of this masker (printed by tests when an assertion fails). */
+  log: string[];
 }
 
 export function handleFor(rig: SynjitsuRig): BackendHandle {
@@ -39,12 +41,15 @@ export async function maskedService(
     target,
     metrics,
     summons: 0,
+    log: [],
     masker: undefined as unknown as Synjitsu,
     done: () => boot,
   };
   state.masker = await createSynjitsu({
     iface: rig.bridge,
-    logger: silentLogger,
+    logger: createLogger('debug', (line) => {
+      if (state.log.length < 2000) state.log.push(line);
+    }),
     metrics,
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.ring ? { ring: opts.ring } : {}),
@@ -58,6 +63,7 @@ export async function maskedService(
           return;
         }
         await rig.linkUp();
+        state.log.push(`ts=${new Date().toISOString()} test: link up, calling ready()`);
         await state.masker.ready(target, handleFor(rig));
       })();
     },

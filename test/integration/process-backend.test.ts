@@ -240,6 +240,52 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     expect(median(startMs)).toBeLessThan(500);
   });
 
+  it('services outlive the pool that started them; a new pool adopts the handle; no zombies', async () => {
+    const s = spec('jt2-p-adopt', { exec: [demoExec()], port: ['8080'] }, 'activate');
+    const first = new BackendPool({ minThreads: 1, maxThreads: 1, logger: silentLogger });
+    const handle = await first.start(s, 10_000);
+    try {
+      await first.ready(handle, s, 10_000);
+      await first.close();
+      expect(await get(`http://${s.network.ip}:8080/`)).toBe('hello from jt2-p-adopt\n');
+      expect(await pool.state(handle, s)).toBe('running');
+    } finally {
+      await pool.stop(handle, s, 'destroy', 5000);
+    }
+    expect(await pool.state(handle, s)).toBe('stopped');
+    // Every process started through a live pool was reaped by its worker. (The one whose worker
+    // was closed stays a zombie until this process exits: a known limit, see the report.)
+    await new Promise((r) => setTimeout(r, 200));
+    const { stdout } = await run('ps', ['--ppid', String(process.pid), '-o', 'stat=,pid=,comm=']);
+    const zombies = stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f[0]?.startsWith('Z') && Number(f[1]) !== handle.pid);
+    expect(zombies).toEqual([]);
+  });
+
+  it('passes env= and cwd= to the command, and runs IPv6 services', async () => {
+    const s = spec('jt2-p-env', { exec: [`/bin/sh -c 'echo "foo=$FOO svc=$JITSU_SERVICE cwd=$(pwd)"; sleep 30'`], env: ['FOO=bar baz'], cwd: ['/tmp'] }, 'none');
+    const handle = await start(s);
+    const log = String(handle.data['logPath']);
+    let text = '';
+    for (let i = 0; i < 100 && !text.includes('foo='); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      text = existsSync(log) ? (await run('cat', [log])).stdout : '';
+    }
+    expect(text).toContain('foo=bar baz svc=jt2-p-env cwd=/tmp');
+    await pool.stop(handle, s, 'destroy', 5000);
+
+    const { ensureHostAddresses, stableMac } = await import('../../src/network/index.js');
+    await ensureHostAddresses(env.bridge, ['fd00:201:21::1/64']);
+    const v6: ServiceSpec = {
+      ...spec('jt2-p-v6', { exec: [demoExec('--host', '::')], port: ['8080'] }, 'activate'),
+      network: { bridge: env.bridge, family: 6, ip: 'fd00:201:21::10', prefixLength: 64, gateway: 'fd00:201:21::1', mac: stableMac('jt2-p-v6') },
+    };
+    const h6 = await start(v6);
+    await pool.ready(h6, v6, 10_000);
+    const { stdout } = await run('curl', ['-sS', '--max-time', '10', 'http://[fd00:201:21::10]:8080/']);
+    expect(stdout).toBe('hello from jt2-p-v6\n');
+    await pool.stop(h6, v6, 'destroy', 5000);
+  });
+
   it('leaves nothing behind', async () => {
     for (const { handle, spec: sp } of live.splice(0)) await pool.stop(handle, sp, 'destroy', 5000);
     await env.cleanup();

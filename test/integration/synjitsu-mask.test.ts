@@ -51,6 +51,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
       const after = await rig.counters();
       await svc.done();
       console.log(`handshake ${bootMs}ms: connect=${res.connect}s firstByte=${res.firstByte}s`);
+      if (res.firstByte > bootMs / 1000 + 0.5) console.log(svc.log.join('\n'));
       expect(res.code, res.stderr).toBe(0);
       expect(res.body).toContain('hello from vm POST 3000');
       expect(res.connect).toBeLessThan(0.05);
