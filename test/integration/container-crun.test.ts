@@ -113,6 +113,17 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
     await backend.stop(h, spec, 'shutdown', never);
   });
 
+  it('mask=park keeps the veth down until ready (Synjitsu owns the early SYNs), then serves', async () => {
+    const spec = serviceSpec('jt5web', 1, { rootfs: [busybox], exec: ['sh -c "sleep 0.3; exec httpd -f -p 80 -h /www"'], port: ['80'] }, 'park', runDirs);
+    const h = await start(spec);
+    expect(isLinkUp('jt5web-v')).toBe(false);
+    await backend.ready(h, spec, never);
+    expect(isLinkUp('jt5web-v')).toBe(true);
+    expect(await httpGet(spec.network.ip)).toContain('hello from a jitsu container');
+    await backend.stop(h, spec, 'destroy', never);
+    expect(isLinkUp('jt5web-v')).toBe(false);
+  });
+
   it('runs an existing OCI bundle made by `crun spec`, joined to the service netns', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jt5-bundle-'));
     runDirs.push(dir);

@@ -10,7 +10,7 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
-import { prepareServiceNetns, setLinkUp, linkExists } from '../../network/index.js';
+import { isLinkUp, linkExists, prepareServiceNetns, setLinkUp } from '../../network/index.js';
 import { activatePath } from '../process/launcher.js';
 import { LOG_MAX_BYTES, logTail } from '../process/logs.js';
 import { listeningTcpPorts, readProcStat } from '../process/proc.js';
@@ -54,6 +54,8 @@ interface ContainerFacts {
   crunLog: string;
   hostLink: string;
   activated: boolean;
+  /** mask park/handshake: the veth stays down until ready(), so Synjitsu sees the early SYNs. */
+  parked: boolean;
   ports: number[];
   startTime: number;
   /** Size of the container log when this container started: its own output begins there. */
@@ -72,14 +74,14 @@ export function containerId(service: string): string {
  */
 const preparedNetns = new Map<string, { key: string; netnsPath: string; hostLink: string; netns: string }>();
 
-async function serviceNetns(spec: ServiceSpec): Promise<{ netnsPath: string; hostLink: string; netns: string }> {
+async function serviceNetns(spec: ServiceSpec, linkUp: boolean): Promise<{ netnsPath: string; hostLink: string; netns: string }> {
   const key = JSON.stringify(spec.network);
   const known = preparedNetns.get(spec.service);
   if (known && known.key === key && existsSync(known.netnsPath) && linkExists(known.hostLink)) {
-    await setLinkUp(known.hostLink, true);
+    if (isLinkUp(known.hostLink) !== linkUp) await setLinkUp(known.hostLink, linkUp);
     return known;
   }
-  const net = await prepareServiceNetns(spec.network, spec.service, { hostLinkUp: true });
+  const net = await prepareServiceNetns(spec.network, spec.service, { hostLinkUp: linkUp });
   const entry = { key, netnsPath: net.netnsPath, hostLink: net.hostLink, netns: net.netns };
   preparedNetns.set(spec.service, entry);
   return entry;
@@ -213,6 +215,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       if (signal.aborted) throw aborted('start', spec.service);
       const id = containerId(spec.service);
       const activated = spec.mask === 'activate' && config.ports.length > 0;
+      const parked = spec.mask === 'park' || spec.mask === 'handshake';
       const f: ContainerFacts = {
         id,
         root: join(spec.runDir, 'crun'),
@@ -221,12 +224,14 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         crunLog: join(spec.runDir, 'crun.log'),
         hostLink: '',
         activated,
+        parked,
         ports: config.ports,
         startTime: 0,
         logStart: 0,
       };
       const [net] = await Promise.all([
-        serviceNetns(spec),
+        // Up at once (activated sockets queue SYNs; unmasked clients come after ready), except when parked.
+        serviceNetns(spec, !parked),
         mkdir(f.root, { recursive: true }),
         mkdir(f.bundle, { recursive: true }),
       ]);
@@ -297,9 +302,11 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       for (;;) {
         if (signal.aborted) throw aborted('ready', handle.service);
         if (!alive(handle)) throw bootFailure(handle.service, f, 'exited before it was ready');
-        if (port === undefined || listeningTcpPorts(handle.pid!).has(port)) return;
+        if (port === undefined || listeningTcpPorts(handle.pid!).has(port)) break;
         await sleep(pollMs);
       }
+      // Parked: from here the container's own kernel answers ARP and SYNs (Synjitsu hands over now).
+      if (f.parked && !isLinkUp(f.hostLink)) await setLinkUp(f.hostLink, true);
     },
 
     async stop(handle, _spec, mode: StopMode, signal) {
