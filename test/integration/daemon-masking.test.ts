@@ -1,0 +1,92 @@
+/**
+ * Synjitsu through the whole daemon: a DNS query (or a bare SYN) summons a process service whose
+ * network comes up only after a slow boot; a client in its own namespace connects at once and must
+ * get its reply with zero SYN retransmissions. Subnet 10.200.0.0/16, prefix jt0.
+ */
+import { existsSync } from 'node:fs';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { createClientNetns, type ClientNetns } from '../helpers/client-netns.js';
+import { CLI, DEMO_HTTP, cleanupNetwork, dig, haveCommand, isRoot, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
+
+const canRun = isRoot() && haveCommand('dig') && haveCommand('curl') && haveCommand('nstat') && existsSync(CLI);
+const PREFIX = `jt0m${process.pid.toString(36).slice(-2)}`;
+let seq = 0;
+
+const open: { daemon?: DaemonProcess; client?: ClientNetns }[] = [];
+afterEach(async () => {
+  for (const o of open.splice(0)) {
+    await o.client?.remove();
+    await o.daemon?.stop();
+  }
+});
+afterAll(async () => {
+  if (canRun) await cleanupNetwork(PREFIX);
+});
+
+async function setup(mask: string, bootMs: number, exec?: string): Promise<{ d: DaemonProcess; client: ClientNetns; id: string; ip: string }> {
+  seq++;
+  const id = `${PREFIX}${seq}`;
+  const subnet = `10.200.${220 + seq}`;
+  const ip = `${subnet}.10`;
+  const program = exec ?? `${process.execPath} ${DEMO_HTTP} --port 80 --delay-ms ${bootMs} --message hello-${id}`;
+  const entry: { daemon?: DaemonProcess; client?: ClientNetns } = {};
+  open.push(entry);
+  entry.daemon = await startDaemon({
+    bridge: `${PREFIX}b${seq}`,
+    services: [`name=${id},dns=${id}.jitsu.test,ip=${ip},mask=${mask},ready=tcp:80,exec="${program}"`],
+    args: ['-f', '0.0.0.0', '--boot-timeout', '20'],
+    metrics: true,
+  });
+  entry.client = await createClientNetns(`${id}c`, `${PREFIX}b${seq}`, `${subnet}.50/24`, `${subnet}.1`);
+  return { d: entry.daemon, client: entry.client, id, ip };
+}
+
+async function timedCurl(client: ClientNetns, url: string): Promise<{ body: string; connect: number; firstByte: number; code: number; stderr: string }> {
+  const r = await client.exec('curl', ['-sS', '--max-time', '20', '-w', '\\n%{time_connect} %{time_starttransfer}', url], 30_000);
+  const lines = r.stdout.trimEnd().split('\n');
+  const [connect, firstByte] = (lines.pop() ?? '0 0').split(' ').map(Number) as [number, number];
+  return { body: lines.join('\n'), connect, firstByte, code: r.code, stderr: r.stderr };
+}
+
+describe.skipIf(!canRun)('daemon with Synjitsu masking (process service booting like a VM)', () => {
+  it.each([
+    ['park', 300],
+    ['handshake', 300],
+    ['handshake', 3000],
+  ])('mask=%s, %i ms boot: DNS answers at once, the client connects and gets its reply with no SYN retransmission', async (mask, bootMs) => {
+    const { d, client, id, ip } = await setup(mask, bootMs);
+    const before = await client.tcpCounters();
+    const t0 = performance.now();
+    const answer = await dig(d.port, `${id}.jitsu.test`);
+    expect(answer.answers[0]).toContain(ip);
+    expect(performance.now() - t0).toBeLessThan(bootMs); // answered before the boot finished
+    const r = await timedCurl(client, `http://${ip}/`);
+    expect(r.stderr).toBe('');
+    expect(r.body).toContain(`hello-${id}`);
+    const after = await client.tcpCounters();
+    expect(after.synRetrans - before.synRetrans).toBe(0);
+    // The reply cannot come before the service listened, and must not wait a SYN RTO beyond it.
+    expect(r.firstByte * 1000).toBeGreaterThan(bootMs * 0.5);
+    expect(r.firstByte * 1000).toBeLessThan(bootMs + 900);
+    if (mask === 'handshake') expect(r.connect).toBeLessThan(0.2); // handshake completed by Synjitsu
+  });
+
+  it('a SYN to a stopped service summons it (no DNS query) and the connection completes', async () => {
+    const { d, client, id, ip } = await setup('handshake', 200);
+    const r = await timedCurl(client, `http://${ip}/`);
+    expect(r.body).toContain(`hello-${id}`);
+    expect((await client.tcpCounters()).synRetrans).toBe(0);
+    await d.waitForLog(new RegExp(`msg=ready service=${id}`));
+  });
+
+  it('a boot failure resets the connections held for it, promptly', async () => {
+    const { d, client, id, ip } = await setup('handshake', 0, '/bin/false');
+    expect((await dig(d.port, `${id}.jitsu.test`)).answers[0]).toContain(ip);
+    const t0 = performance.now();
+    const r = await timedCurl(client, `http://${ip}/`);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/reset|Empty reply|Recv failure/i);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    await d.waitForLog(/msg="boot failed"/);
+  });
+});
