@@ -144,7 +144,12 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
     const h = await start(spec);
     // Ready at once: the kernel already listens for the container.
     await backend.ready(h, spec, never);
-    // systemd's protocol as the container's init sees it (pid 1 in its pid namespace).
+    // systemd's protocol as the container's init sees it (pid 1 in its pid namespace). crun may return
+    // a moment before its init has exec'd the server: wait for the exec first.
+    const deadline = Date.now() + 2000;
+    while (!execFileSync('cat', [`/proc/${h.pid}/cmdline`], { encoding: 'utf8' }).startsWith('/usr/bin/node') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     const environ = execFileSync('cat', [`/proc/${h.pid}/environ`], { encoding: 'utf8' }).split('\0');
     expect(environ).toEqual(expect.arrayContaining(['LISTEN_FDS=1', 'LISTEN_PID=1', 'LISTEN_FDNAMES=tcp-80', 'DELAY_MS=1500']));
     const body = await inClient('curl', ['-s', '--max-time', '10', `http://${spec.network.ip}/`]);
@@ -173,6 +178,15 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
     await backend.stop(h, spec, 'shutdown', never);
     expect(performance.now() - t).toBeLessThan(1500);
     expect(await backend.state(h, spec)).toBe('stopped');
+
+    // A caller's deadline cuts the TERM wait short too (then KILL): here 300 ms instead of our 2 s.
+    const quick = { ...spec, options: { ...spec.options, exec: ['/bin/httpd -f -p 80 -h /www'] } };
+    h = await start(quick);
+    await backend.ready(h, quick, never);
+    t = performance.now();
+    await backend.stop(h, quick, 'shutdown', AbortSignal.timeout(300));
+    expect(performance.now() - t).toBeLessThan(1500);
+    expect(await backend.state(h, quick)).toBe('stopped');
 
     // httpd as pid 1 has no TERM handler, so the kernel drops TERM: shutdown must fall back to KILL.
     const stubborn = { ...spec, options: { ...spec.options, exec: ['/bin/httpd -f -p 80 -h /www'] } };

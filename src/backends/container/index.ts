@@ -115,8 +115,11 @@ function facts(handle: BackendHandle): ContainerFacts {
   return handle.data as unknown as ContainerFacts;
 }
 
-function aborted(what: string, service: string): JitsuError {
-  return new JitsuError('ABORTED', `container ${what} aborted for service ${service}`, { service });
+/** An aborted call: a deadline (AbortSignal.timeout) is a timeout with its own code, anything else ABORTED. */
+function aborted(what: 'start' | 'ready' | 'stop' | 'resume', service: string, signal: AbortSignal): JitsuError {
+  const timedOut = (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
+  const code = !timedOut ? 'ABORTED' : what === 'ready' ? 'READY_TIMEOUT' : what === 'stop' ? 'STOP_FAILED' : 'BOOT_TIMEOUT';
+  return new JitsuError(code, `container ${what} ${timedOut ? 'timed out' : 'aborted'} for service ${service}`, { service });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -212,7 +215,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
     async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
       const config = parseContainerOptions(spec.service, spec.options);
       const base = await loadBaseConfig(spec.service, config);
-      if (signal.aborted) throw aborted('start', spec.service);
+      if (signal.aborted) throw aborted('start', spec.service, signal);
       const id = containerId(spec.service);
       const activated = spec.mask === 'activate' && config.ports.length > 0;
       const parked = spec.mask === 'park' || spec.mask === 'handshake';
@@ -289,7 +292,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       if (pid > 0) handle.pid = pid;
       if (signal.aborted) {
         await backend.stop(handle, spec, 'destroy', new AbortController().signal);
-        throw aborted('start', spec.service);
+        throw aborted('start', spec.service, signal);
       }
       return handle;
     },
@@ -300,7 +303,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       if (f.activated) return;
       const port = spec.ready?.port ?? f.ports[0];
       for (;;) {
-        if (signal.aborted) throw aborted('ready', handle.service);
+        if (signal.aborted) throw aborted('ready', handle.service, signal);
         if (!alive(handle)) throw bootFailure(handle.service, f, 'exited before it was ready');
         if (port === undefined || listeningTcpPorts(handle.pid!).has(port)) break;
         await sleep(pollMs);
@@ -311,7 +314,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
 
     async stop(handle, _spec, mode: StopMode, signal) {
       const f = facts(handle);
-      if (signal.aborted) throw aborted('stop', handle.service);
+      if (signal.aborted) throw aborted('stop', handle.service, signal);
       if (mode === 'suspend') {
         try {
           await crun('pause', f, crunArgv.pause(f.id));
@@ -325,8 +328,9 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         await crun('kill', f, crunArgv.kill(f.id, 'TERM')).catch(() => undefined);
         // A paused container cannot act on TERM; let it run so it can.
         await crun('resume', f, crunArgv.resume(f.id)).catch(() => undefined);
+        // Bounded by our own limit and by the caller's deadline, whichever comes first; then KILL.
         const deadline = Date.now() + shutdownTimeoutMs;
-        while (alive(handle) && Date.now() < deadline) await sleep(Math.max(pollMs, 10));
+        while (alive(handle) && Date.now() < deadline && !signal.aborted) await sleep(Math.max(pollMs, 10));
       }
       if (alive(handle)) await crun('kill', f, crunArgv.kill(f.id, 'KILL')).catch(() => undefined);
       await remove(f);
@@ -334,7 +338,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
     },
 
     async resume(handle, _spec, signal) {
-      if (signal.aborted) throw aborted('resume', handle.service);
+      if (signal.aborted) throw aborted('resume', handle.service, signal);
       await crun('resume', facts(handle), crunArgv.resume(facts(handle).id));
     },
 

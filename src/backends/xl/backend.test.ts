@@ -126,5 +126,8 @@ describe('xl backend orchestration (stub xl)', () => {
     setTimeout(() => ac.abort(), 100);
     const err = (await backend.ready({ ...h, link: 'jt5-none' }, spec, ac.signal).catch((e: unknown) => e)) as { code: string };
     expect(err.code).toBe('ABORTED');
+    // A deadline (how the service layer calls us) is a timeout, not a plain abort.
+    const late = (await backend.ready({ ...h, link: 'jt5-none' }, spec, AbortSignal.timeout(50)).catch((e: unknown) => e)) as { code: string };
+    expect(late.code).toBe('READY_TIMEOUT');
   });
 });

@@ -25,22 +25,25 @@ export interface XlBackendOptions {
   pollMs?: number;
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+const sleep = (ms: number, signal: AbortSignal, service: string): Promise<void> =>
   new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(aborted('ready'));
+    if (signal.aborted) return reject(aborted('ready', service, signal));
     const t = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
     const onAbort = (): void => {
       clearTimeout(t);
-      reject(aborted('ready'));
+      reject(aborted('ready', service, signal));
     };
     signal.addEventListener('abort', onAbort, { once: true });
   });
 
-function aborted(what: string, service?: string): JitsuError {
-  return new JitsuError('ABORTED', `xl ${what} aborted${service ? ` for service ${service}` : ''}`, { service });
+/** An aborted call: a deadline (AbortSignal.timeout) is a timeout with its own code, anything else ABORTED. */
+function aborted(what: 'start' | 'ready' | 'stop' | 'resume', service: string, signal: AbortSignal): JitsuError {
+  const timedOut = (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
+  const code = !timedOut ? 'ABORTED' : what === 'ready' ? 'READY_TIMEOUT' : what === 'stop' ? 'STOP_FAILED' : 'BOOT_TIMEOUT';
+  return new JitsuError(code, `xl ${what} ${timedOut ? 'timed out' : 'aborted'} for service ${service}`, { service });
 }
 
 function domainOf(handle: BackendHandle): string {
@@ -118,7 +121,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
           throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${key}: ${path} does not exist or is not readable in dom0`, { service: spec.service, key });
         }
       }
-      if (signal.aborted) throw aborted('start', spec.service);
+      if (signal.aborted) throw aborted('start', spec.service, signal);
       const configPath = join(spec.runDir, `xl-${domain.name}.cfg`);
       const mac = domain.nics[0]!.mac;
 
@@ -141,7 +144,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
       }
       if (signal.aborted) {
         await stopQuietly('destroy', xlArgv.destroy(domain.name), domain.name, commandTimeoutMs);
-        throw aborted('start', spec.service);
+        throw aborted('start', spec.service, signal);
       }
       return handleFor(spec, created, mac, configPath);
     },
@@ -149,7 +152,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
     async ready(handle, spec, signal) {
       if (spec.ready) {
         const { ip } = spec.network;
-        while (!(await tcpOnce(ip, spec.ready.port, 200))) await sleep(pollMs * 4, signal);
+        while (!(await tcpOnce(ip, spec.ready.port, 200))) await sleep(pollMs * 4, signal, handle.service);
         return;
       }
       // First frame from the guest: netback counts the guest's transmissions as rx on the host vif.
@@ -157,13 +160,13 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
       for (;;) {
         const text = await readFile(counter, 'utf8').catch(() => '0');
         if (Number(text.trim()) > 0) return;
-        await sleep(pollMs, signal);
+        await sleep(pollMs, signal, handle.service);
       }
     },
 
     async stop(handle, _spec, mode: StopMode, signal) {
       const domain = domainOf(handle);
-      if (signal.aborted) throw aborted('stop', handle.service);
+      if (signal.aborted) throw aborted('stop', handle.service, signal);
       switch (mode) {
         case 'destroy':
           return stopQuietly('destroy', xlArgv.destroy(domain), domain, commandTimeoutMs);
@@ -182,7 +185,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
     },
 
     async resume(handle, _spec, signal) {
-      if (signal.aborted) throw aborted('resume', handle.service);
+      if (signal.aborted) throw aborted('resume', handle.service, signal);
       const domain = domainOf(handle);
       await xlOrThrow('unpause', xlArgv.unpause(domain), domain, commandTimeoutMs);
     },
