@@ -336,9 +336,12 @@ async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, s
   await quiesceLink(handle);
   try {
     switch (mode) {
-      case 'suspend':
+      case 'suspend': {
         signalGroup(pid, 'SIGSTOP');
+        // Group stop is asynchronous (every thread must stop): report suspended only once it is.
+        for (let i = 0; i < 200 && liveness(pid, data.startTime).state === 'alive'; i++) await new Promise((r) => setTimeout(r, 1));
         return;
+      }
       case 'shutdown': {
         signalGroup(pid, 'SIGTERM');
         if (l.state === 'stopped-signal') signalGroup(pid, 'SIGCONT'); // a suspended process must run to handle TERM
