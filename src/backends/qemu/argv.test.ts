@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import type { ServiceNetwork } from '../backend.js';
+import { buildCmdline, buildProbeArgs, buildQemuArgs, qemuOptValue, runPaths } from './argv.js';
+import type { QemuConfig } from './options.js';
+
+const net: ServiceNetwork = { bridge: 'jitsu0', family: 4, ip: '10.0.0.5', prefixLength: 24, gateway: '10.0.0.1', mac: '02:00:00:00:00:05' };
+const cfg: QemuConfig = {
+  kernel: '/img/vmlinux', initrd: '/img/initrd.gz', cmdline: '', memoryMiB: 128, vcpus: 1, mac: '02:00:00:00:00:05',
+  bridge: 'jitsu0', tap: 'web-t', accel: 'auto', acpi: true, shutdownTimeoutMs: 10_000, binary: 'qemu-system-x86_64',
+};
+
+function after(args: string[], flag: string): string[] {
+  const out: string[] = [];
+  args.forEach((a, i) => a === flag && out.push(args[i + 1]!));
+  return out;
+}
+
+describe('buildCmdline', () => {
+  it('sets console, panic, the TSC hint under TCG and the network facts, user args last', () => {
+    const c = buildCmdline({ cmdline: 'loglevel=4 quiet' }, 'web', net, 2445406, 'tcg');
+    expect(c).toBe('console=ttyS0 reboot=t panic=-1 tsc_early_khz=2445406 jitsu.ip=10.0.0.5/24 jitsu.gw=10.0.0.1 jitsu.name=web loglevel=4 quiet');
+  });
+  it('omits the TSC hint under KVM, when unknown, or when the user gives one', () => {
+    expect(buildCmdline({ cmdline: '' }, 'web', net, 2445406, 'kvm')).not.toContain('tsc_early_khz');
+    expect(buildCmdline({ cmdline: '' }, 'web', net, undefined, 'tcg')).not.toContain('tsc_early_khz');
+    const user = buildCmdline({ cmdline: 'tsc_early_khz=1000' }, 'web', net, 2445406, 'tcg');
+    expect(user.match(/tsc_early_khz/g)).toHaveLength(1);
+  });
+  it('keeps a service name with odd characters on one kernel argument', () => {
+    expect(buildCmdline({ cmdline: '' }, 'my web/1', net, undefined, 'tcg')).toContain('jitsu.name=my_web_1');
+  });
+});
+
+describe('buildQemuArgs', () => {
+  const paths = runPaths('/run/jitsu/web');
+  it('builds a detached-friendly microvm command line with tap, console file, QMP and pidfile', () => {
+    const a = buildQemuArgs(cfg, 'CMD', 'tcg', paths);
+    expect(after(a, '-M')).toEqual(['microvm,acpi=on']);
+    expect(after(a, '-accel')).toEqual(['tcg']);
+    expect(a).not.toContain('-cpu');
+    expect(a).toEqual(expect.arrayContaining(['-nodefaults', '-no-user-config', '-nographic', '-no-reboot']));
+    expect(after(a, '-kernel')).toEqual(['/img/vmlinux']);
+    expect(after(a, '-initrd')).toEqual(['/img/initrd.gz']);
+    expect(after(a, '-append')).toEqual(['CMD']);
+    expect(after(a, '-netdev')).toEqual(['tap,id=net0,ifname=web-t,script=no,downscript=no']);
+    expect(after(a, '-device')).toEqual(['virtio-net-device,netdev=net0,mac=02:00:00:00:00:05']);
+    expect(after(a, '-chardev')).toEqual(['file,id=con,path=/run/jitsu/web/console.log,append=on']);
+    expect(after(a, '-serial')).toEqual(['chardev:con']);
+    expect(after(a, '-qmp')).toEqual(['unix:/run/jitsu/web/qmp.sock,server=on,wait=off']);
+    expect(after(a, '-pidfile')).toEqual(['/run/jitsu/web/qemu.pid']);
+    expect(after(a, '-m')).toEqual(['128']);
+    expect(after(a, '-smp')).toEqual(['1']);
+  });
+  it('uses the host CPU under KVM, acpi=off when asked, and no -initrd without one', () => {
+    const { initrd: _drop, ...noInitrd } = cfg;
+    const a = buildQemuArgs({ ...noInitrd, acpi: false, memoryMiB: 256, vcpus: 2 }, 'CMD', 'kvm', paths);
+    expect(after(a, '-cpu')).toEqual(['host']);
+    expect(after(a, '-M')).toEqual(['microvm,acpi=off']);
+    expect(a).not.toContain('-initrd');
+    expect(after(a, '-m')).toEqual(['256']);
+    expect(after(a, '-smp')).toEqual(['2']);
+  });
+  it('doubles commas in paths inside QEMU option values', () => {
+    expect(qemuOptValue('/a,b/c')).toBe('/a,,b/c');
+    const a = buildQemuArgs(cfg, 'CMD', 'tcg', runPaths('/run/x,y'));
+    expect(after(a, '-qmp')).toEqual(['unix:/run/x,,y/qmp.sock,server=on,wait=off']);
+  });
+  it('the KVM probe boots without network and prints to stdout', () => {
+    const a = buildProbeArgs(cfg);
+    expect(after(a, '-accel')).toEqual(['kvm']);
+    expect(a).not.toContain('-netdev');
+    expect(after(a, '-serial')).toEqual(['stdio']);
+    expect(after(a, '-append')[0]).toContain('jitsu.probe=1');
+  });
+});
