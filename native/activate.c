@@ -4,7 +4,8 @@
  * wait in the kernel's accept queue instead of being refused.
  *
  *   jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR]
- *                  [--log FILE [--log-max BYTES]] [--ready-fd N] -- COMMAND ARGS...
+ *                  [--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE]
+ *                  -- COMMAND ARGS...
  *
  * ADDR is an IPv4 address, `[IPv6]`, or empty (`tcp::80` = 0.0.0.0). Sockets land on fds 3..N in
  * the order given; LISTEN_FDS, LISTEN_PID (exec keeps our pid) and LISTEN_FDNAMES (`tcp-80`, ...)
@@ -13,8 +14,15 @@
  * one byte is written to fd N once every socket is bound and listening, just before exec: the
  * caller learns "connections are now queued" without polling.
  *
+ * With --supervise EXITFILE the command does not replace us: we fork a small supervisor (which
+ * outlives us, reparented to init) that forks the command in its own session/process group, writes
+ * its pid as "PID\n" to the ready fd, waits for it and writes {"pid":P,"code":C,"signal":S} to
+ * EXITFILE. The caller (a daemon thread) then never has to reap the service, and the exit status
+ * survives any restart of the caller. The launcher itself exits 0 right after the fork.
+ *
  * Exit codes (one line on stderr says why): 64 usage, 65 open netns, 66 setns, 67 socket setup,
- * 68 chdir, 69 fd/env setup, 70 log setup, 126 exec failed, 127 command not found.
+ * 68 chdir, 69 fd/env setup, 70 log setup, 71 supervisor setup, 126 exec failed, 127 command not
+ * found (with --supervise, 126/127 are the command's status in EXITFILE).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,6 +50,7 @@ enum {
   EXIT_CHDIR = 68,
   EXIT_FDS = 69,
   EXIT_LOG = 70,
+  EXIT_SUPERVISE = 71,
   EXIT_EXEC = 126,
   EXIT_NOTFOUND = 127,
 };
@@ -203,15 +212,113 @@ static void setup_log(const char *path, long max_bytes) {
   close(fds[1]);
 }
 
+/* LISTEN_FDS/LISTEN_PID(=our pid, call after any fork)/LISTEN_FDNAMES, or none of them. */
+static void set_listen_env(const struct listen_spec *specs, int nspecs) {
+  int i;
+  if (nspecs > 0) {
+    char num[32], names[MAX_LISTEN * 17];
+    size_t off = 0;
+    snprintf(num, sizeof num, "%d", nspecs);
+    if (setenv("LISTEN_FDS", num, 1) != 0) die(EXIT_FDS, "setenv LISTEN_FDS", NULL, errno);
+    snprintf(num, sizeof num, "%ld", (long)getpid());
+    if (setenv("LISTEN_PID", num, 1) != 0) die(EXIT_FDS, "setenv LISTEN_PID", NULL, errno);
+    names[0] = '\0';
+    for (i = 0; i < nspecs; i++) off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ":" : "", specs[i].name);
+    if (setenv("LISTEN_FDNAMES", names, 1) != 0) die(EXIT_FDS, "setenv LISTEN_FDNAMES", NULL, errno);
+  } else {
+    /* Never let a child misread sockets inherited from whoever started us. */
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
+  }
+}
+
+/* Write `msg` to the ready fd (if any) and close it. A caller that stopped listening is not our
+ * failure: SIGPIPE is blocked around the write and a pending one swallowed, so the service
+ * starts with the signal state it inherited. */
+static void report_ready(const char *msg, size_t len) {
+  if (ready_fd < 0) return;
+  sigset_t pipe_set, old_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  if (sigprocmask(SIG_BLOCK, &pipe_set, &old_set) != 0) die(EXIT_FDS, "sigprocmask", NULL, errno);
+  ssize_t w;
+  do w = write(ready_fd, msg, len);
+  while (w < 0 && errno == EINTR);
+  if (w < 0 && errno == EPIPE) {
+    struct timespec zero = {0, 0};
+    (void)sigtimedwait(&pipe_set, NULL, &zero);
+  }
+  if (sigprocmask(SIG_SETMASK, &old_set, NULL) != 0) die(EXIT_FDS, "sigprocmask", NULL, errno);
+  close(ready_fd);
+  ready_fd = -1;
+}
+
+static void exec_command(char **cmd) {
+  execvp(cmd[0], cmd);
+  int err = errno;
+  die(err == ENOENT ? EXIT_NOTFOUND : EXIT_EXEC, "exec", cmd[0], err);
+}
+
+/* See --supervise above. Never returns in the launcher (exits 0 once the supervisor runs). */
+static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, const char *exit_path) {
+  int exit_fd = open(exit_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (exit_fd < 0) die(EXIT_SUPERVISE, "open exit record", exit_path, errno);
+  pid_t sup = fork();
+  if (sup < 0) die(EXIT_SUPERVISE, "fork supervisor", NULL, errno);
+  if (sup > 0) _exit(0); /* the launcher: the supervisor carries on */
+
+  pid_t child = fork();
+  if (child < 0) die(EXIT_SUPERVISE, "fork command", NULL, errno);
+  if (child == 0) {
+    /* The command: its own session and process group (pgid = pid), so the daemon signals the
+     * group without touching the supervisor or the logger. */
+    if (setsid() < 0) die(EXIT_SUPERVISE, "setsid", NULL, errno);
+    set_listen_env(specs, nspecs);
+    close(exit_fd);
+    if (ready_fd >= 0) close(ready_fd);
+    exec_command(cmd);
+  }
+
+  /* The supervisor: holds no socket, no log pipe; ignores the signals meant for the service. */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  for (int i = 0; i < nspecs; i++) close(3 + i);
+  char msg[32];
+  int len = snprintf(msg, sizeof msg, "%ld\n", (long)child);
+  report_ready(msg, (size_t)len);
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    (void)dup2(devnull, STDIN_FILENO);
+    (void)dup2(devnull, STDOUT_FILENO);
+    (void)dup2(devnull, STDERR_FILENO);
+    close(devnull);
+  }
+  (void)chdir("/");
+  int status;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) _exit(1);
+  }
+  char rec[128];
+  if (WIFEXITED(status)) len = snprintf(rec, sizeof rec, "{\"pid\":%ld,\"code\":%d,\"signal\":null}\n", (long)child, WEXITSTATUS(status));
+  else len = snprintf(rec, sizeof rec, "{\"pid\":%ld,\"code\":null,\"signal\":%d}\n", (long)child, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  ssize_t w;
+  do w = write(exit_fd, rec, (size_t)len);
+  while (w < 0 && errno == EINTR);
+  _exit(0);
+}
+
 static void usage(void) {
   die(EXIT_USAGE,
       "usage: jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR] "
-      "[--log FILE [--log-max BYTES]] [--ready-fd N] -- COMMAND ARGS...",
+      "[--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE] -- COMMAND ARGS...",
       NULL, 0);
 }
 
 int main(int argc, char **argv) {
-  const char *netns = NULL, *dir = NULL, *log_path = NULL;
+  const char *netns = NULL, *dir = NULL, *log_path = NULL, *supervise_path = NULL;
   long backlog = SOMAXCONN, log_max = 1 << 20;
   struct listen_spec specs[MAX_LISTEN];
   int nspecs = 0, i;
@@ -227,6 +334,7 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--netns") == 0) netns = v;
     else if (strcmp(a, "--chdir") == 0) dir = v;
     else if (strcmp(a, "--log") == 0) log_path = v;
+    else if (strcmp(a, "--supervise") == 0) supervise_path = v;
     else if (strcmp(a, "--log-max") == 0) log_max = parse_long(v, 1024, LONG_MAX, "--log-max must be >= 1024:");
     else if (strcmp(a, "--ready-fd") == 0) ready_fd = (int)parse_long(v, 3, INT_MAX, "--ready-fd must be >= 3:");
     else if (strcmp(a, "--backlog") == 0) backlog = parse_long(v, 1, INT_MAX, "--backlog must be >= 1:");
@@ -274,43 +382,10 @@ int main(int argc, char **argv) {
 
   if (dir && chdir(dir) != 0) die(EXIT_CHDIR, "chdir", dir, errno);
 
-  if (nspecs > 0) {
-    char num[32], names[MAX_LISTEN * 17];
-    size_t off = 0;
-    snprintf(num, sizeof num, "%d", nspecs);
-    if (setenv("LISTEN_FDS", num, 1) != 0) die(EXIT_FDS, "setenv LISTEN_FDS", NULL, errno);
-    snprintf(num, sizeof num, "%ld", (long)getpid());
-    if (setenv("LISTEN_PID", num, 1) != 0) die(EXIT_FDS, "setenv LISTEN_PID", NULL, errno);
-    names[0] = '\0';
-    for (i = 0; i < nspecs; i++) off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ":" : "", specs[i].name);
-    if (setenv("LISTEN_FDNAMES", names, 1) != 0) die(EXIT_FDS, "setenv LISTEN_FDNAMES", NULL, errno);
-  } else {
-    /* Never let a child misread sockets inherited from whoever started us. */
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDNAMES");
-  }
+  set_listen_env(specs, nspecs);
+  if (supervise_path) supervise(cmd, specs, nspecs, supervise_path);
+  report_ready("1", 1);
 
-  if (ready_fd >= 0) {
-    /* A caller that stopped listening is not our failure: block SIGPIPE around the write and
-     * swallow a pending one, so the service starts with the signal state it inherited. */
-    sigset_t pipe_set, old_set;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    if (sigprocmask(SIG_BLOCK, &pipe_set, &old_set) != 0) die(EXIT_FDS, "sigprocmask", NULL, errno);
-    ssize_t w;
-    do w = write(ready_fd, "1", 1);
-    while (w < 0 && errno == EINTR);
-    if (w < 0 && errno == EPIPE) {
-      struct timespec zero = {0, 0};
-      (void)sigtimedwait(&pipe_set, NULL, &zero);
-    }
-    if (sigprocmask(SIG_SETMASK, &old_set, NULL) != 0) die(EXIT_FDS, "sigprocmask", NULL, errno);
-    close(ready_fd);
-  }
-
-  execvp(cmd[0], cmd);
-  int err = errno;
-  die(err == ENOENT ? EXIT_NOTFOUND : EXIT_EXEC, "exec", cmd[0], err);
+  exec_command(cmd);
   return EXIT_EXEC;
 }

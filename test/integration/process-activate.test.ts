@@ -124,6 +124,32 @@ describe.skipIf(!canRun)('jitsu-activate launcher', () => {
     expect(got.join('')).toBe('1');
   });
 
+  it('--supervise: the command runs in its own session under a supervisor that records its exit', async () => {
+    const exitFile = join(dir, 'svc.exit');
+    const port = await freePort();
+    const child = spawn(
+      activate,
+      ['--ready-fd', '3', '--supervise', exitFile, '--listen', `tcp:127.0.0.1:${port}`, '--', '/bin/sh', '-c', 'echo "$$ $(ps -o pgid= -p $$) $PPID $LISTEN_PID"; sleep 0.2; exit 5'],
+      { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] },
+    );
+    let reported = '';
+    let out = '';
+    child.stdio[3]!.on('data', (d: Buffer) => (reported += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const launcherExit = await new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    expect(launcherExit).toBe(0); // the launcher exits at once; the command lives on
+    for (let i = 0; i < 100 && !existsSync(exitFile); i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 100 && !readFileSync(exitFile, 'utf8').includes('}'); i++) await new Promise((r) => setTimeout(r, 10));
+    const pid = Number.parseInt(reported, 10);
+    expect(reported).toBe(`${pid}\n`);
+    const [svcPid, pgid, ppid, listenPid] = out.trim().split(/\s+/).map(Number);
+    expect(svcPid).toBe(pid);
+    expect(pgid).toBe(pid); // own process group
+    expect(listenPid).toBe(pid);
+    expect(ppid).not.toBe(child.pid); // the supervisor, not the launcher
+    expect(JSON.parse(readFileSync(exitFile, 'utf8'))).toEqual({ pid, code: 5, signal: null });
+  });
+
   it('exits with a distinct code and one stderr line per failure', async () => {
     const cases: [string[], number, RegExp][] = [
       [['--bogus', 'x', '--', 'true'], 64, /usage/],
@@ -135,6 +161,7 @@ describe.skipIf(!canRun)('jitsu-activate launcher', () => {
       [['--chdir', '/nonexistent-jt2', '--', 'true'], 68, /chdir/],
       [['--log', '/nonexistent-jt2/x.log', '--', 'true'], 70, /open log/],
       [['--', 'jt2-no-such-command'], 127, /exec jt2-no-such-command/],
+      [['--supervise', '/nonexistent-jt2/exit', '--', 'true'], 71, /open exit record/],
     ];
     const notExec = join(dir, 'not-executable');
     writeFileSync(notExec, '#!/bin/sh\n');

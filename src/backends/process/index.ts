@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { accessSync, constants, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Backend, BackendHandle, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError } from '../../errors.js';
@@ -103,20 +103,20 @@ function signalGroup(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/** Written by the launcher's supervisor when the command ends. */
 interface ExitRecord {
   pid: number;
-  startTime: number;
   code: number | null;
-  signal: string | number | null;
+  signal: number | null;
 }
 
-/** How the process ended: from its zombie status, else from the exit record its spawner wrote. */
+/** How the process ended: from its zombie status, else from its supervisor's exit record (the file is new per boot). */
 function exitOf(pid: number, data: ProcessData): { code: number | null; signal: string | number | null } | undefined {
   const l = liveness(pid, data.startTime);
   if (l.state === 'exited' && l.stat) return decodeWaitStatus(l.stat.exitStatus);
   try {
     const rec = JSON.parse(readFileSync(data.exitPath, 'utf8')) as ExitRecord;
-    if (rec.pid === pid && rec.startTime === data.startTime) return { code: rec.code, signal: rec.signal };
+    if (rec.pid === pid) return { code: rec.code, signal: rec.signal };
   } catch {
     // no record (yet)
   }
@@ -131,12 +131,18 @@ const EXIT_MEANING: Record<number, string> = {
   68: 'cannot chdir to cwd',
   69: 'fd/env setup failed',
   70: 'cannot open the service log',
+  71: 'cannot set up the supervisor (exit record, fork)',
   126: 'command not executable',
   127: 'command not found',
 };
 
-function bootFailed(spec: ServiceSpec, pid: number, data: ProcessData, exit: { code: number | null; signal: string | number | null } | undefined): JitsuError {
-  const tail = logTail(data.logPath, 10);
+function bootFailedWith(
+  spec: ServiceSpec,
+  pid: number,
+  tail: string[],
+  logPath: string,
+  exit: { code: number | null; signal: string | number | null } | undefined,
+): JitsuError {
   const how = !exit
     ? 'exited (status unknown)'
     : exit.signal !== null
@@ -149,8 +155,12 @@ function bootFailed(spec: ServiceSpec, pid: number, data: ProcessData, exit: { c
     exitCode: exit?.code ?? null,
     exitSignal: exit?.signal ?? null,
     logTail: tail,
-    log: data.logPath,
+    log: logPath,
   });
+}
+
+function bootFailed(spec: ServiceSpec, pid: number, data: ProcessData, exit: { code: number | null; signal: string | number | null } | undefined): JitsuError {
+  return bootFailedWith(spec, pid, logTail(data.logPath, 10), data.logPath, exit);
 }
 
 /** The netns accepts on every wanted port (or, with none named, on anything). */
@@ -168,7 +178,7 @@ async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, 
     const l = liveness(pid, data.startTime);
     if (l.state === 'exited' || l.state === 'gone') {
       let exit = exitOf(pid, data);
-      // Reaped by the spawning thread a moment ago: its exit record follows at once. The
+      // Reaped by its supervisor a moment ago: the exit record follows at once. The
       // launcher's logger may also need a moment to write the last words.
       for (let i = 0; i < 10 && (!exit || logTail(data.logPath, 1).length === 0); i++) {
         await new Promise((r) => setTimeout(r, 5));
@@ -241,28 +251,17 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   args.push('--', ...argv);
 
   if (signal.aborted) throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: start aborted`, { service: spec.service });
-  // Detached: own session + process group (so stop signals the whole group) and it outlives this
-  // worker thread and the daemon. The launcher logs to the file itself; with ports, fd 3 is a
-  // pipe on which it writes one byte once the sockets listen (no polling on the boot path).
-  const activated = cfg.ports.length > 0;
-  if (activated) args.unshift('--ready-fd', '3');
-  const child = spawn(launcher, args, { detached: true, stdio: activated ? ['ignore', 'ignore', 'ignore', 'pipe'] : 'ignore', env });
-  const pid = child.pid;
-  if (pid === undefined) {
-    throw new JitsuError('BOOT_FAILED', `service ${spec.service}: cannot spawn ${launcher}`, { service: spec.service });
-  }
-  // Read now: until this thread's loop reaps it, the pid cannot be reused, even if it already exited.
-  const startTime = readProcStat(pid)?.startTime ?? -1;
+  // The launcher binds the sockets in the netns, forks a supervisor that forks the command in its
+  // own session (pgid = pid) and reports the command's pid on fd 3, then exits. The supervisor
+  // (reparented to init, not ours) records the exit status: no thread of ours ever has to reap the
+  // service, so services outlive workers and daemon restarts without zombies.
+  args.unshift('--ready-fd', '3', '--supervise', exitPath);
+  const child = spawn(launcher, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'], env });
   child.on('error', () => undefined);
-  child.on('exit', (code, sig) => {
-    try {
-      const rec: ExitRecord = { pid, startTime, code, signal: sig };
-      writeFileSync(exitPath, JSON.stringify(rec));
-    } catch {
-      // runDir removed: nothing to record into
-    }
-  });
   child.unref();
+  const pid = await launched(spec, child, logPath, signal);
+  // A pid that already exited (and was reaped by its supervisor) reads as -1: ready() reports it.
+  const startTime = readProcStat(pid)?.startTime ?? -1;
 
   const data: ProcessData = { netns, netnsPath: nsPath, startTime, logPath, exitPath, ports: cfg.ports, mask: spec.mask };
   const handle: BackendHandle = {
@@ -273,42 +272,59 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     pid,
     data: data as unknown as { [key: string]: JsonValue },
   };
-  try {
-    // Activation: the link goes up only once the sockets listen (from then on the kernel queues
-    // every SYN); without ports at once; park/handshake in ready().
-    if (activated) await socketsBound(spec, child, data, signal);
-    if (!parked) await setLinkUp(link, true);
-  } catch (err) {
-    signalGroup(pid, 'SIGKILL');
-    throw err;
+  // The sockets were bound before the pid was reported: from now on the kernel queues every SYN.
+  // The link goes up at once unless parked (park/handshake: in ready()).
+  if (!parked) {
+    try {
+      await setLinkUp(link, true);
+    } catch (err) {
+      signalGroup(pid, 'SIGKILL');
+      throw err;
+    }
   }
   return handle;
 }
 
-/** Resolves when the launcher reports its sockets bound (one byte on fd 3); BOOT_FAILED if it exits first. */
-async function socketsBound(spec: ServiceSpec, child: ChildProcess, data: ProcessData, signal: AbortSignal): Promise<void> {
+/**
+ * The service pid the launcher reports on its ready pipe (after binding every socket). If the
+ * pipe closes without one, the launcher failed: BOOT_FAILED with its exit status and log.
+ */
+async function launched(spec: ServiceSpec, child: ChildProcess, logPath: string, signal: AbortSignal): Promise<number> {
   const pipe = child.stdio[3] as Readable | null;
-  if (!pipe) throw new JitsuError('BOOT_FAILED', `service ${spec.service}: no ready pipe to the launcher`, { service: spec.service });
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, sig) => resolve({ code, signal: sig })));
+  let text = '';
   let onAbort: (() => void) | undefined;
-  const bound = await new Promise<boolean | 'aborted'>((resolve) => {
-    pipe.once('data', () => resolve(true));
-    pipe.once('close', () => resolve(false));
-    pipe.once('error', () => resolve(false));
+  const outcome = await new Promise<'pid' | 'closed' | 'aborted'>((resolve) => {
+    if (!pipe) return resolve('closed');
+    pipe.setEncoding('latin1');
+    pipe.on('data', (d: string) => {
+      text += d;
+      if (text.includes('\n')) resolve('pid');
+    });
+    pipe.once('close', () => resolve(text.includes('\n') ? 'pid' : 'closed'));
+    pipe.once('error', () => resolve('closed'));
     onAbort = () => resolve('aborted');
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
   });
-  signal.removeEventListener('abort', onAbort!);
-  pipe.destroy();
-  if (bound === true) return;
-  if (bound === 'aborted') {
-    throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: launcher did not bind ports ${data.ports.join(',')} in time`, {
+  if (onAbort) signal.removeEventListener('abort', onAbort);
+  pipe?.destroy();
+  const pid = Number.parseInt(text, 10);
+  if (outcome === 'pid' && pid > 0) return pid;
+  if (outcome === 'aborted') {
+    if (child.pid) signalGroup(child.pid, 'SIGKILL');
+    throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: the launcher did not start the command in time`, {
       service: spec.service,
-      pid: child.pid,
     });
   }
-  // The launcher closed the pipe without the byte: it failed (its reason is in the log).
-  await waitListening(spec, child.pid!, data, data.ports, signal, 'BOOT_TIMEOUT');
+  const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 1000))]);
+  // The logger writes the launcher's one-line reason a moment after it exits.
+  let tail = logTail(logPath, 10);
+  for (let i = 0; i < 10 && tail.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    tail = logTail(logPath, 10);
+  }
+  return Promise.reject(bootFailedWith(spec, child.pid ?? 0, tail, logPath, exit));
 }
 
 async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
