@@ -168,6 +168,7 @@ describe('crun', () => {
 
   it('names containers after the service, within crun\'s id alphabet', () => {
     expect(containerId('www')).toBe('jitsu-www');
-    expect(containerId('a b/c')).toBe('jitsu-a-b-c');
+    expect(containerId('a b/c')).toMatch(/^jitsu-a-b-c-[0-9a-f]{8}$/);
+    expect(containerId('a b/c')).not.toBe(containerId('a-b-c'));
   });
 });

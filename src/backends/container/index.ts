@@ -10,7 +10,7 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
-import { isLinkUp, linkExists, prepareServiceNetns, setLinkUp } from '../../network/index.js';
+import { isLinkUp, linkExists, netnsName, prepareServiceNetns, setLinkUp } from '../../network/index.js';
 import { activatePath } from '../process/launcher.js';
 import { LOG_MAX_BYTES, logTail } from '../process/logs.js';
 import { listeningTcpPorts, readProcStat } from '../process/proc.js';
@@ -62,9 +62,13 @@ interface ContainerFacts {
   logStart: number;
 }
 
-/** Container id and hostname: crun accepts [A-Za-z0-9_+.-]; the netns name already is that. */
+/**
+ * Container id and hostname: the netns name (`jitsu-<service>`), which is already within crun's id
+ * alphabet and unique per service (a name that had to be changed gets a hash suffix). Unique matters:
+ * crun's cgroupfs paths are named after the id, host-wide.
+ */
 export function containerId(service: string): string {
-  return `jitsu-${service.replace(/[^A-Za-z0-9_.-]/g, '-')}`.slice(0, 64);
+  return netnsName(service);
 }
 
 /**
