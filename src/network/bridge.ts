@@ -12,7 +12,8 @@ export interface BridgeOptions {
   mac?: string;
   /**
    * Keep one port always up (a veth pair `<name>-ka`/`<name>-kb`), so the bridge keeps its carrier
-   * while every service port is down (booting services keep their port down).
+   * while every service port is down (booting services keep their port down). Default true; only
+   * applied to a bridge this call creates.
    */
   keepalive?: boolean;
 }
@@ -49,7 +50,9 @@ export async function ensureBridge(name: string = DEFAULT_BRIDGE, opts: BridgeOp
     await ipBatch([`link add ${name} address ${opts.mac ?? stableMac(name)} type bridge`, `link set ${name} up`]);
     created = true;
   }
-  if (keepalive && !linkExists(ka)) {
+  // Only on a bridge we made (or one a previous daemon made, pair already there): never add
+  // ports to someone else's bridge, which we would then leave behind on exit.
+  if (keepalive && created) {
     await ipBatch([
       `link add ${ka} type veth peer name ${kb}`,
       `link set ${ka} addrgenmode none`,
@@ -63,7 +66,7 @@ export async function ensureBridge(name: string = DEFAULT_BRIDGE, opts: BridgeOp
       `link set ${ka} up`,
     ]);
   }
-  return keepalive ? { name, created, keepalive: ka } : { name, created };
+  return linkExists(ka) ? { name, created, keepalive: ka } : { name, created };
 }
 
 /** Remove the bridge (and its keepalive pair). Idempotent. */

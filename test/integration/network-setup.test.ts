@@ -53,7 +53,7 @@ describe.skipIf(!isRoot)('service network (real bridge, veth, netns)', () => {
       expect(isLinkUp(bridge)).toBe(true);
       expect(bridgePorts(bridge)).toEqual(['jt2b12-ka']);
       const again = await ensureBridge(bridge);
-      expect(again.created).toBe(false);
+      expect(again).toEqual({ name: bridge, created: false, keepalive: 'jt2b12-ka' });
       await ensureHostAddresses(bridge, ['10.201.12.1/24', 'fd00:201:12::1/64']);
       await ensureHostAddresses(bridge, ['10.201.12.1/24']); // idempotent
       const addrs = await ip(['-br', 'addr', 'show', 'dev', bridge]);
@@ -70,6 +70,17 @@ describe.skipIf(!isRoot)('service network (real bridge, veth, netns)', () => {
     expect(existsSync(`/sys/class/net/${bridge}`)).toBe(false);
     expect(existsSync(`/sys/class/net/jt2b12-ka`)).toBe(false);
     await removeBridge(bridge); // idempotent
+  });
+
+  it('adds no keepalive port to a bridge it did not create', async () => {
+    await ip(['link', 'add', 'jt2b13', 'type', 'bridge']);
+    try {
+      expect(await ensureBridge('jt2b13')).toEqual({ name: 'jt2b13', created: false });
+      expect(bridgePorts('jt2b13')).toEqual([]);
+      expect(isLinkUp('jt2b13')).toBe(true);
+    } finally {
+      await ip(['link', 'del', 'jt2b13']);
+    }
   });
 
   it('refuses to adopt a non-bridge link', async () => {

@@ -193,7 +193,7 @@ async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, 
       if (i < SPIN_POLLS) await yieldTo(signal);
       else {
         await sleep(delay, signal);
-        delay = Math.min(delay * 2, 8);
+        delay = Math.min(delay * 2, 4);
       }
     } catch {
       const tail = logTail(data.logPath, 10);
