@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -194,6 +195,7 @@ static void setup_log(const char *path, long max_bytes) {
     if (grandchild > 0) _exit(0);
     close(fds[1]);
     if (ready_fd >= 0) close(ready_fd); /* else the caller never sees EOF if we fail */
+    (void)prctl(PR_SET_NAME, "jitsu-logger", 0, 0, 0); /* tell it apart in ps/top */
     /* Outlive a graceful SIGTERM to the group so the service's last words still get logged. */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
@@ -281,6 +283,7 @@ static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, c
   }
 
   /* The supervisor: holds no socket, no log pipe; ignores the signals meant for the service. */
+  (void)prctl(PR_SET_NAME, "jitsu-supervise", 0, 0, 0);
   signal(SIGTERM, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
