@@ -102,6 +102,16 @@ describe('xl backend orchestration (stub xl)', () => {
     expect(await backend.state(h, spec)).toBe('stopped');
   });
 
+  it("the caller's deadline also ends the shutdown wait", async () => {
+    const backend = createXlBackend({ xl, shutdownTimeoutMs: 30_000 });
+    const h = await backend.start(spec, signal);
+    writeFileSync(`${xl}.ignore-shutdown`, '');
+    const t = performance.now();
+    await backend.stop(h, spec, 'shutdown', AbortSignal.timeout(200));
+    expect(performance.now() - t).toBeLessThan(3000);
+    expect(calls().slice(-2)).toEqual(['shutdown -w www', 'destroy www']);
+  });
+
   it('a create failure becomes BOOT_FAILED with the reason and xl\'s words', async () => {
     writeFileSync(`${xl}.fail`, readFileSync(new URL('../../../test/fixtures/xl/documented-create-nomem.stderr', import.meta.url)));
     const err = (await createXlBackend({ xl }).start(spec, signal).catch((e: unknown) => e)) as { code: string; message: string; details: { reason: string } };

@@ -73,8 +73,8 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
   const pollMs = opts.pollMs ?? 5;
 
   /** Runs xl and throws the mapped JitsuError on failure; returns stdout. */
-  async function xlOrThrow(op: XlOp, argv: string[], domain: string | undefined, timeoutMs: number): Promise<string> {
-    const r = await runXl(xl, argv, timeoutMs);
+  async function xlOrThrow(op: XlOp, argv: string[], domain: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<string> {
+    const r = await runXl(xl, argv, timeoutMs, signal);
     if (r.exitCode === 0) return r.stdout;
     throw mapXlFailure(op, argv, domain, r);
   }
@@ -96,9 +96,9 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
   }
 
   /** Stops a domain, treating "no such domain" as already stopped (stop is idempotent). */
-  async function stopQuietly(op: XlOp, argv: string[], domain: string, timeoutMs: number): Promise<void> {
+  async function stopQuietly(op: XlOp, argv: string[], domain: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     try {
-      await xlOrThrow(op, argv, domain, timeoutMs);
+      await xlOrThrow(op, argv, domain, timeoutMs, signal);
     } catch (err) {
       if (errorCode(err) === 'NOT_RUNNING') return;
       throw err;
@@ -174,7 +174,8 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
           return stopQuietly('pause', xlArgv.pause(domain), domain, commandTimeoutMs);
         case 'shutdown':
           try {
-            await stopQuietly('shutdown', xlArgv.shutdown(domain), domain, shutdownTimeoutMs);
+            // The caller's deadline also ends the wait (killing `xl shutdown -w` only stops the waiting).
+            await stopQuietly('shutdown', xlArgv.shutdown(domain), domain, shutdownTimeoutMs, signal);
           } catch (err) {
             // A guest that ignores or cannot take the shutdown request is destroyed: stop must end it.
             if (errorCode(err) !== 'STOP_FAILED') throw err;
