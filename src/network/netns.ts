@@ -74,7 +74,8 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
   const hostLink = hostLinkName(service);
   const result = { service, netns, netnsPath: netnsPath(netns), hostLink };
   if (await matches(network, netns, hostLink)) {
-    await ipBatch([gatewayNeighbour(network)], { netns });
+    // Cheap and idempotent: the gateway (host CIDR) may have changed while the address did not.
+    await ipBatch([`route replace default via ${network.gateway} dev ${NETNS_LINK} onlink`, gatewayNeighbour(network)], { netns });
     if (opts.hostLinkUp !== undefined && isLinkUp(hostLink) !== opts.hostLinkUp) await setLinkUp(hostLink, opts.hostLinkUp);
     return { ...result, adopted: true };
   }
