@@ -100,17 +100,18 @@ started=$SECONDS
 # ---- stock kernel -------------------------------------------------------------------------------
 # Modules the initramfs loads, in dependency order (the cloud kernel builds virtio and ACPI buttons as
 # modules; evdev lets busybox acpid see the power button).
+# "load" gates the network; "load-late" (power button) is loaded after the network is up.
 stock_modules=(
-  drivers/virtio/virtio_ring.ko
-  drivers/virtio/virtio.ko
-  drivers/virtio/virtio_mmio.ko
-  net/core/failover.ko
-  drivers/net/net_failover.ko
-  drivers/net/virtio_net.ko
-  drivers/acpi/button.ko
-  drivers/input/evdev.ko
+  load:drivers/virtio/virtio_ring.ko
+  load:drivers/virtio/virtio.ko
+  load:drivers/virtio/virtio_mmio.ko
+  load:net/core/failover.ko
+  load:drivers/net/net_failover.ko
+  load:drivers/net/virtio_net.ko
+  load-late:drivers/acpi/button.ko
+  load-late:drivers/input/evdev.ko
 )
-stock_key="$kpkg=$kver"
+stock_key="$kpkg=$kver;modules=2"
 if ! stamp_ok vmlinux-stock "$stock_key" || [ ! -d "$out/modules/$kname" ]; then
   log "stock kernel: $kpkg $kver"
   deb="$(fetch_deb "$kpkg" "$kver")"
@@ -118,11 +119,14 @@ if ! stamp_ok vmlinux-stock "$stock_key" || [ ! -d "$out/modules/$kname" ]; then
   extract_vmlinux "$work/kernel/boot/vmlinuz-$kname" "$work/vmlinux-stock" || die "no ELF kernel found inside vmlinuz-$kname"
   rm -rf "$out/modules.tmp" && mkdir -p "$out/modules.tmp/$kname"
   : > "$out/modules.tmp/$kname/load"
-  for m in "${stock_modules[@]}"; do
+  : > "$out/modules.tmp/$kname/load-late"
+  for entry in "${stock_modules[@]}"; do
+    list="${entry%%:*}"
+    m="${entry#*:}"
     src="$work/kernel/lib/modules/$kname/kernel/$m"
     [ -f "$src" ] || die "module $m missing from $kpkg"
     cp "$src" "$out/modules.tmp/$kname/"
-    basename "$m" >> "$out/modules.tmp/$kname/load"
+    basename "$m" >> "$out/modules.tmp/$kname/$list"
   done
   cp "$work/kernel/boot/config-$kname" "$out/config-stock"
   rm -rf "$out/modules" && mv "$out/modules.tmp" "$out/modules"
