@@ -65,11 +65,18 @@ fetch_deb() {
 
 # Resolve the cloud kernel's real package (the metapackage only depends on it).
 kpkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
-[ -n "$kpkg" ] || die "cannot resolve linux-image-cloud-amd64 (run apt-get update)"
-kver="$(candidate "$kpkg")"
-kname="${kpkg#linux-image-}"
+kver="$( [ -n "$kpkg" ] && candidate "$kpkg" || true)"
 bbver="$(candidate busybox-static)"
-[ -n "$kver" ] && [ -n "$bbver" ] || die "apt knows no candidate for $kpkg or busybox-static (run apt-get update)"
+if [ -z "$kpkg" ] || [ -z "$kver" ] || [ -z "$bbver" ]; then
+  # No apt lists (offline, or never updated): a complete cached image is still good.
+  if [ "$force" = 0 ] && [ -f "$out/vmlinux-stock" ] && [ -f "$out/initramfs.cpio.gz" ] && [ -f "$out/manifest.txt" ] \
+     && { [ "$tiny" = 0 ] || [ -f "$out/vmlinux-tiny" ]; }; then
+    log "apt cannot resolve the kernel/busybox packages; using the cached image in $out"
+    exit 0
+  fi
+  die "apt knows no candidate for linux-image-cloud-amd64 or busybox-static (run apt-get update)"
+fi
+kname="${kpkg#linux-image-}"
 
 stamp_ok() { [ "$force" = 0 ] && [ -f "$out/$1" ] && [ -f "$out/$1.key" ] && [ "$(cat "$out/$1.key")" = "$2" ]; }
 stamp() { printf '%s\n' "$2" > "$out/$1.key.tmp" && mv "$out/$1.key.tmp" "$out/$1.key"; }
