@@ -1,0 +1,51 @@
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { ServiceSpec } from '../backends/backend.js';
+import { errorCode } from '../errors.js';
+import { silentLogger } from '../observe/log.js';
+import { BackendPool, defaultWorkerFile } from './pool.js';
+
+const spec: ServiceSpec = {
+  service: 'jt2-unit',
+  backend: 'process',
+  network: { bridge: 'jt2-none', family: 4, ip: '10.201.250.2', prefixLength: 24, gateway: '10.201.250.1', mac: '02:00:00:00:00:01' },
+  mask: 'none',
+  options: { exec: ['true'] },
+  runDir: '/tmp',
+};
+
+describe('BackendPool', () => {
+  it('loads the compiled worker from dist/ even when this module runs from src/', () => {
+    expect(defaultWorkerFile()).toMatch(/\/dist\/src\/pool\/worker\.js$/);
+  });
+
+  it('says how to fix a missing worker', () => {
+    let err: unknown;
+    try {
+      new BackendPool({ logger: silentLogger, workerFile: '/nonexistent/worker.js' });
+    } catch (e) {
+      err = e;
+    }
+    expect(errorCode(err)).toBe('NATIVE_UNAVAILABLE');
+    expect((err as Error).message).toContain('npx tsc -p .');
+  });
+
+  it.skipIf(!existsSync(defaultWorkerFile()))('runs calls on a worker and rebuilds typed errors on this side', async () => {
+    const pool = new BackendPool({ logger: silentLogger, maxThreads: 1 });
+    try {
+      // A handle whose pid is not a live process of that start time: stopped, on any thread.
+      const handle = { backend: 'process' as const, service: 'jt2-unit', pid: 2 ** 22 + 7, data: { netns: 'jitsu-jt2-unit', startTime: 1 } };
+      expect(await pool.state(handle, spec)).toBe('stopped');
+      await pool.stop(handle, spec, 'destroy', 1000); // idempotent on a stopped service
+      const bad = await pool.state({ ...handle, data: {} }, spec).catch((e: unknown) => e);
+      expect(errorCode(bad)).toBe('STATE_CORRUPT');
+      expect((bad as { details: { service: string } }).details.service).toBe('jt2-unit');
+      const unknown = await pool.start({ ...spec, options: { exec: ['true'], kernel: ['x'] } }, 1000).catch((e: unknown) => e);
+      expect(errorCode(unknown)).toBe('CONFIG_INVALID');
+    } finally {
+      await pool.close();
+    }
+    const closed = await pool.state({ backend: 'process', service: 'x', pid: 1, data: {} }, spec).catch((e: unknown) => e);
+    expect(errorCode(closed)).toBe('ABORTED');
+  });
+});
