@@ -1,7 +1,7 @@
 import type { BackendHandle } from '../backends/backend.js';
 import { errorCode, errorMessage, JitsuError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
-import type { CounterChild, MetricsRegistry } from '../observe/metrics.js';
+import type { CounterChild, HistogramChild, MetricsRegistry } from '../observe/metrics.js';
 import { FRAME_TRUNCATED, loadNative, type PacketSocket, type RingOptions } from '../native/index.js';
 import { watchFilter } from './bpf.js';
 import { SynCookies } from './cookies.js';
@@ -9,7 +9,7 @@ import { endpointKey, FlowBudget, seq, type RefuseReason } from './flowtable.js'
 import { resolveLimits, type SynjitsuLimits } from './limits.js';
 import type { BootMasker, MaskTarget, SummonOnSyn } from './masker.js';
 import { RelayFilter, type Tuple } from './nft.js';
-import { ARP_REQUEST, arp, writeArpReply } from './pdu/arp.js';
+import { ARP_REQUEST, arp, writeArpReply, writeArpRequest } from './pdu/arp.js';
 import { parseMac } from './pdu/ethernet.js';
 import { FRAME_ARP, FRAME_TCP, FrameView } from './pdu/frame.js';
 import { formatIpv4, parseIpv4 } from './pdu/ipv4.js';
@@ -23,7 +23,12 @@ const OUR_MSS = 1460;
 const MAX_FRAME = 1514 + 64;
 /** Parked SYNs replayed per event-loop turn: a veth's backlog (netdev_max_backlog) holds ~1000 frames. */
 const REPLAY_BATCH = 128;
-const HANDOVER_RTO_MS = 200;
+/**
+ * Resend schedule for SYNs handed to a guest that has just come up: its first frames are often
+ * lost (link still settling, neighbour entry incomplete), and its own SYN-ACK retransmit waits 1 s.
+ * A duplicate SYN makes Linux resend its SYN-ACK at once (rate-limited to one per 500 ms).
+ */
+const GUEST_SYN_RESEND_MS: readonly number[] = [30, 500, 1000, 2000];
 const REPLAY_RTO_MS = 300;
 const REPLAY_MAX_TRIES = 10;
 const LINGER_MS = 3000;
@@ -83,6 +88,7 @@ interface ServiceMetrics {
   bytesToClient: CounterChild;
   arpReplies: CounterChild;
   summons: CounterChild;
+  readyToReplay: HistogramChild;
 }
 
 interface Service {
@@ -98,6 +104,10 @@ interface Service {
   linkSocket: PacketSocket | undefined;
   guestMac: Buffer;
   readyAt: number;
+  /** Parked SYNs replayed to the guest and not yet answered by its SYN-ACK (resent on a schedule). */
+  replayed: Map<number, Parked>;
+  /** Client IPs whose MAC we told the guest in this readiness period. */
+  primed: Set<number>;
   m: ServiceMetrics;
 }
 
@@ -266,6 +276,7 @@ export class Synjitsu implements BootMasker {
     try {
       svc.phase = 'ready';
       svc.readyAt = Date.now();
+      svc.primed.clear();
       if (handle.mac) {
         try {
           svc.guestMac = parseMac(handle.mac);
@@ -273,9 +284,12 @@ export class Synjitsu implements BootMasker {
           /* keep the configured MAC */
         }
       }
+      const t0 = process.hrtime.bigint();
+      const held = svc.parked.size + svc.flows.size;
       this.openLink(svc, handle.link);
       if (svc.parked.size > 0) await this.replayParked(svc);
       if (svc.flows.size > 0) await this.handOver(svc);
+      if (held > 0) svc.m.readyToReplay.observe(Number(process.hrtime.bigint() - t0) / 1e9);
       this.endGuard(svc, LATE_HANDSHAKE_MS);
     } catch (err) {
       this.o.logger.error('synjitsu handover failed', { service: svc.target.service, error: errorMessage(err) });
@@ -292,6 +306,7 @@ export class Synjitsu implements BootMasker {
       flows: svc.flows.size,
     });
     this.resetAll(svc, 'boot-failed');
+    svc.replayed.clear();
     this.closeLink(svc);
     this.endGuard(svc, 0);
     svc.phase = 'watched';
@@ -301,6 +316,7 @@ export class Synjitsu implements BootMasker {
   stopped(target: MaskTarget): void {
     const svc = this.service(target);
     if (!svc) return;
+    svc.replayed.clear();
     this.resetAll(svc, 'stopped');
     this.closeLink(svc);
     if (svc.phase !== 'ready' || Date.now() - svc.readyAt < LATE_HANDSHAKE_MS) this.endGuard(svc, 0);
@@ -352,6 +368,10 @@ export class Synjitsu implements BootMasker {
       existing.target = t;
       return existing;
     }
+    if (t.ip.includes(':')) {
+      this.o.logger.warn('synjitsu masks IPv4 services only; this one is not masked', { service: t.service, ip: t.ip });
+      return undefined;
+    }
     let ip: number;
     let mac: Buffer;
     try {
@@ -382,6 +402,8 @@ export class Synjitsu implements BootMasker {
       linkSocket: undefined,
       guestMac: mac,
       readyAt: 0,
+      replayed: new Map(),
+      primed: new Set(),
       m: {
         parked: m.counter('synjitsu_parked_syns_total', 'SYNs parked until the guest is up').labels(labels),
         duplicateSyns: m.counter('synjitsu_duplicate_syns_total', 'Retransmitted SYNs absorbed while parked').labels(labels),
@@ -393,6 +415,9 @@ export class Synjitsu implements BootMasker {
         bytesToClient: bytes.labels({ ...labels, direction: 'to_client' }),
         arpReplies: m.counter('synjitsu_arp_replies_total', 'ARP requests answered for a masked IP').labels(labels),
         summons: m.counter('synjitsu_summons_total', 'Boots started by a SYN (summon-on-SYN)').labels(labels),
+        readyToReplay: m
+          .histogram('synjitsu_ready_to_replay_seconds', 'From ready() to the last held SYN sent to the guest (orchestration overhead)')
+          .labels(labels),
       },
     };
     this.byName.set(t.service, svc);
@@ -482,7 +507,11 @@ export class Synjitsu implements BootMasker {
       return;
     }
     const fromSvc = this.byIp.get(v.srcIp);
-    if (fromSvc && fromSvc.flows.size > 0) this.fromGuest(fromSvc, v);
+    if (!fromSvc) return;
+    if (fromSvc.replayed.size > 0 && (v.flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
+      fromSvc.replayed.delete(endpointKey(v.dstIp, v.dstPort));
+    }
+    if (fromSvc.flows.size > 0) this.fromGuest(fromSvc, v);
   }
 
   private fromClient(svc: Service, v: FrameView): void {
@@ -567,24 +596,61 @@ export class Synjitsu implements BootMasker {
     svc.m.parked.inc();
   }
 
+  /**
+   * Tells the guest a client's MAC with an ARP request from that client, so the guest's first answer
+   * does not wait on its own ARP (whose first try a just-booted guest often loses: then 1 s passes).
+   */
+  private primeNeighbour(svc: Service, tx: TxQueue, clientMac: Uint8Array, clientIp: number): void {
+    if (svc.primed.has(clientIp) || svc.primed.size >= this.limits.maxParkedPerService) return;
+    svc.primed.add(clientIp);
+    const at = tx.reserve(64);
+    tx.commit(writeArpRequest(tx.buffer, at, svc.guestMac, clientMac, clientIp, svc.ip));
+  }
+
   private async replayParked(svc: Service): Promise<void> {
     const tx = svc.guestTx ?? this.tx;
-    const frames = [...svc.parked.values()];
+    const entries = [...svc.parked];
     this.budget.releaseParked(svc.parked.size);
     svc.parked.clear();
-    for (let i = 0; i < frames.length; i += REPLAY_BATCH) {
+    for (let i = 0; i < entries.length; i += REPLAY_BATCH) {
       if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const end = Math.min(frames.length, i + REPLAY_BATCH);
+      const end = Math.min(entries.length, i + REPLAY_BATCH);
       for (let j = i; j < end; j++) {
-        const f = frames[j]!.frame;
-        const at = tx.reserve(f.length);
-        f.copy(tx.buffer, at);
-        tx.commit(f.length);
+        const [key, p] = entries[j]!;
+        this.primeNeighbour(svc, tx, p.frame.subarray(6, 12), p.frame.readUInt32BE(26));
+        const at = tx.reserve(p.frame.length);
+        p.frame.copy(tx.buffer, at);
+        tx.commit(p.frame.length);
+        if (svc.replayed.size < this.limits.maxParkedPerService) svc.replayed.set(key, p);
       }
       tx.flush();
       svc.m.handedOver.inc(end - i);
       this.counters.handedOver += end - i;
     }
+    this.resendReplayed(svc, 0);
+  }
+
+  /** Resends replayed SYNs the guest has not answered yet, on GUEST_SYN_RESEND_MS; then forgets them. */
+  private resendReplayed(svc: Service, attempt: number): void {
+    if (svc.replayed.size === 0) return;
+    if (attempt >= 2 || svc.phase !== 'ready') {
+      // Past this the client's own SYN retransmission reaches the guest directly.
+      svc.replayed.clear();
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (svc.phase !== 'ready' || svc.replayed.size === 0) return;
+      const tx = svc.guestTx ?? this.tx;
+      this.o.logger.debug('synjitsu resending replayed SYNs', { service: svc.target.service, count: svc.replayed.size, attempt });
+      for (const p of svc.replayed.values()) {
+        const at = tx.reserve(p.frame.length);
+        p.frame.copy(tx.buffer, at);
+        tx.commit(p.frame.length);
+      }
+      tx.flush();
+      this.resendReplayed(svc, attempt + 1);
+    }, GUEST_SYN_RESEND_MS[attempt]);
+    timer.unref();
   }
 
   // ---- handshake: SYN cookies and buffering -----------------------------------------------------
@@ -765,11 +831,12 @@ export class Synjitsu implements BootMasker {
     s.wscale = flow.clientWs;
     s.payload = undefined;
     const tx = this.guestTx(flow);
+    this.primeNeighbour(flow.svc, tx, flow.clientMac, flow.clientIp);
     const at = tx.reserve(MAX_FRAME);
     tx.commit(writeTcpFrame(tx.buffer, at, s));
     s.mss = -1;
     s.wscale = -1;
-    const delay = HANDOVER_RTO_MS << Math.min(flow.tries, 4);
+    const delay = GUEST_SYN_RESEND_MS[Math.min(flow.tries, GUEST_SYN_RESEND_MS.length - 1)]!;
     flow.tries++;
     clearTimeout(flow.timer);
     if (Date.now() - flow.handoverStarted > this.limits.handoverTimeoutMs) {

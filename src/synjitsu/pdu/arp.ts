@@ -51,3 +51,23 @@ export function writeGratuitousArp(out: Buffer, off: number, ip: number, mac: Ui
   p += 28;
   return p - off;
 }
+
+/**
+ * Writes an ARP request "who-has targetIp tell senderIp (senderMac)" sent to `dstMac` (unicast or
+ * broadcast). A host that owns targetIp learns the sender's MAC from it (RFC 826), so it can answer
+ * the sender without an ARP round trip of its own.
+ */
+export function writeArpRequest(out: Buffer, off: number, dstMac: Uint8Array, senderMac: Uint8Array, senderIp: number, targetIp: number): number {
+  let p = writeEthernet(out, off, dstMac, senderMac, ETHERTYPE_ARP);
+  out.writeUInt16BE(1, p);
+  out.writeUInt16BE(ETHERTYPE_IPV4, p + 2);
+  out[p + 4] = 6;
+  out[p + 5] = 4;
+  out.writeUInt16BE(ARP_REQUEST, p + 6);
+  out.set(senderMac.subarray(0, 6), p + 8);
+  out.writeUInt32BE(senderIp, p + 14);
+  out.fill(0, p + 18, p + 24);
+  out.writeUInt32BE(targetIp, p + 24);
+  p += 28;
+  return p - off;
+}
