@@ -41,6 +41,10 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
     expect(res.firstByte).toBeLessThan(0.9);
     expect(metric(svc.metrics, 'synjitsu_parked_syns_total')).toBe(1);
     expect(metric(svc.metrics, 'synjitsu_connections_total', 'handed_over')).toBe(1);
+    const replayMs = (metric(svc.metrics, 'synjitsu_ready_to_replay_seconds_sum') * 1000).toFixed(3);
+    console.log(`park: ready() -> parked SYN replayed in ${replayMs} ms`);
+    expect(metric(svc.metrics, 'synjitsu_ready_to_replay_seconds_count')).toBe(1);
+    expect(metric(svc.metrics, 'synjitsu_ready_to_replay_seconds_sum')).toBeLessThan(0.05);
   });
 
   for (const bootMs of [300, 3000]) {
