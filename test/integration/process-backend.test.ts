@@ -180,6 +180,19 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     await pool.stop(handle, s, 'destroy', 5000);
   });
 
+  it('ready() is bounded: a service that never listens gives READY_TIMEOUT with its log', async () => {
+    const s = spec('jt2-p-mute', { exec: [`/bin/sh -c 'echo still-thinking; exec sleep 30'`] }, 'none', 7000);
+    const handle = await start(s);
+    const t0 = performance.now();
+    const err = await pool.ready(handle, s, 300).catch((e: unknown) => e);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(errorCode(err)).toBe('READY_TIMEOUT');
+    expect((err as Error).message).toContain('port 7000');
+    expect((err as Error).message).toContain('still-thinking');
+    expect(await pool.state(handle, s)).toBe('running'); // the caller decides what to do with it
+    await pool.stop(handle, s, 'destroy', 5000);
+  });
+
   it('a failed boot is BOOT_FAILED with the exit status and the log tail', async () => {
     const s = spec('jt2-p-fail', { exec: [`/bin/sh -c 'echo boom-jt2 >&2; exit 7'`] }, 'none');
     const handle = await start(s);
