@@ -107,12 +107,35 @@ export class SynjitsuRig {
 
   /** Starts the service's HTTP server inside the VM netns (listening before its link is up). */
   async startServer(port = 80): Promise<void> {
+    // GET /big/N answers N pattern bytes; any body is hashed and its length + sha256 echoed back.
     const script = `
       const http = require('node:http');
+      const crypto = require('node:crypto');
       const s = http.createServer((req, res) => {
         let body = 0;
-        req.on('data', (c) => { body += c.length; });
-        req.on('end', () => { res.setHeader('connection', 'close'); res.end('hello from vm ' + req.method + ' ' + body + '\\n'); });
+        const hash = crypto.createHash('sha256');
+        req.on('data', (c) => { body += c.length; hash.update(c); });
+        req.on('end', () => {
+          res.setHeader('connection', 'close');
+          const big = /^\\/big\\/(\\d+)$/.exec(req.url);
+          if (big) {
+            const n = Number(big[1]);
+            const chunk = Buffer.alloc(65536);
+            for (let i = 0; i < chunk.length; i++) chunk[i] = i % 251;
+            res.setHeader('content-length', n);
+            let left = n;
+            const pump = () => {
+              while (left > 0) {
+                const part = chunk.subarray(0, Math.min(left, chunk.length));
+                left -= part.length;
+                if (!res.write(part)) return res.once('drain', pump);
+              }
+              res.end();
+            };
+            return pump();
+          }
+          res.end('hello from vm ' + req.method + ' ' + body + ' ' + hash.digest('hex') + '\\n');
+        });
       });
       s.keepAliveTimeout = 1000;
       s.listen({ port: ${port}, host: '0.0.0.0', backlog: 8192 }, () => process.stdout.write('listening\\n'));

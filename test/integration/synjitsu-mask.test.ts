@@ -1,3 +1,7 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { nativeAvailable } from '../../src/native/index.js';
 import { rigUnavailable, SynjitsuRig } from '../helpers/synjitsu-rig.js';
@@ -119,4 +123,41 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
       svc.masker.failed(svc.target, 'test over');
     });
   }
+
+  it('handshake relays a connection for its lifetime: 300 KiB upload beyond the buffer, 8 MiB download, bytes intact', async () => {
+    const upload = randomBytes(300 * 1024);
+    const up = join(tmpdir(), `jt3-up-${process.pid}.bin`);
+    const down = join(tmpdir(), `jt3-down-${process.pid}.bin`);
+    await writeFile(up, upload);
+    try {
+      svc = await maskedService(rig, 'handshake', 300);
+      const res = await rig.curl('/', ['--data-binary', `@${up}`, '-H', 'content-type: application/octet-stream']);
+      await svc.done();
+      expect(res.code, res.stderr).toBe(0);
+      expect(res.body).toContain(`hello from vm POST ${upload.length} ${createHash('sha256').update(upload).digest('hex')}`);
+      expect(metric(svc.metrics, 'synjitsu_bytes_total', 'buffered')).toBeLessThanOrEqual(64 * 1024);
+      expect(metric(svc.metrics, 'synjitsu_bytes_total', 'to_guest')).toBeGreaterThanOrEqual(upload.length);
+
+      await svc.masker.close();
+      await rig.reset();
+      svc = await maskedService(rig, 'handshake', 300);
+      const size = 8 * 1024 * 1024;
+      const t0 = Date.now();
+      const big = await rig.curl(`/big/${size}`, ['-o', down], 30);
+      await svc.done();
+      const got = await readFile(down);
+      const pattern = Buffer.alloc(65536);
+      for (let i = 0; i < pattern.length; i++) pattern[i] = i % 251;
+      const want = createHash('sha256');
+      for (let left = size; left > 0; left -= 65536) want.update(pattern.subarray(0, Math.min(left, 65536)));
+      console.log(`handshake relay: 8 MiB download in ${Date.now() - t0} ms (incl. 300 ms boot)`, svc.masker.stats());
+      expect(big.code, big.stderr).toBe(0);
+      expect(got.length).toBe(size);
+      expect(createHash('sha256').update(got).digest('hex')).toBe(want.digest('hex'));
+      expect(metric(svc.metrics, 'synjitsu_bytes_total', 'to_client')).toBeGreaterThanOrEqual(size);
+    } finally {
+      await rm(up, { force: true });
+      await rm(down, { force: true });
+    }
+  });
 });
