@@ -167,6 +167,14 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     await pool.ready(handle, s, 10_000);
     expect(isLinkUp(handle.link!)).toBe(true);
     expect((await env.inClient('curl', ['-sS', '--max-time', '5', `http://${s.network.ip}:8080/`])).stdout).toContain('jt2-p-park');
+    // suspend + resume: the link comes back in ready(), not in resume()
+    await pool.stop(handle, s, 'suspend', 5000);
+    expect(isLinkUp(handle.link!)).toBe(false);
+    await pool.resume(handle, s, 5000);
+    expect(await pool.state(handle, s)).toBe('running');
+    expect(isLinkUp(handle.link!)).toBe(false);
+    await pool.ready(handle, s, 5000);
+    expect(isLinkUp(handle.link!)).toBe(true);
     await pool.stop(handle, s, 'destroy', 5000);
   });
 

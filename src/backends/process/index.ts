@@ -377,15 +377,20 @@ async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, s
   }
 }
 
-async function resume(handle: BackendHandle, _spec: ServiceSpec, _signal: AbortSignal): Promise<void> {
+async function resume(handle: BackendHandle, spec: ServiceSpec, _signal: AbortSignal): Promise<void> {
   const data = dataOf(handle);
   const pid = handle.pid!;
   const l = liveness(pid, data.startTime);
   if (l.state === 'gone' || l.state === 'exited') {
     throw new JitsuError('NOT_RUNNING', `service ${handle.service}: process ${pid} is gone; start it again`, { service: handle.service, pid });
   }
-  if (l.state === 'stopped-signal') signalGroup(pid, 'SIGCONT');
-  if (handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
+  if (l.state === 'stopped-signal') {
+    signalGroup(pid, 'SIGCONT');
+    for (let i = 0; i < 200 && liveness(pid, data.startTime).state === 'stopped-signal'; i++) await new Promise((r) => setTimeout(r, 1));
+  }
+  // As after a boot: park/handshake services come back on the bridge in ready(), once Synjitsu can hand over.
+  const parked = spec.mask === 'park' || spec.mask === 'handshake';
+  if (!parked && handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
 }
 
 async function state(handle: BackendHandle): Promise<RuntimeState> {
