@@ -67,7 +67,7 @@ function gatewayNeighbour(network: ServiceNetwork): string {
  * Create (once) the service's network namespace: veth pair with the host side on the bridge and
  * `eth0` inside carrying the service's MAC and IP, default route via the gateway, `lo` up. A
  * later boot is then only an exec. Re-running over an existing namespace adopts it when it matches,
- * else rebuilds it. Three execs when creating (netns add, host batch, netns batch).
+ * else rebuilds it. Two execs when creating (a host batch and a batch inside the netns).
  */
 export async function prepareServiceNetns(network: ServiceNetwork, service: string, opts: PrepareOptions = {}): Promise<PreparedNetns> {
   const netns = netnsName(service);
@@ -93,7 +93,6 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
       // No IPv6 link-local on the host port: it carries no address and should stay silent.
       `link set ${hostLink} addrgenmode none`,
       `link set ${hostLink} master ${network.bridge}`,
-      ...(opts.hostLinkUp ? [`link set ${hostLink} up`] : []),
     ]);
     const inside = [`link set lo up`];
     if (network.family === 4) inside.push(`link set ${NETNS_LINK} addrgenmode none`);
@@ -104,6 +103,8 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
       gatewayNeighbour(network),
     );
     await ipBatch(inside, { netns });
+    // Last, once the inside is configured (and waiting until the port forwards).
+    if (opts.hostLinkUp) await setLinkUp(hostLink, true);
   } catch (err) {
     await removeServiceNetns(service).catch(() => undefined);
     throw err;
