@@ -25,9 +25,9 @@ import { holdBenchmark } from './macro/hold.js';
 /** Sections in run order, each with its share of the 15-minute budget (seconds, full run). */
 const SECTIONS: { bench: Benchmark; budgetS: number; quickBudgetS: number }[] = [
   { bench: microBenchmark, budgetS: 60, quickBudgetS: 20 },
-  { bench: dnsQpsBenchmark, budgetS: 150, quickBudgetS: 60 },
-  { bench: bootBenchmark, budgetS: 240, quickBudgetS: 90 },
-  { bench: firstByteBenchmark, budgetS: 150, quickBudgetS: 60 },
+  { bench: dnsQpsBenchmark, budgetS: 200, quickBudgetS: 60 },
+  { bench: bootBenchmark, budgetS: 270, quickBudgetS: 90 },
+  { bench: firstByteBenchmark, budgetS: 180, quickBudgetS: 60 },
   { bench: holdBenchmark, budgetS: 120, quickBudgetS: 60 },
 ];
 
@@ -43,7 +43,7 @@ const HELP = `usage: node dist/bench/run.js [options]
   --only LIST        comma-separated sections: ${SECTIONS.map((s) => s.bench.id).join(',')} (default: all)
   --quick            small bounds (smoke runs): fewer runs, 2 s dnsperf runs
   --runs N           runs per latency series (default 30, quick 5)
-  --dns-seconds S    seconds per dnsperf run (default 8, quick 2)
+  --dns-seconds S    seconds per dnsperf run (default 6, quick 2)
   --out DIR          where latest.json, latest.md and boot-latency.svg go (default bench/results)
 `;
 
@@ -80,7 +80,7 @@ function parseOptions(argv: readonly string[], root: string): Options {
     else usage(`unknown option "${a}"`);
   }
   if (opts.runs === 0) opts.runs = opts.quick ? 5 : 30;
-  if (opts.dnsSeconds === 0) opts.dnsSeconds = opts.quick ? 2 : 8;
+  if (opts.dnsSeconds === 0) opts.dnsSeconds = opts.quick ? 2 : 6;
   return opts;
 }
 

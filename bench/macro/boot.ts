@@ -74,7 +74,7 @@ export const CASES: BackendCase[] = [
   {
     backend: 'qemu',
     keys: '',
-    idleTimeout: 2.5,
+    idleTimeout: 3,
     share: 0.55,
     missing: qemuMissing,
   },
@@ -98,6 +98,7 @@ export const bootBenchmark: Benchmark = {
         sliceStart = sliceEnd;
         continue;
       }
+      ctx.log(`boot: ${c.backend}, up to ${ctx.runs} runs`);
       const service = `jt6b${c.backend[0]}`;
       const name = `${c.backend}.jt6b.test`;
       const ip = `${SUBNET}.${10 + i}`;
