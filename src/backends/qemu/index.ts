@@ -251,7 +251,11 @@ async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
   if (!isAlive(handle.pid, d.startTime)) {
     throw new JitsuError('NOT_RUNNING', `service ${spec.service}: QEMU (pid ${handle.pid}) is not running; start it instead of resuming`, { service: spec.service });
   }
-  await qmpOnce(d.qmp, 'cont');
+  try {
+    await qmpOnce(d.qmp, 'cont');
+  } catch (err) {
+    throw new JitsuError('STOP_FAILED', `service ${spec.service}: QMP cont failed: ${(err as Error).message}`, { service: spec.service }, { cause: err });
+  }
 }
 
 async function state(handle: BackendHandle): Promise<RuntimeState> {
