@@ -11,6 +11,7 @@ import { statCells } from '../lib/report.js';
 import { summarize } from '../lib/stats.js';
 import { coldSummon } from '../lib/summon.js';
 import type { Benchmark, BenchContext, SectionResult } from '../lib/types.js';
+import { qemuKeys, qemuMissing } from './boot.js';
 
 const BRIDGE = 'jt6fbr';
 const SUBNET = '10.205.3';
@@ -20,25 +21,65 @@ type Mask = (typeof MASKS)[number];
 interface Profile {
   id: string;
   label: string;
-  delayMs: number;
+  masks: readonly Mask[];
+  /** Seconds a service stays up after its query: longer than its boot plus one first byte. */
+  idleTimeout: number;
+  /** The service argument's backend part for a mask. */
+  keys(ctx: BenchContext, mask: Mask): string;
   /** Runs per mask (bounded further by the section's time slice). */
   runs: (ctx: BenchContext) => number;
+  missing(ctx: BenchContext): Promise<string | undefined>;
+  /** Share of the section budget. */
+  share: number;
+}
+
+function nodeServer(delayMs: number): (ctx: BenchContext, mask: Mask) => string {
+  return (ctx, mask) => {
+    const exec = `exec="${process.execPath} ${ctx.root}dist/src/demo/http.js --port 80 --delay-ms ${delayMs}"`;
+    const keys = mask === 'activate' ? 'port=80,mask=activate' : `ready=tcp:80,mask=${mask}`;
+    return `backend=process,${exec},${keys}`;
+  };
 }
 
 const PROFILES: Profile[] = [
-  { id: 'quick', label: 'node HTTP server, no extra init', delayMs: 0, runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 3 : 12) },
-  { id: 'slow', label: 'node HTTP server, 1.5 s init (> SYN RTO)', delayMs: 1500, runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 1 : 5) },
+  {
+    id: 'quick',
+    label: 'process: node HTTP server',
+    masks: MASKS,
+    idleTimeout: 1.5,
+    keys: nodeServer(0),
+    runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 3 : 12),
+    missing: async () => undefined,
+    share: 0.3,
+  },
+  {
+    id: 'slow',
+    label: 'process: node HTTP server, 1.5 s init (> SYN RTO)',
+    masks: MASKS,
+    idleTimeout: 3,
+    keys: nodeServer(1500),
+    runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 1 : 6),
+    missing: async () => undefined,
+    share: 0.35,
+  },
+  {
+    id: 'qemu',
+    label: 'qemu microVM (TCG)',
+    masks: ['none', 'park', 'handshake'],
+    idleTimeout: 4,
+    keys: (_ctx, mask) => qemuKeys().replace('mask=none', `mask=${mask}`),
+    runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 1 : 6),
+    missing: qemuMissing,
+    share: 0.35,
+  },
 ];
 
-function serviceArg(ctx: BenchContext, profile: Profile, mask: Mask, index: number): string {
-  const server = `${ctx.root}dist/src/demo/http.js`;
-  const exec = `exec="${process.execPath} ${server} --port 80 --delay-ms ${profile.delayMs}"`;
-  const keys = mask === 'activate' ? 'port=80,mask=activate' : `ready=tcp:80,mask=${mask}`;
-  return `name=jt6f${index},dns=${mask}.jt6f.test,ip=${SUBNET}.${10 + index},backend=process,${exec},${keys}`;
+function serviceArg(ctx: BenchContext, profile: Profile, mask: Mask): string {
+  const index = MASKS.indexOf(mask);
+  return `name=jt6f${index},dns=${mask}.jt6f.test,ip=${SUBNET}.${10 + index},${profile.keys(ctx, mask)}`;
 }
 
 async function startDaemon(ctx: BenchContext, profile: Profile, masks: readonly Mask[], synjitsu: boolean): Promise<RunningDaemon> {
-  const idle = (profile.delayMs + 1500) / 1000;
   return startJitsu({
     root: ctx.root,
     flags: [
@@ -48,7 +89,7 @@ async function startDaemon(ctx: BenchContext, profile: Profile, masks: readonly 
       '-d',
       '0',
       '--idle-timeout',
-      String(idle),
+      String(profile.idleTimeout),
       '--sweep-interval',
       '0.05',
       '--boot-timeout',
@@ -56,7 +97,7 @@ async function startDaemon(ctx: BenchContext, profile: Profile, masks: readonly 
       '--log-level',
       'info',
     ],
-    services: masks.map((m) => serviceArg(ctx, profile, m, MASKS.indexOf(m))),
+    services: masks.map((m) => serviceArg(ctx, profile, m)),
     extraBind: [`${SUBNET}.1`],
   });
 }
@@ -68,9 +109,17 @@ export const firstByteBenchmark: Benchmark = {
     const began = Date.now();
     const rows: (string | number | null)[][] = [];
     const handoverRows: (string | number | null)[][] = [];
-    for (const [pi, profile] of PROFILES.entries()) {
-      const sliceEnd = began + ((ctx.deadline - began) * (pi + 1)) / PROFILES.length;
-      let masks: Mask[] = [...MASKS];
+    let sliceStart = began;
+    for (const profile of PROFILES) {
+      const sliceEnd = sliceStart + (ctx.deadline - began) * profile.share;
+      sliceStart = sliceEnd;
+      const why = await profile.missing(ctx);
+      if (why) {
+        out.skipped[profile.id] = why;
+        continue;
+      }
+      ctx.log(`firstbyte: ${profile.label}, masks ${profile.masks.join(',')}`);
+      let masks: Mask[] = [...profile.masks];
       let daemon: RunningDaemon | undefined;
       try {
         daemon = await startDaemon(ctx, profile, masks, true);
@@ -78,7 +127,7 @@ export const firstByteBenchmark: Benchmark = {
         const why = `the daemon did not start with --synjitsu: ${err instanceof Error ? err.message : String(err)}`.slice(0, 500);
         out.skipped[`${profile.id}/park`] = why;
         out.skipped[`${profile.id}/handshake`] = why;
-        masks = ['none', 'activate'];
+        masks = profile.masks.filter((m) => m === 'none' || m === 'activate');
         daemon = await startDaemon(ctx, profile, masks, false).catch((e: unknown) => {
           out.skipped[`${profile.id}/none+activate`] = `daemon did not start: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500);
           return undefined;
@@ -100,7 +149,7 @@ export const firstByteBenchmark: Benchmark = {
               if (entry.errors.length >= 3) continue;
               const service = `jt6f${MASKS.indexOf(m)}`;
               const s = await coldSummon(d, client, service, { dns: `${SUBNET}.1`, dnsPort: d.dnsPort, name: `${m}.jt6f.test`, port: 80 }, {
-                stoppedTimeoutMs: profile.delayMs + 20_000,
+                stoppedTimeoutMs: (profile.idleTimeout + 20) * 1000,
                 runTimeoutMs: 30_000,
               });
               if (!s.reply.ok) {
@@ -144,7 +193,7 @@ export const firstByteBenchmark: Benchmark = {
       }
     }
     out.tables.push({
-      title: 'DNS query sent -> first HTTP byte (ms), cold process service, per mask',
+      title: 'DNS query sent -> first HTTP byte (ms), cold service, per mask',
       columns: ['boot', 'mask', 'min', 'median', 'p99', 'mean', 'n', 'DNS answer median', 'connected median', 'SYN retrans (sum)', 'retrans segs (sum)'],
       rows,
     });
@@ -155,6 +204,7 @@ export const firstByteBenchmark: Benchmark = {
     });
     out.notes.push(
       '`none`: jitsu answers DNS only once the service is ready, so the client never meets a closed port (first byte ≈ boot); `activate`: the answer waits for the pre-bound sockets, the kernel queues the connection until the server accepts; `park`/`handshake`: the answer goes out at once and Synjitsu holds the SYN (park) or completes the handshake (handshake) until the service is ready.',
+      'The qemu rows boot the guest image of scripts/build-guest.sh under TCG (no usable KVM here); `activate` does not apply to VMs.',
       'Counters are the client namespace\'s TcpExt TCPSynRetrans and Tcp RetransSegs, summed over the counted runs (one uncounted warm-up per mask).',
     );
   },
