@@ -177,8 +177,14 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Remove leftovers of a test (netns and links whose names start with the prefix), even after a crash. */
+/**
+ * Remove leftovers of a test, even after a failure mid-test (a killed daemon leaves its services
+ * running by design): processes of services named with the prefix, then netns and links.
+ */
 export async function cleanupNetwork(prefix: string): Promise<void> {
+  for (const pattern of [`--message hello-${prefix}`, `/run/netns/jitsu-${prefix}`]) {
+    await run('pkill', ['-KILL', '-f', pattern]).catch(() => undefined);
+  }
   const { stdout: ns } = await run('ip', ['netns', 'list']).catch(() => ({ stdout: '' }));
   for (const line of ns.split('\n')) {
     const name = line.split(' ')[0];
