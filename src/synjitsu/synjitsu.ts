@@ -290,7 +290,12 @@ export class Synjitsu implements BootMasker {
       if (svc.parked.size > 0) await this.replayParked(svc);
       if (svc.flows.size > 0) await this.handOver(svc);
       if (held > 0) svc.m.readyToReplay.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-      this.endGuard(svc, LATE_HANDSHAKE_MS);
+      // Lift the RST guard once late handshakes can no longer arrive; not now: spawning nft blocks
+      // the loop for milliseconds, just when the guest's first answers need relaying.
+      const readyAt = svc.readyAt;
+      setTimeout(() => {
+        if (svc.phase === 'ready' && svc.readyAt === readyAt) this.endGuard(svc, 0);
+      }, LATE_HANDSHAKE_MS).unref();
     } catch (err) {
       this.o.logger.error('synjitsu handover failed', { service: svc.target.service, error: errorMessage(err) });
     }

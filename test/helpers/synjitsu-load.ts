@@ -113,3 +113,27 @@ export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
+
+export interface FirstByte {
+  /** Wall-clock ms (performance.timeOrigin + now) of connect() start, connect done, first response byte. */
+  start: number;
+  connected: number;
+  firstByte: number;
+}
+
+/** One GET from the client netns with wall-clock timestamps comparable to the test process's. */
+export async function timedGet(rig: SynjitsuRig): Promise<FirstByte> {
+  const script = `
+    const now = () => performance.timeOrigin + performance.now();
+    const out = { start: now(), connected: 0, firstByte: 0 };
+    const s = require('node:net').connect({ host: '${rig.vmIp}', port: 80 }, () => {
+      out.connected = now();
+      s.write('GET / HTTP/1.1\\r\\nHost: vm\\r\\nConnection: close\\r\\n\\r\\n');
+    });
+    s.once('data', () => { out.firstByte = now(); process.stdout.write(JSON.stringify(out)); s.destroy(); });
+    s.on('error', (e) => { console.error(e.message); process.exit(1); });
+    setTimeout(() => process.exit(2), 10000).unref();`;
+  const r = await rig.inClient(process.execPath, ['-e', script], 15_000);
+  if (r.code !== 0) throw new Error(`timed client failed (${r.code}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as FirstByte;
+}

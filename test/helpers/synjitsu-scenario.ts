@@ -21,6 +21,8 @@ export interface Boot {
   summons: number;
   /** Debug log lines of this masker (printed by tests when an assertion fails). */
   log: string[];
+  /** Wall-clock ms (performance.timeOrigin + now) when ready() was called. */
+  readyCalledAt: number;
 }
 
 export function handleFor(rig: SynjitsuRig): BackendHandle {
@@ -42,6 +44,7 @@ export async function maskedService(
     metrics,
     summons: 0,
     log: [],
+    readyCalledAt: 0,
     masker: undefined as unknown as Synjitsu,
     done: () => boot,
   };
@@ -64,6 +67,7 @@ export async function maskedService(
         }
         await rig.linkUp();
         state.log.push(`ts=${new Date().toISOString()} test: link up, calling ready()`);
+        state.readyCalledAt = performance.timeOrigin + performance.now();
         await state.masker.ready(target, handleFor(rig));
       })();
     },

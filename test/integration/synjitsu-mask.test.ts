@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { nativeAvailable } from '../../src/native/index.js';
 import { rigUnavailable, SynjitsuRig } from '../helpers/synjitsu-rig.js';
-import { connectLatencies, percentile } from '../helpers/synjitsu-load.js';
+import { connectLatencies, percentile, timedGet } from '../helpers/synjitsu-load.js';
 import { maskedService, metric, sleep, type Boot } from '../helpers/synjitsu-scenario.js';
 
 const unavailable = rigUnavailable() ?? (nativeAvailable() ? undefined : 'native addon not built (npx node-gyp rebuild)');
@@ -160,4 +160,23 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
       await rm(down, { force: true });
     }
   });
+
+  for (const mask of ['park', 'handshake'] as const) {
+    it(`${mask}: the masking overhead, ready() to the client's first response byte, is a few ms`, async () => {
+      const overheads: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        await svc?.masker.close();
+        await rig.reset();
+        svc = await maskedService(rig, mask, 300);
+        const t = await timedGet(rig);
+        await svc.done();
+        overheads.push(t.firstByte - svc.readyCalledAt);
+        expect(t.firstByte - t.start).toBeGreaterThan(300);
+      }
+      console.log(`${mask}: ready() -> first byte ms: ${overheads.map((o) => o.toFixed(2)).join(' ')} (p50 ${percentile(overheads, 50).toFixed(2)})`);
+      // A few ms on an idle machine; the bound leaves room for a CI box shared with busy VMs.
+      expect(percentile(overheads, 50)).toBeLessThan(25);
+      expect(Math.max(...overheads)).toBeLessThan(300);
+    });
+  }
 });
