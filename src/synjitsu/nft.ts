@@ -55,8 +55,17 @@ export class RelayFilter {
         `    ip saddr . tcp sport . ip daddr . tcp dport @relay drop;\n` +
         `    ip saddr @rst_guard tcp flags & rst == rst drop; }\n` +
         `}\n`,
-    );
+    ).catch((err: unknown) => {
+      // Let the next use try again (nft installed later, module loaded, ...).
+      this.created = undefined;
+      throw err;
+    });
     return this.created;
+  }
+
+  /** Creates the table now, so a missing nftables shows up at configuration rather than at handover. */
+  prepare(): Promise<void> {
+    return this.ensureTable();
   }
 
   /** Starts dropping bridged frames of these tuples; resolves once the kernel has them. */

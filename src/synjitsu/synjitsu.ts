@@ -236,6 +236,14 @@ export class Synjitsu implements BootMasker {
         }
       }
       this.refilter();
+      if (targets.some((t) => t.mask === 'handshake')) {
+        this.relayFilter.prepare().catch((err: unknown) => {
+          this.o.logger.error('synjitsu: handshake masking needs nftables (bridge family) to relay handed-over connections', {
+            error: errorMessage(err),
+            fix: 'install nftables and load nf_tables / nft_chain_bridge',
+          });
+        });
+      }
     } catch (err) {
       this.o.logger.error('synjitsu configure failed', { error: errorMessage(err) });
     }
