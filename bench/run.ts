@@ -15,6 +15,8 @@ import { deferCleanup, runPendingCleanups } from './lib/cleanup.js';
 import { machineFacts } from './lib/facts.js';
 import { renderMarkdown, tableText, type BenchDocument } from './lib/report.js';
 import { bootLatencySvg } from './lib/svg.js';
+import { headlineTable } from './lib/summary.js';
+import { sweepNetwork } from './lib/sweep.js';
 import { emptySection, type Benchmark, type SectionResult } from './lib/types.js';
 import { microBenchmark } from './micro/index.js';
 import { dnsQpsBenchmark } from './macro/dns-qps.js';
@@ -109,6 +111,8 @@ async function main(): Promise<void> {
     machine: await machineFacts(),
     sections: {},
   };
+  const stale = await sweepNetwork();
+  if (stale.length) log(`removed leftovers of an earlier run: ${stale.join(', ')}`);
   const selected = SECTIONS.filter((s) => opts.only.length === 0 || opts.only.includes(s.bench.id));
   for (const { bench, budgetS, quickBudgetS } of selected) {
     const out: SectionResult = emptySection(bench.id, bench.title);
@@ -133,6 +137,8 @@ async function main(): Promise<void> {
     if (interrupted) break;
   }
   doc.durationSeconds = (Date.now() - began) / 1000;
+  doc.summary = headlineTable(doc.sections);
+  process.stdout.write('\n' + tableText(doc.summary) + '\n');
 
   mkdirSync(opts.out, { recursive: true });
   const boot = doc.sections['boot'];

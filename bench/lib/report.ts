@@ -10,6 +10,8 @@ export interface BenchDocument {
   command: string;
   options: { quick: boolean; runs: number; dnsSeconds: number; only: string[] };
   machine: MachineFacts;
+  /** Headline figures next to their goals (filled once every section ran). */
+  summary?: Table;
   sections: Record<string, SectionResult>;
 }
 
@@ -51,6 +53,7 @@ export function renderMarkdown(doc: BenchDocument, svgName: string | undefined):
     'No pass/fail thresholds: figures, medians and ratios. Latencies are min / median / p99 / mean over n runs (nearest-rank percentiles).',
     '',
   ];
+  if (doc.summary) out.push(tableMarkdown(doc.summary), '');
   for (const s of Object.values(doc.sections)) {
     out.push(`## ${s.title}`, '', `Status: **${s.status}** (${(s.durationMs / 1000).toFixed(1)} s)${s.error ? ` — error: ${s.error}` : ''}`, '');
     for (const [part, reason] of Object.entries(s.skipped)) out.push(`- skipped \`${part}\`: ${reason}`);
