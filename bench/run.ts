@@ -16,7 +16,7 @@ import { machineFacts } from './lib/facts.js';
 import { renderMarkdown, tableText, type BenchDocument } from './lib/report.js';
 import { bootLatencySvg } from './lib/svg.js';
 import { headlineTable } from './lib/summary.js';
-import { sweepNetwork } from './lib/sweep.js';
+import { sweepStale } from './lib/sweep.js';
 import { emptySection, type Benchmark, type SectionResult } from './lib/types.js';
 import { microBenchmark } from './micro/index.js';
 import { dnsQpsBenchmark } from './macro/dns-qps.js';
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     machine: await machineFacts(),
     sections: {},
   };
-  const stale = await sweepNetwork();
+  const stale = await sweepStale();
   if (stale.length) log(`removed leftovers of an earlier run: ${stale.join(', ')}`);
   const selected = SECTIONS.filter((s) => opts.only.length === 0 || opts.only.includes(s.bench.id));
   for (const { bench, budgetS, quickBudgetS } of selected) {

@@ -45,7 +45,7 @@ interface Doc {
 const positive = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && x > 0;
 
 describe.skipIf(!isRoot || !has('dnsperf'))('bench smoke: --quick --only micro,dns', () => {
-  const out = mkdtempSync(join(tmpdir(), 'jt6-bench-smoke-'));
+  const out = mkdtempSync(join(tmpdir(), 'jt6-smoke-'));
   let doc: Doc;
   let stdout = '';
 
