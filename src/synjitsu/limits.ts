@@ -14,6 +14,11 @@ export interface SynjitsuLimits {
   relayIdleMs: number;
   /** How long the guest has to answer a handed-over SYN before the client is reset. */
   handoverTimeoutMs: number;
+  /**
+   * Held connections of a service neither ready() nor failed() after this long are reset (a lost
+   * lifecycle call must not hold clients forever).
+   */
+  maxMaskMs: number;
 }
 
 export const DEFAULT_LIMITS: SynjitsuLimits = {
@@ -25,6 +30,7 @@ export const DEFAULT_LIMITS: SynjitsuLimits = {
   maxParkedPerService: 16384,
   relayIdleMs: 10 * 60 * 1000,
   handoverTimeoutMs: 5000,
+  maxMaskMs: 300_000,
 };
 
 export function resolveLimits(partial: Partial<SynjitsuLimits> = {}): SynjitsuLimits {

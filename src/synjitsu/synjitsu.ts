@@ -104,6 +104,7 @@ interface Service {
   linkSocket: PacketSocket | undefined;
   guestMac: Buffer;
   readyAt: number;
+  maskingSince: number;
   /** Parked SYNs replayed to the guest and not yet answered by its SYN-ACK (resent on a schedule). */
   replayed: Map<number, Parked>;
   /** Client IPs whose MAC we told the guest in this readiness period. */
@@ -258,6 +259,7 @@ export class Synjitsu implements BootMasker {
 
   private startMasking(svc: Service): void {
     svc.phase = 'booting';
+    svc.maskingSince = Date.now();
     this.o.logger.debug('synjitsu masking', { service: svc.target.service, ip: svc.target.ip, mask: svc.target.mask });
     if (svc.target.mask === 'handshake') {
       // After this turn's frames are out: spawning nft blocks the loop for a few ms (fork).
@@ -330,9 +332,15 @@ export class Synjitsu implements BootMasker {
     const svc = this.service(target);
     if (!svc) return;
     svc.replayed.clear();
+    if (svc.phase === 'booting') {
+      // A SYN summoned it again while it was stopping: what we hold is for the boot that follows.
+      for (const flow of [...svc.flows.values()]) if (flow.state !== 'buffering') this.dropFlow(flow, 'stopped');
+      this.closeLink(svc);
+      return;
+    }
     this.resetAll(svc, 'stopped');
     this.closeLink(svc);
-    if (svc.phase !== 'ready' || Date.now() - svc.readyAt < LATE_HANDSHAKE_MS) this.endGuard(svc, 0);
+    if (Date.now() - svc.readyAt < LATE_HANDSHAKE_MS) this.endGuard(svc, 0);
     svc.phase = 'watched';
     svc.summoned = false;
   }
@@ -415,6 +423,7 @@ export class Synjitsu implements BootMasker {
       linkSocket: undefined,
       guestMac: mac,
       readyAt: 0,
+      maskingSince: 0,
       replayed: new Map(),
       primed: new Set(),
       m: {
@@ -1132,6 +1141,13 @@ export class Synjitsu implements BootMasker {
   private sweep(): void {
     const now = Date.now();
     for (const svc of this.byName.values()) {
+      if (svc.phase === 'booting' && now - svc.maskingSince > this.limits.maxMaskMs && (svc.parked.size > 0 || svc.flows.size > 0)) {
+        this.o.logger.warn('synjitsu: no ready() or failed() in time, resetting held connections', { service: svc.target.service });
+        this.resetAll(svc, 'mask-timeout');
+        this.endGuard(svc, 0);
+        svc.phase = 'watched';
+        svc.summoned = false;
+      }
       for (const flow of [...svc.flows.values()]) {
         if (flow.state === 'relay' && now - flow.lastSeen > this.limits.relayIdleMs) this.dropFlow(flow, 'idle');
       }

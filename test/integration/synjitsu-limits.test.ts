@@ -46,6 +46,20 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
     expect(svc.masker.stats()).toMatchObject({ parked: 0 });
   });
 
+  for (const mask of ['park', 'handshake'] as const) {
+    it(`${mask}: a connection summoned while the previous run was still stopping survives the late stopped()`, async () => {
+      svc = await maskedService(rig, mask, 600);
+      const res = rig.curl('/');
+      await sleep(200);
+      // The old instance's stop completes after the SYN already summoned the next boot.
+      svc.masker.stopped(svc.target);
+      const r = await res;
+      await svc.done();
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.body).toContain('hello from vm');
+    });
+  }
+
   it('handshake: a client that resets mid-buffer frees its flow and bytes', async () => {
     svc = await maskedService(rig, 'handshake', 5000);
     // The client says "sent" once its bytes are acknowledged, then resets when told to.
