@@ -9,7 +9,7 @@ import { noMasker } from './synjitsu/masker.js';
 import type { Config } from './config/types.js';
 import { createDnsHandler } from './dns/handler.js';
 import { createDnsServer, type DnsServer } from './dns/server.js';
-import { createForwarder, type Forwarder } from './dns/forwarder.js';
+import { createForwarder, withoutSelf, type Forwarder } from './dns/forwarder.js';
 import { errorMessage } from './errors.js';
 import { startObserveServer, type ObserveServer } from './observe/http.js';
 import type { Logger } from './observe/log.js';
@@ -89,9 +89,14 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await store.flush();
     });
 
+    // An upstream that is this daemon itself (resolv.conf naming 127.0.0.1 while we serve :53) would
+    // loop every forwarded query back to us; drop it and say so.
+    const configured = config.forwarders.map((address) => ({ address, port: config.forwarderPort }));
+    const upstreams = withoutSelf(configured, config.bind.map((address) => ({ address, port: config.port })));
+    if (upstreams.length < configured.length) logger.warn('ignoring upstreams that are this daemon itself', { dropped: configured.length - upstreams.length });
     let forwarder: Forwarder | undefined;
-    if (config.forwarders.length > 0) {
-      forwarder = createForwarder({ upstreams: config.forwarders.map((address) => ({ address, port: config.forwarderPort })), metrics, logger });
+    if (upstreams.length > 0) {
+      forwarder = createForwarder({ upstreams, metrics, logger });
       const fwd = forwarder;
       cleanups.push(() => fwd.close());
     }
@@ -103,7 +108,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       dns: [...new Map(dns.addresses().map((a) => [`${a.address}:${a.port}`, { address: a.address, port: a.port }])).values()],
-      forwarders: config.forwarders.map((f) => `${f}:${config.forwarderPort}`),
+      forwarders: upstreams.map((u) => `${u.address}:${u.port}`),
       services: mgr.status(),
     });
 
@@ -117,7 +122,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     logger.info('jitsu ready', {
       dns: [...new Set(dns.addresses().map((a) => `${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`))].join(','),
       services: config.services.length,
-      forwarders: config.forwarders.join(',') || 'off',
+      forwarders: upstreams.map((u) => `${u.address}:${u.port}`).join(',') || 'off',
       synjitsu: config.synjitsu ?? 'off',
       metrics: observe ? `${config.metrics!.host}:${observe.port}` : 'off',
     });
