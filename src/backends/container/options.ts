@@ -1,6 +1,6 @@
 /** The container backend's keys: validation (CONFIG_INVALID naming the key and the fix) and defaults. */
 import { isAbsolute } from 'node:path';
-import type { MaskMode, OptionSpec } from '../backend.js';
+import type { OptionSpec } from '../backend.js';
 import { JitsuError } from '../../errors.js';
 import { CommandSyntaxError, parseCommand } from '../process/argv.js';
 
@@ -112,9 +112,4 @@ export function parseContainerOptions(service: string, options: Readonly<Record<
   const ro = one('readonly');
   if (ro !== undefined) config.readonly = ro === 'true';
   return config;
-}
-
-/** `activate` when there are ports to pre-bind, else `none` (as for processes). */
-export function defaultContainerMask(options: Readonly<Record<string, readonly string[]>>): MaskMode {
-  return (options['port'] ?? []).length > 0 ? 'activate' : 'none';
 }
