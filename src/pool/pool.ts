@@ -51,7 +51,7 @@ export class BackendPool {
     });
   }
 
-  private async call<Op extends PoolOp>(req: PoolRequest & { op: Op }): Promise<PoolResults[Op]> {
+  private async call<Op extends PoolOp>(req: PoolRequest & { op: Op }, onCalled?: (epochMs: number) => void): Promise<PoolResults[Op]> {
     if (this.closed) throw new JitsuError('ABORTED', `backend pool is closed (${req.op} ${req.spec.service})`, { service: req.spec.service });
     const t0 = performance.now();
     const res: unknown = await this.piscina.run(req);
@@ -62,11 +62,12 @@ export class BackendPool {
       this.logger.debug('backend call', { op: req.op, service: req.spec.service, ms: Number((performance.now() - t0).toFixed(2)), ok: res.ok });
     }
     if (!res.ok) throw fromWireError(res.error);
+    if (onCalled && res.calledAt !== undefined) onCalled(res.calledAt);
     return res.value as PoolResults[Op];
   }
 
-  start(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle> {
-    return this.call({ op: 'start', spec, timeoutMs });
+  start(spec: ServiceSpec, timeoutMs: number, onCalled?: (epochMs: number) => void): Promise<BackendHandle> {
+    return this.call({ op: 'start', spec, timeoutMs }, onCalled);
   }
 
   async ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void> {

@@ -30,7 +30,16 @@ export interface WireError {
   details: Record<string, unknown>;
 }
 
-export type PoolResponse<Op extends PoolOp = PoolOp> = { ok: true; value: PoolResults[Op] } | { ok: false; error: WireError };
+/**
+ * `calledAt`: when the worker invoked the backend (epoch ms, sub-ms precision; comparable across
+ * threads, unlike performance.now()), so the daemon can measure its own query-to-start overhead.
+ */
+export type PoolResponse<Op extends PoolOp = PoolOp> = { ok: true; value: PoolResults[Op]; calledAt?: number } | { ok: false; error: WireError };
+
+/** Wall-clock time with sub-millisecond precision, comparable between threads. */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
 
 /** The code an error without one gets, by the op that failed. */
 const FALLBACK_CODE: Record<PoolOp, ErrorCode> = {

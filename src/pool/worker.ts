@@ -6,14 +6,16 @@
  */
 import { getBackend } from '../backends/registry.js';
 import type { PoolRequest, PoolResponse } from './protocol.js';
-import { toWireError } from './protocol.js';
+import { epochNow, toWireError } from './protocol.js';
 
 export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
   try {
     const backend = getBackend(req.spec.backend);
     switch (req.op) {
-      case 'start':
-        return { ok: true, value: await backend.start(req.spec, AbortSignal.timeout(req.timeoutMs)) };
+      case 'start': {
+        const calledAt = epochNow();
+        return { ok: true, value: await backend.start(req.spec, AbortSignal.timeout(req.timeoutMs)), calledAt };
+      }
       case 'ready':
         await backend.ready(req.handle, req.spec, AbortSignal.timeout(req.timeoutMs));
         return { ok: true, value: null };

@@ -1,5 +1,6 @@
 import type { Backend, BackendHandle, BackendName, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
+import { epochNow } from '../pool/protocol.js';
 
 /**
  * How the lifecycle reaches a backend. In the daemon this is the worker pool (src/pool), so backend
@@ -7,7 +8,8 @@ import { JitsuError } from '../errors.js';
  * carries a time budget instead of a signal, because signals cannot cross threads.
  */
 export interface BackendCalls {
-  start(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle>;
+  /** `onCalled` learns when the backend's start began (epoch ms, see epochNow), for overhead metrics. */
+  start(spec: ServiceSpec, timeoutMs: number, onCalled?: (epochMs: number) => void): Promise<BackendHandle>;
   ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void>;
   stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void>;
   resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void>;
@@ -18,7 +20,10 @@ export interface BackendCalls {
 /** Runs backend calls on the calling thread. For tests and tools; the daemon uses the pool. */
 export function directCalls(lookup: (name: BackendName) => Backend): BackendCalls {
   return {
-    start: (spec, ms) => lookup(spec.backend).start(spec, AbortSignal.timeout(ms)),
+    start: (spec, ms, onCalled) => {
+      onCalled?.(epochNow());
+      return lookup(spec.backend).start(spec, AbortSignal.timeout(ms));
+    },
     ready: (handle, spec, ms) => lookup(spec.backend).ready(handle, spec, AbortSignal.timeout(ms)),
     stop: (handle, spec, mode, ms) => lookup(spec.backend).stop(handle, spec, mode, AbortSignal.timeout(ms)),
     resume: async (handle, spec, ms) => {

@@ -4,6 +4,7 @@ import type { Logger } from '../observe/log.js';
 import type { PersistedService } from '../state/store.js';
 import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
 import type { BackendCalls } from './calls.js';
+import { epochNow } from '../pool/protocol.js';
 import type { ServiceMetrics } from './metrics.js';
 
 export type Phase = 'stopped' | 'booting' | 'ready' | 'stopping';
@@ -76,11 +77,10 @@ export class ServiceRuntime {
    * Otherwise a promise that resolves when an answer may go out and rejects if the boot fails.
    */
   summon(): true | Promise<void> {
-    const now = this.deps.now();
-    this.lastActivity = now;
+    this.lastActivity = this.deps.now();
     if (this.phase === 'ready') return true;
     if (this.phase === 'booting') return ANSWER_AT_ONCE.has(this.spec.mask) ? true : this.boot!;
-    const boot = this.startBoot(now);
+    const boot = this.startBoot(epochNow());
     if (ANSWER_AT_ONCE.has(this.spec.mask)) {
       // Queries answered at once never see this promise: keep its rejection from going unhandled.
       boot.catch(() => undefined);
@@ -89,6 +89,7 @@ export class ServiceRuntime {
     return boot;
   }
 
+  /** `summonedAt`: epoch ms (epochNow), comparable with the worker's time of the backend call. */
   private startBoot(summonedAt: number): Promise<void> {
     const previousStop = this.stopping;
     this.phase = 'booting';
@@ -110,10 +111,10 @@ export class ServiceRuntime {
     this.log.info(resuming ? 'resuming' : 'booting', { backend: this.spec.backend, ip: this.spec.network.ip, mask: this.spec.mask });
     if (ANSWER_AT_ONCE.has(this.spec.mask)) masker.booting(this.maskTarget);
     try {
-      metrics.orchestration.labels({ step: 'query_to_start' }).observe((this.deps.now() - summonedAt) / 1000);
+      const observeStart = (calledAt: number): void => metrics.orchestration.labels({ step: 'query_to_start' }).observe((calledAt - summonedAt) / 1000);
       if (resuming) await calls.resume(this.handle!, this.spec, remaining());
       else {
-        this.handle = await calls.start(this.spec, remaining());
+        this.handle = await calls.start(this.spec, remaining(), observeStart);
         await this.save();
       }
       this.suspended = false;

@@ -144,6 +144,8 @@ describe.skipIf(!canRun)(`jitsu daemon with the process backend ${why}`, () => {
     const malformed = [...metrics.matchAll(/^jitsu_dns_malformed_total\S* (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     expect(malformed).toBeGreaterThanOrEqual(3);
     expect(metrics).toMatch(/^jitsu_boots_total\{service="[^"]+",result="ok"\} 1$/m);
+    // The daemon's own overhead, query -> backend start call in the worker, is recorded per boot.
+    expect(metrics).toMatch(/^jitsu_orchestration_seconds_count\{step="query_to_start"\} 1$/m);
     expect(d.child.exitCode).toBeNull();
   });
 
