@@ -246,6 +246,8 @@ class Handler implements QueryHandler {
     }
     this.pendingSummons++;
     const t0 = performance.now();
+    // The server may reuse msg's memory once handle() returns (batched UDP): keep a copy.
+    msg = Buffer.from(msg);
     return up.then(
       () => {
         this.pendingSummons--;
@@ -271,8 +273,10 @@ class Handler implements QueryHandler {
     );
   }
 
-  private forward(msg: Buffer, q: ParsedQuery, transport: Transport): Promise<Buffer | null> {
+  private forward(query: Buffer, q: ParsedQuery, transport: Transport): Promise<Buffer | null> {
     const t0 = performance.now();
+    // The server may reuse the query's memory once handle() returns (batched UDP): keep a copy.
+    const msg = Buffer.from(query);
     return this.forwarder!.forward(msg, q.questionEnd).then(
       (reply) => {
         this.observe('forward', t0);

@@ -15,6 +15,10 @@ export class DnsMetrics {
   readonly malformed: Record<Transport, CounterChild>;
   readonly responsesDropped: CounterChild;
   readonly truncated: CounterChild;
+  /** UDP queries larger than the native socket's slot: dropped. */
+  readonly udpOversized: CounterChild;
+  /** UDP replies dropped because the send queue was full or the kernel refused them. */
+  readonly udpSendDropped: CounterChild;
   readonly forwarded: CounterChild;
   readonly upstreamTimeouts: CounterChild;
   readonly upstreamMismatched: CounterChild;
@@ -36,6 +40,9 @@ export class DnsMetrics {
       .counter('jitsu_dns_responses_received_total', 'DNS responses (QR=1) received on the listener and dropped')
       .labels();
     this.truncated = registry.counter('jitsu_dns_truncated_total', 'UDP answers sent truncated (TC=1)').labels();
+    const udpDropped = registry.counter('jitsu_dns_udp_dropped_total', 'UDP datagrams dropped by the server, by reason');
+    this.udpOversized = udpDropped.labels({ reason: 'oversized_query' });
+    this.udpSendDropped = udpDropped.labels({ reason: 'send' });
     this.forwarded = registry.counter('jitsu_dns_forwarded_total', 'Queries forwarded upstream').labels();
     this.upstreamFailures = registry.counter('jitsu_dns_upstream_failures_total', 'Forwarded queries answered SERVFAIL, by reason');
     this.upstreamTimeouts = registry.counter('jitsu_dns_upstream_timeouts_total', 'Upstream attempts that timed out').labels();

@@ -1,8 +1,11 @@
 /**
  * DNS listeners: UDP and TCP on every bind address, one port for all.
  *
- * UDP: one datagram in, at most one out; nothing allocated per query beyond the reply (the
- * send uses a synchronous address "lookup", so no extra tick). TCP (RFC 7766): 2-byte length
+ * UDP, native path (default when the addon loads): a batched socket (src/native/udp.ts) drains
+ * up to 64 datagrams per wake-up with recvmmsg, the handler answers each synchronously where it
+ * can, and the batch's replies leave with one sendmmsg; late replies (summons, forwards) go out
+ * one by one to a copied address key. Fallback (no addon, or `udp: 'dgram'`): Node's dgram, one
+ * datagram in, at most one out, with a synchronous address "lookup" so no extra tick. TCP (RFC 7766): 2-byte length
  * framing, many queries per connection, pipelined and answered out of order as they complete;
  * idle timeout, a cap on connections, on frame size and on queries in flight per connection
  * (reading pauses at the cap). A bad frame closes that connection only.
@@ -13,6 +16,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { MetricsRegistry } from '../observe/metrics.js';
 import { HEADER_SIZE, MAX_MESSAGE_SIZE } from './constants.js';
+import { batchedUdpAvailable, openBatchedUdp, UDP_ADDR_STRIDE, UDP_TRUNCATED, type BatchedUdp } from '../native/udp.js';
 import { DnsMetrics } from './metrics.js';
 import type { DnsHandler } from './types.js';
 
@@ -43,6 +47,20 @@ export interface DnsServerOptions {
    * sockets (the kernel hands each datagram to one of the workers reading it). Default false.
    */
   clusterShared?: boolean;
+  /**
+   * UDP implementation. 'auto' (default): the native batched socket when the addon loads, else
+   * dgram (the reason is logged at warn). 'native': fail if the addon is missing. 'dgram': Node's.
+   */
+  udp?: 'auto' | 'native' | 'dgram';
+  /**
+   * SO_REUSEPORT on the native UDP sockets, so several threads/processes each bind their own
+   * socket on the same (fixed) port. Default false. Implied by `clusterShared` on the native path.
+   */
+  reusePort?: boolean;
+  /** Native path: datagrams per recvmmsg/sendmmsg. Default 64. */
+  udpBatch?: number;
+  /** Native path: largest UDP query accepted; larger ones are dropped and counted. Default 4096. */
+  udpMaxQuery?: number;
 }
 
 export interface BoundAddress {
@@ -54,6 +72,8 @@ export interface BoundAddress {
 
 export interface DnsServer {
   readonly port: number;
+  /** Which UDP implementation serves: 'native' (batched recvmmsg/sendmmsg) or 'dgram'. */
+  readonly udpPath: 'native' | 'dgram';
   addresses(): BoundAddress[];
   close(): Promise<void>;
 }
@@ -76,7 +96,9 @@ function familyOf(address: string): 4 | 6 {
 
 class Server implements DnsServer {
   port = 0;
+  udpPath: 'native' | 'dgram' = 'dgram';
   private readonly udp: dgram.Socket[] = [];
+  private readonly batched: BatchedUdp[] = [];
   private readonly tcp: net.Server[] = [];
   private readonly connections = new Set<net.Socket>();
   private readonly metrics: DnsMetrics;
@@ -101,6 +123,10 @@ class Server implements DnsServer {
       const a = s.address();
       out.push({ transport: 'udp', family: a.family === 'IPv6' ? 6 : 4, address: a.address, port: a.port });
     }
+    for (const b of this.batched) {
+      const a = b.socket.localAddress();
+      out.push({ transport: 'udp', family: a.family, address: a.address, port: a.port });
+    }
     for (const s of this.tcp) {
       const a = s.address() as net.AddressInfo;
       out.push({ transport: 'tcp', family: a.family === 'IPv6' ? 6 : 4, address: a.address, port: a.port });
@@ -112,6 +138,7 @@ class Server implements DnsServer {
     const { addresses } = this.opts;
     if (addresses.length === 0) throw new Error('DNS server needs at least one bind address');
     for (const a of addresses) familyOf(a);
+    this.udpPath = this.chooseUdpPath();
     // With port 0 the first listener picks the port; a clash on another listener retries anew.
     for (let tries = 0; ; tries++) {
       try {
@@ -130,7 +157,20 @@ class Server implements DnsServer {
     }
   }
 
+  private chooseUdpPath(): 'native' | 'dgram' {
+    const want = this.opts.udp ?? 'auto';
+    if (want === 'dgram') return 'dgram';
+    let reason: string | undefined;
+    if (this.opts.clusterShared && this.opts.port === 0) reason = 'cluster workers sharing port 0 need the primary\'s dgram socket';
+    else if (!batchedUdpAvailable()) reason = 'native addon with UdpSocket not loadable (run `npm run build:native`)';
+    if (reason === undefined) return 'native';
+    if (want === 'native') throw new Error(`DNS server: native UDP requested but ${reason}`);
+    this.opts.logger.warn('dns: UDP falls back to node:dgram (one syscall pair per query)', { reason });
+    return 'dgram';
+  }
+
   private bindUdp(address: string, port: number): Promise<number> {
+    if (this.udpPath === 'native') return Promise.resolve(this.bindNativeUdp(address, port));
     const family = familyOf(address);
     const sock = dgram.createSocket({
       type: family === 6 ? 'udp6' : 'udp4',
@@ -175,6 +215,79 @@ class Server implements DnsServer {
         (err: unknown) => logger.error('dns handler failed', { error: errorMessage(err) }),
       );
     });
+  }
+
+  /**
+   * One batched socket: each wake-up delivers up to `batch` datagrams; replies available at once
+   * are packed into outData and leave together with one sendmmsg at the end of the batch.
+   * Datagram views are valid only during the handler call (the handler copies what it keeps).
+   */
+  private bindNativeUdp(address: string, port: number): number {
+    const handler = this.opts.handler;
+    const logger = this.opts.logger;
+    const metrics = this.metrics;
+    let b: BatchedUdp;
+    const onBatch = (count: number): void => {
+      const { socket, meta, outData, outMeta, addrs, slotSize } = b;
+      const arena = b.data.buffer;
+      const base = b.data.byteOffset;
+      const outCap = outData.length;
+      let replies = 0;
+      let used = 0;
+      for (let i = 0; i < count; i++) {
+        if ((meta[2 * i + 1]! & UDP_TRUNCATED) !== 0) {
+          metrics.udpOversized.inc();
+          continue;
+        }
+        const msg = Buffer.from(arena, base + i * slotSize, meta[2 * i]!);
+        let reply: Buffer | null | Promise<Buffer | null>;
+        try {
+          reply = handler.handle(msg, 'udp');
+        } catch (err) {
+          logger.error('dns handler threw', { error: errorMessage(err) });
+          continue;
+        }
+        if (reply === null) continue;
+        if (reply instanceof Uint8Array) {
+          if (used + reply.length > outCap) {
+            const dropped = socket.sendBatch(replies);
+            if (dropped !== 0) metrics.udpSendDropped.inc(dropped);
+            replies = 0;
+            used = 0;
+          }
+          outData.set(reply, used);
+          outMeta[3 * replies] = used;
+          outMeta[3 * replies + 1] = reply.length;
+          outMeta[3 * replies + 2] = i;
+          replies++;
+          used += reply.length;
+          continue;
+        }
+        const key = Buffer.from(addrs.subarray(i * UDP_ADDR_STRIDE, (i + 1) * UDP_ADDR_STRIDE));
+        reply.then(
+          (r) => {
+            if (r !== null && !this.closed && !socket.sendTo(r, key)) metrics.udpSendDropped.inc();
+          },
+          (err: unknown) => logger.error('dns handler failed', { error: errorMessage(err) }),
+        );
+      }
+      if (replies > 0) {
+        const dropped = socket.sendBatch(replies);
+        if (dropped !== 0) metrics.udpSendDropped.inc(dropped);
+      }
+    };
+    const opts: Parameters<typeof openBatchedUdp>[0] = {
+      address,
+      port,
+      reusePort: this.opts.reusePort === true || this.opts.clusterShared === true,
+      recvBuffer: this.opts.udpReceiveBuffer ?? 4 * 1024 * 1024,
+      onBatch,
+    };
+    if (this.opts.udpBatch !== undefined) opts.batch = this.opts.udpBatch;
+    if (this.opts.udpMaxQuery !== undefined) opts.slotSize = this.opts.udpMaxQuery;
+    b = openBatchedUdp(opts);
+    this.batched.push(b);
+    return b.socket.localAddress().port;
   }
 
   private bindTcp(address: string, port: number): Promise<void> {
@@ -313,6 +426,7 @@ class Server implements DnsServer {
   }
 
   private async closeListeners(): Promise<void> {
+    for (const b of this.batched.splice(0)) b.socket.close();
     const udp = this.udp.splice(0);
     const tcp = this.tcp.splice(0);
     await Promise.all([

@@ -26,6 +26,8 @@ export type Transport = 'udp' | 'tcp';
 /**
  * What the server calls per received message. A Buffer is the reply to send now, `null` means
  * send nothing (dropped), a Promise is a reply that comes later (summon or forward in flight).
+ * `message` is valid only during the call (the batched UDP socket reuses its memory for the next
+ * batch): a handler that answers later must copy what it keeps.
  */
 export interface DnsHandler {
   handle(message: Buffer, transport: Transport): Buffer | null | Promise<Buffer | null>;
