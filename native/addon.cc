@@ -81,9 +81,12 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     if (receive) {
       Napi::Value filter = opts.Get("filter");
       if (filter.IsBuffer() && !AttachFilter(env, filter.As<Napi::Buffer<uint8_t>>())) return;
-      int one = 1;
-      // Our own injected frames would otherwise come back on the bridge as PACKET_OUTGOING.
-      setsockopt(fd_, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+      // Frames this socket sends never come back to it (the kernel skips the sender). Other
+      // outgoing frames (the host's own) are delivered unless ignoreOutgoing is set.
+      if (opts.Get("ignoreOutgoing").ToBoolean().Value()) {
+        int one = 1;
+        setsockopt(fd_, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+      }
       if (!SetupRing(env, opts)) return;
       Napi::Value data = opts.Get("data");
       Napi::Value meta = opts.Get("meta");

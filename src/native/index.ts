@@ -25,6 +25,8 @@ export interface PacketSocketOptions {
   /** Open the receive ring and poll it; false makes a send-only socket that queues nothing. */
   receive?: boolean;
   promisc?: boolean;
+  /** Do not deliver frames the host itself sends on this interface (PACKET_IGNORE_OUTGOING). */
+  ignoreOutgoing?: boolean;
   /** Classic BPF program (8 bytes per instruction), attached before bind. */
   filter?: Buffer;
   ring?: RingOptions;

@@ -41,20 +41,56 @@ export class RelayFilter {
   private flushing: Promise<void> | undefined;
   private closed = false;
 
-  constructor(readonly bridge: string) {
+  /**
+   * With `host` (the host is a client too): frames between a guest and the host never cross the
+   * bridge's forward hook. Guest -> host frames of relayed connections are dropped at IP input
+   * (after the capture saw them) unless they carry our host port's MAC (our translated copies); host ->
+   * guest frames are dropped at the bridge's output hook when they carry the bridge's (the host's) MAC.
+   */
+  constructor(
+    readonly bridge: string,
+    private readonly host?: { bridgeMac: string; portMac: string },
+  ) {
     this.table = `jitsu_synjitsu_${bridge.replace(/[^A-Za-z0-9_]/g, '_')}`;
   }
 
+  private families(): string[] {
+    return this.host ? ['bridge', 'ip'] : ['bridge'];
+  }
+
   private ensureTable(): Promise<void> {
+    const t = this.table;
+    const sets =
+      `  set relay { type ipv4_addr . inet_service . ipv4_addr . inet_service; flags timeout; size 262144; }\n` +
+      `  set rst_guard { type ipv4_addr; flags timeout; size 65536; }\n`;
+    let script =
+      `table bridge ${t} {}\ndelete table bridge ${t}\n` +
+      `table bridge ${t} {\n` +
+      sets +
+      `  chain relay_drop { type filter hook forward priority -200; policy accept;\n` +
+      `    ip saddr . tcp sport . ip daddr . tcp dport @relay drop;\n` +
+      `    ip saddr @rst_guard tcp flags & rst == rst drop; }\n`;
+    if (this.host) {
+      script +=
+        `  chain relay_out { type filter hook output priority -200; policy accept;\n` +
+        `    ether saddr ${this.host.bridgeMac} ip saddr . tcp sport . ip daddr . tcp dport @relay drop; }\n`;
+    }
+    script += `}\n`;
+    if (this.host) {
+      const own = `iifname "${this.bridge}" ether saddr != ${this.host.portMac}`;
+      script +=
+        `table ip ${t} {}\ndelete table ip ${t}\n` +
+        `table ip ${t} {\n` +
+        sets +
+        // input, not prerouting: with br_netfilter loaded, prerouting runs inside the bridge, before the
+        // capture has seen the frame.
+        `  chain relay_in { type filter hook input priority -300; policy accept;\n` +
+        `    ${own} ip saddr . tcp sport . ip daddr . tcp dport @relay drop;\n` +
+        `    ${own} ip saddr @rst_guard tcp flags & rst == rst drop; }\n` +
+        `}\n`;
+    }
     this.created ??= runNft(
-      `table bridge ${this.table} {}\ndelete table bridge ${this.table}\n` +
-        `table bridge ${this.table} {\n` +
-        `  set relay { type ipv4_addr . inet_service . ipv4_addr . inet_service; flags timeout; size 262144; }\n` +
-        `  set rst_guard { type ipv4_addr; flags timeout; size 65536; }\n` +
-        `  chain relay_drop { type filter hook forward priority -200; policy accept;\n` +
-        `    ip saddr . tcp sport . ip daddr . tcp dport @relay drop;\n` +
-        `    ip saddr @rst_guard tcp flags & rst == rst drop; }\n` +
-        `}\n`,
+      script,
     ).catch((err: unknown) => {
       // Let the next use try again (nft installed later, module loaded, ...).
       this.created = undefined;
@@ -90,11 +126,13 @@ export class RelayFilter {
       this.pendingAdd = [];
       this.pendingDel = [];
       let script = '';
-      if (add.length) script += `add element bridge ${this.table} relay { ${elements(add, true)} }\n`;
-      // Deleting a missing element fails the whole batch; adding first makes the delete always valid.
-      if (del.length) {
-        script += `add element bridge ${this.table} relay { ${elements(del, false)} }\n`;
-        script += `delete element bridge ${this.table} relay { ${elements(del, false)} }\n`;
+      for (const f of this.families()) {
+        if (add.length) script += `add element ${f} ${this.table} relay { ${elements(add, true)} }\n`;
+        // Deleting a missing element fails the whole batch; adding first makes the delete always valid.
+        if (del.length) {
+          script += `add element ${f} ${this.table} relay { ${elements(del, false)} }\n`;
+          script += `delete element ${f} ${this.table} relay { ${elements(del, false)} }\n`;
+        }
       }
       if (script) await runNft(script);
     });
@@ -110,18 +148,25 @@ export class RelayFilter {
     if (this.closed) return;
     await this.ensureTable();
     const e = formatIpv4(ip);
-    await runNft(
-      `add element bridge ${this.table} rst_guard { ${e} }\n` +
-        `delete element bridge ${this.table} rst_guard { ${e} }\n` +
-        `add element bridge ${this.table} rst_guard { ${e} timeout ${Math.max(1, Math.ceil(ttlMs / 1000))}s }\n`,
-    );
+    let script = '';
+    for (const f of this.families()) {
+      script +=
+        `add element ${f} ${this.table} rst_guard { ${e} }\n` +
+        `delete element ${f} ${this.table} rst_guard { ${e} }\n` +
+        `add element ${f} ${this.table} rst_guard { ${e} timeout ${Math.max(1, Math.ceil(ttlMs / 1000))}s }\n`;
+    }
+    await runNft(script);
   }
 
   async unguard(ip: number): Promise<void> {
     if (this.closed || !this.created) return;
     await this.ensureTable();
     const e = formatIpv4(ip);
-    await runNft(`add element bridge ${this.table} rst_guard { ${e} }\ndelete element bridge ${this.table} rst_guard { ${e} }\n`);
+    let script = '';
+    for (const f of this.families()) {
+      script += `add element ${f} ${this.table} rst_guard { ${e} }\ndelete element ${f} ${this.table} rst_guard { ${e} }\n`;
+    }
+    await runNft(script);
   }
 
   async close(): Promise<void> {
@@ -132,6 +177,6 @@ export class RelayFilter {
     } catch {
       return;
     }
-    await runNft(`delete table bridge ${this.table}\n`);
+    await runNft(this.families().map((f) => `delete table ${f} ${this.table}\n`).join(''));
   }
 }

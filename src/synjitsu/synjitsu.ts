@@ -8,9 +8,10 @@ import { SynCookies } from './cookies.js';
 import { endpointKey, FlowBudget, seq, type RefuseReason } from './flowtable.js';
 import { resolveLimits, type SynjitsuLimits } from './limits.js';
 import type { BootMasker, MaskTarget, SummonOnSyn } from './masker.js';
+import { openHostPort, type HostPort } from './hostport.js';
 import { RelayFilter, type Tuple } from './nft.js';
 import { ARP_REQUEST, arp, writeArpReply, writeArpRequest } from './pdu/arp.js';
-import { parseMac } from './pdu/ethernet.js';
+import { formatMac, macEquals, parseMac } from './pdu/ethernet.js';
 import { FRAME_ARP, FRAME_TCP, FrameView } from './pdu/frame.js';
 import { formatIpv4, parseIpv4 } from './pdu/ipv4.js';
 import { parseTcpOptions, setTcpChecksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TcpOptions, writeTcpFrame, type SegmentSpec } from './pdu/tcp.js';
@@ -50,6 +51,11 @@ export interface SynjitsuOptions {
   onSummon: SummonOnSyn;
   limits?: Partial<SynjitsuLimits>;
   ring?: RingOptions;
+  /**
+   * Mask the host's own connections too (default true): adds a veth port `<bridge>-sjp` to the
+   * bridge (see hostport.ts) and watches the host's outgoing frames.
+   */
+  hostClients?: boolean;
 }
 
 /** Counters a test or the status page can read without parsing Prometheus text. */
@@ -182,17 +188,29 @@ export class Synjitsu implements BootMasker {
   private readonly invalidCookieCounter: CounterChild;
   private readonly cookieCounter: CounterChild;
 
-  constructor(private readonly o: SynjitsuOptions) {
+  private readonly hostTx: TxQueue | undefined;
+  private readonly hostSocket: PacketSocket | undefined;
+
+  constructor(
+    private readonly o: SynjitsuOptions,
+    private readonly hostPort?: HostPort,
+  ) {
     this.limits = resolveLimits(o.limits);
     this.budget = new FlowBudget(this.limits);
-    this.relayFilter = new RelayFilter(o.iface);
+    this.relayFilter = new RelayFilter(o.iface, hostPort ? { bridgeMac: formatMac(hostPort.bridgeMac), portMac: formatMac(hostPort.mac) } : undefined);
     const native = loadNative();
+    if (hostPort) {
+      this.hostSocket = new native.PacketSocket({ iface: hostPort.name });
+      this.hostTx = new TxQueue(this.hostSocket, 1 << 18);
+    }
     this.rxData = Buffer.allocUnsafe(1 << 20);
     this.rxMeta = new Uint32Array(4096 * 3);
     this.socket = new native.PacketSocket({
       iface: o.iface,
       receive: true,
       promisc: true,
+      // The host's own frames (it is a client too) are outgoing on the bridge.
+      ignoreOutgoing: !hostPort,
       filter: watchFilter([]),
       ...(o.ring ? { ring: o.ring } : {}),
       data: this.rxData,
@@ -355,11 +373,13 @@ export class Synjitsu implements BootMasker {
     }
     this.flushAll();
     this.socket.close();
+    this.hostSocket?.close();
     try {
       await this.relayFilter.close();
     } catch (err) {
       this.o.logger.warn('synjitsu: could not remove nft table', { error: errorMessage(err) });
     }
+    await this.hostPort?.close();
   }
 
   // ---- introspection ----------------------------------------------------------------------------
@@ -478,13 +498,39 @@ export class Synjitsu implements BootMasker {
     svc.guestTx = undefined;
   }
 
+  /** Frames to the host itself enter the bridge through our host port; all others leave via the bridge. */
+  private clientTx(mac: Uint8Array, off: number): TxQueue {
+    const host = this.hostPort;
+    if (this.hostTx && host && macEquals(mac, off, host.bridgeMac)) {
+      this.dirtyQueues.add(this.hostTx);
+      return this.hostTx;
+    }
+    return this.tx;
+  }
+
+  /** Frames through the host port carry its MAC as source: the capture skips them when they come back. */
+  private stamp(tx: TxQueue, at: number): void {
+    if (tx === this.hostTx) this.hostPort!.mac.copy(tx.buffer, at + 6);
+  }
+
+  private sendToClient(s: SegmentSpec): void {
+    const tx = this.clientTx(s.dstMac, 0);
+    const at = tx.reserve(MAX_FRAME);
+    const len = writeTcpFrame(tx.buffer, at, s);
+    this.stamp(tx, at);
+    tx.commit(len);
+  }
+
   // ---- receive path -----------------------------------------------------------------------------
 
   private onBatch(count: number): void {
     const v = this.view;
     const data = this.rxData;
     const meta = this.rxMeta;
+    const own = this.hostPort?.mac;
     for (let i = 0; i < count; i++) {
+      // Our own frames to the host come back up the bridge: never act on them.
+      if (own && macEquals(data, meta[i * 3]! + 6, own)) continue;
       if (meta[i * 3 + 2]! & FRAME_TRUNCATED) {
         // Never act on a frame whose payload we do not have: the sender will retransmit.
         this.counters.truncated++;
@@ -510,8 +556,11 @@ export class Synjitsu implements BootMasker {
     const sender = arp.senderIp(b, off);
     // Never answer the guest itself (its own probes and gratuitous ARPs would see a conflict).
     if (sender === 0 || sender === svc.ip || b.compare(svc.mac, 0, 6, off + 22, off + 28) === 0) return;
-    const at = this.tx.reserve(64);
-    this.tx.commit(writeArpReply(this.tx.buffer, at, b, off, svc.ip, svc.mac));
+    const tx = this.clientTx(b, off + 22);
+    const at = tx.reserve(64);
+    const len = writeArpReply(tx.buffer, at, b, off, svc.ip, svc.mac);
+    this.stamp(tx, at);
+    tx.commit(len);
     svc.m.arpReplies.inc();
   }
 
@@ -695,8 +744,7 @@ export class Synjitsu implements BootMasker {
     s.wscale = o.wscale >= 0 ? OUR_WSCALE : -1;
     s.sackPermitted = false;
     s.payload = undefined;
-    const at = this.tx.reserve(MAX_FRAME);
-    this.tx.commit(writeTcpFrame(this.tx.buffer, at, s));
+    this.sendToClient(s);
     s.mss = -1;
     s.wscale = -1;
     this.counters.cookiesSent++;
@@ -795,8 +843,7 @@ export class Synjitsu implements BootMasker {
     s.flags = TCP_ACK;
     s.window = this.budget.space(flow.buffered) >> flow.ourWs;
     s.payload = undefined;
-    const at = this.tx.reserve(MAX_FRAME);
-    this.tx.commit(writeTcpFrame(this.tx.buffer, at, s));
+    this.sendToClient(s);
   }
 
   private sendRst(svc: Service, clientMac: Uint8Array, clientIp: number, clientPort: number, svcPort: number, seqNo: number, ackNo: number): void {
@@ -812,8 +859,7 @@ export class Synjitsu implements BootMasker {
     s.flags = TCP_RST | TCP_ACK;
     s.window = 0;
     s.payload = undefined;
-    const at = this.tx.reserve(MAX_FRAME);
-    this.tx.commit(writeTcpFrame(this.tx.buffer, at, s));
+    this.sendToClient(s);
   }
 
   // ---- handover: replay to the guest, then relay with sequence translation ----------------------
@@ -1030,7 +1076,9 @@ export class Synjitsu implements BootMasker {
       s.payload = n > 0 ? v.buf.subarray(v.payloadOff + sent, v.payloadOff + sent + n) : undefined;
       s.flags = last ? flags : flags & TCP_ACK;
       const at = tx.reserve(MAX_FRAME);
-      tx.commit(writeTcpFrame(tx.buffer, at, s));
+      const len = writeTcpFrame(tx.buffer, at, s);
+      this.stamp(tx, at);
+      tx.commit(len);
       sent += n;
     } while (sent < v.payloadLen);
     s.payload = undefined;
@@ -1069,7 +1117,7 @@ export class Synjitsu implements BootMasker {
     const sq = (v.seq - flow.guestIsn + flow.ourIsn) >>> 0;
     const bytes = v.buf.readUInt16BE(v.tcpOff + 14) * 2 ** Math.max(0, flow.guestWs);
     const win = Math.min(0xffff, Math.floor(bytes / 2 ** flow.ourWs));
-    this.emit(this.tx, v, sq, v.ack, win, flow.clientMss);
+    this.emit(this.clientTx(flow.clientMac, 0), v, sq, v.ack, win, flow.clientMss);
     if (v.payloadLen > 0) flow.svc.m.bytesToClient.inc(v.payloadLen);
     if (flags & TCP_FIN) flow.guestFin = true;
     if (flags & TCP_RST) this.finish(flow);
@@ -1156,6 +1204,7 @@ export class Synjitsu implements BootMasker {
 
   private flushAll(): void {
     this.tx.flush();
+    this.hostTx?.flush();
     for (const q of this.dirtyQueues) q.flush();
     this.dirtyQueues.clear();
   }
@@ -1163,9 +1212,20 @@ export class Synjitsu implements BootMasker {
 
 /** Opens the capture on `iface` and returns the masker the service lifecycle drives. */
 export async function createSynjitsu(opts: SynjitsuOptions): Promise<Synjitsu> {
+  let hostPort: HostPort | undefined;
+  if (opts.hostClients !== false) {
+    try {
+      loadNative();
+      hostPort = await openHostPort(opts.iface);
+    } catch (err) {
+      if (errorCode(err) === 'NATIVE_UNAVAILABLE') throw err;
+      opts.logger.warn('synjitsu: the host\'s own connections will not be masked', { error: errorMessage(err) });
+    }
+  }
   try {
-    return new Synjitsu(opts);
+    return new Synjitsu(opts, hostPort);
   } catch (err) {
+    await hostPort?.close();
     if (errorCode(err) === 'NATIVE_UNAVAILABLE') throw err;
     throw new JitsuError(
       'NETWORK_SETUP',

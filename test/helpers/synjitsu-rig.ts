@@ -167,8 +167,24 @@ export class SynjitsuRig {
     await must('ip', ['-n', this.clientNs, 'neigh', 'replace', this.vmIp, 'lladdr', this.vmMac, 'dev', 'eth0', 'nud', 'stale']);
   }
 
+  /** Gives the host the bridge's .1, making the host itself a client of the service. */
+  async hostAddress(): Promise<string> {
+    const addr = `${this.subnet}.1`;
+    await run('ip', ['addr', 'add', `${addr}/24`, 'dev', this.bridge]);
+    return addr;
+  }
+
+  /** One curl from the host itself (not a netns). */
+  async hostCurl(path = '/', timeoutS = 10): Promise<{ code: number; connect: number; firstByte: number; body: string; stderr: string }> {
+    const r = await run('curl', ['-sS', '--max-time', String(timeoutS), '-w', '\n%{time_connect} %{time_starttransfer}', `http://${this.vmIp}${path}`], (timeoutS + 5) * 1000);
+    const lines = r.stdout.trimEnd().split('\n');
+    const [connect, firstByte] = (lines.pop() ?? '0 0').split(' ').map(Number);
+    return { code: r.code, connect: connect ?? 0, firstByte: firstByte ?? 0, body: lines.join('\n'), stderr: r.stderr };
+  }
+
   /** Back to "not booted": link down, neighbour caches cleared so each test starts cold. */
   async reset(): Promise<void> {
+    await run('ip', ['neigh', 'flush', 'dev', this.bridge]);
     await must('ip', ['link', 'set', this.vmLink, 'down']);
     await run('ip', ['-n', this.clientNs, 'neigh', 'flush', 'all']);
     await run('ip', ['-n', this.vmNs, 'neigh', 'flush', 'all']);
@@ -206,9 +222,11 @@ export class SynjitsuRig {
     this.server = undefined;
     await run('ip', ['link', 'del', this.clientLink]);
     await run('ip', ['link', 'del', this.vmLink]);
+    await run('ip', ['link', 'del', `${this.bridge.slice(0, 10)}-sj`]);
     await run('ip', ['link', 'del', this.bridge]);
     await run('ip', ['netns', 'del', this.clientNs]);
     await run('ip', ['netns', 'del', this.vmNs]);
     await run('nft', ['delete', 'table', 'bridge', `jitsu_synjitsu_${this.bridge}`]);
+    await run('nft', ['delete', 'table', 'ip', `jitsu_synjitsu_${this.bridge}`]);
   }
 }

@@ -34,7 +34,7 @@ export async function maskedService(
   rig: SynjitsuRig,
   mask: MaskMode,
   bootMs: number,
-  opts: { fail?: boolean; limits?: SynjitsuOptions['limits']; ring?: SynjitsuOptions['ring'] } = {},
+  opts: { fail?: boolean; limits?: SynjitsuOptions['limits']; ring?: SynjitsuOptions['ring']; hostClients?: boolean } = {},
 ): Promise<Boot> {
   const metrics = new MetricsRegistry();
   const target: MaskTarget = { service: 'web', ip: rig.vmIp, mask, mac: rig.vmMac };
@@ -56,6 +56,7 @@ export async function maskedService(
     metrics,
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.ring ? { ring: opts.ring } : {}),
+    hostClients: opts.hostClients ?? true,
     onSummon: () => {
       state.summons++;
       state.masker.booting(target);
