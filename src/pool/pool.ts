@@ -51,7 +51,7 @@ export class BackendPool {
     });
   }
 
-  private async call<Op extends PoolOp>(req: PoolRequest & { op: Op }, onCalled?: (epochMs: number) => void): Promise<PoolResults[Op]> {
+  private async call<Op extends PoolOp>(req: PoolRequest & { op: Op }, onCalled?: (epochMs: number) => void, onSettled?: (epochMs: number) => void): Promise<PoolResults[Op]> {
     if (this.closed) throw new JitsuError('ABORTED', `backend pool is closed (${req.op} ${req.spec.service})`, { service: req.spec.service });
     const t0 = performance.now();
     const res: unknown = await this.piscina.run(req);
@@ -63,6 +63,7 @@ export class BackendPool {
     }
     if (!res.ok) throw fromWireError(res.error);
     if (onCalled && res.calledAt !== undefined) onCalled(res.calledAt);
+    if (onSettled && res.settledAt !== undefined) onSettled(res.settledAt);
     return res.value as PoolResults[Op];
   }
 
@@ -70,8 +71,8 @@ export class BackendPool {
     return this.call({ op: 'start', spec, timeoutMs }, onCalled);
   }
 
-  async ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void> {
-    await this.call({ op: 'ready', handle, spec, timeoutMs });
+  async ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number, onSettled?: (epochMs: number) => void): Promise<void> {
+    await this.call({ op: 'ready', handle, spec, timeoutMs }, undefined, onSettled);
   }
 
   async stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void> {

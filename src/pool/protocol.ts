@@ -31,10 +31,13 @@ export interface WireError {
 }
 
 /**
- * `calledAt`: when the worker invoked the backend (epoch ms, sub-ms precision; comparable across
- * threads, unlike performance.now()), so the daemon can measure its own query-to-start overhead.
+ * `calledAt` / `settledAt`: when the worker invoked the backend and when the call resolved (epoch ms,
+ * sub-ms precision; comparable across threads, unlike performance.now()), so the daemon measures its
+ * own overhead on both sides of a boot (query -> start call; ready detected -> handover).
  */
-export type PoolResponse<Op extends PoolOp = PoolOp> = { ok: true; value: PoolResults[Op]; calledAt?: number } | { ok: false; error: WireError };
+export type PoolResponse<Op extends PoolOp = PoolOp> =
+  | { ok: true; value: PoolResults[Op]; calledAt?: number; settledAt?: number }
+  | { ok: false; error: WireError };
 
 /** Wall-clock time with sub-millisecond precision, comparable between threads. */
 export function epochNow(): number {

@@ -18,7 +18,7 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
       }
       case 'ready':
         await backend.ready(req.handle, req.spec, AbortSignal.timeout(req.timeoutMs));
-        return { ok: true, value: null };
+        return { ok: true, value: null, settledAt: epochNow() };
       case 'stop':
         await backend.stop(req.handle, req.spec, req.mode, AbortSignal.timeout(req.timeoutMs));
         return { ok: true, value: null };

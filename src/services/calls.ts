@@ -10,7 +10,8 @@ import { epochNow } from '../pool/protocol.js';
 export interface BackendCalls {
   /** `onCalled` learns when the backend's start began (epoch ms, see epochNow), for overhead metrics. */
   start(spec: ServiceSpec, timeoutMs: number, onCalled?: (epochMs: number) => void): Promise<BackendHandle>;
-  ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void>;
+  /** `onSettled` learns when the backend saw the service ready (epoch ms). */
+  ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number, onSettled?: (epochMs: number) => void): Promise<void>;
   stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void>;
   resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void>;
   state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState>;
@@ -24,7 +25,10 @@ export function directCalls(lookup: (name: BackendName) => Backend): BackendCall
       onCalled?.(epochNow());
       return lookup(spec.backend).start(spec, AbortSignal.timeout(ms));
     },
-    ready: (handle, spec, ms) => lookup(spec.backend).ready(handle, spec, AbortSignal.timeout(ms)),
+    ready: async (handle, spec, ms, onSettled) => {
+      await lookup(spec.backend).ready(handle, spec, AbortSignal.timeout(ms));
+      onSettled?.(epochNow());
+    },
     stop: (handle, spec, mode, ms) => lookup(spec.backend).stop(handle, spec, mode, AbortSignal.timeout(ms)),
     resume: async (handle, spec, ms) => {
       const backend = lookup(spec.backend);

@@ -118,11 +118,11 @@ export class ServiceRuntime {
         await this.save();
       }
       this.suspended = false;
-      await calls.ready(this.handle!, this.spec, remaining());
+      let readyAt = epochNow();
+      await calls.ready(this.handle!, this.spec, remaining(), (settledAt) => (readyAt = settledAt));
       if (ANSWER_AT_ONCE.has(this.spec.mask)) {
-        const readyAt = this.deps.now();
         await masker.ready(this.maskTarget, this.handle!);
-        metrics.orchestration.labels({ step: 'ready_to_handover' }).observe((this.deps.now() - readyAt) / 1000);
+        metrics.orchestration.labels({ step: 'ready_to_handover' }).observe((epochNow() - readyAt) / 1000);
       }
       this.phase = 'ready';
       this.lastBootMs = this.deps.now() - startedAt;
