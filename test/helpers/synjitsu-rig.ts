@@ -60,7 +60,9 @@ export class SynjitsuRig {
   readonly vmIp: string;
   readonly vmMac: string;
   readonly clientMac: string;
-  private server: ChildProcess | undefined;
+  private readonly servers: ChildProcess[] = [];
+  /** A second "VM" on the same bridge (see addSecondVm). */
+  readonly vm2 = { ns: '', link: '', ip: '', mac: '' };
 
   /** `n` picks the /24 (10.202.n.0) and the names; each test file uses its own. */
   constructor(readonly n: number) {
@@ -106,7 +108,7 @@ export class SynjitsuRig {
   }
 
   /** Starts the service's HTTP server inside the VM netns (listening before its link is up). */
-  async startServer(port = 80): Promise<void> {
+  async startServer(port = 80, ns = this.vmNs): Promise<void> {
     // GET /big/N answers N pattern bytes; any body is hashed and its length + sha256 echoed back.
     const script = `
       const http = require('node:http');
@@ -140,8 +142,8 @@ export class SynjitsuRig {
       s.keepAliveTimeout = 1000;
       s.listen({ port: ${port}, host: '0.0.0.0', backlog: 8192 }, () => process.stdout.write('listening\\n'));
     `;
-    const child = spawn('ip', ['netns', 'exec', this.vmNs, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.server = child;
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.servers.push(child);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('VM http server did not start')), 10_000);
       child.stdout!.on('data', (d: Buffer) => {
@@ -152,6 +154,23 @@ export class SynjitsuRig {
       });
       child.on('exit', (code) => reject(new Error(`VM http server exited ${code}`)));
     });
+  }
+
+  /** A second service on the same bridge: netns jt3-w<n>, host link jt3w<n>h (down), <subnet>.11. */
+  async addSecondVm(): Promise<void> {
+    const hex = this.n.toString(16).padStart(2, '0');
+    Object.assign(this.vm2, { ns: `jt3-w${this.n}`, link: `jt3w${this.n}h`, ip: `${this.subnet}.11`, mac: `02:3a:ca:${hex}:00:0b` });
+    const { ns, link, ip: addr, mac } = this.vm2;
+    await must('ip', ['netns', 'add', ns]);
+    await must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    await must('ip', ['link', 'add', link, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await must('sysctl', ['-qw', `net.ipv6.conf.${link}.disable_ipv6=1`]);
+    await must('ip', ['link', 'set', link, 'master', this.bridge]);
+    await must('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', mac]);
+    await must('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
+    await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    await must('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    await this.startServer(80, ns);
   }
 
   /** The simulated boot ends: the VM's link comes up. */
@@ -215,11 +234,12 @@ export class SynjitsuRig {
   }
 
   async cleanup(): Promise<void> {
-    if (this.server && this.server.exitCode === null) {
-      this.server.kill('SIGKILL');
-      await new Promise((r) => setTimeout(r, 50));
+    for (const server of this.servers.splice(0)) {
+      if (server.exitCode === null) server.kill('SIGKILL');
     }
-    this.server = undefined;
+    await new Promise((r) => setTimeout(r, 50));
+    await run('ip', ['link', 'del', `jt3w${this.n}h`]);
+    await run('ip', ['netns', 'del', `jt3-w${this.n}`]);
     await run('ip', ['link', 'del', this.clientLink]);
     await run('ip', ['link', 'del', this.vmLink]);
     await run('ip', ['link', 'del', `${this.bridge.slice(0, 10)}-sj`]);
