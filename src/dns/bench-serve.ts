@@ -2,7 +2,9 @@
  * Stand-alone DNS server with a static name table, for dnsperf/dig runs against the DNS layer
  * alone (no services, no backends):
  *   node dist/src/dns/bench-serve.js [--port N] [--address A]... [--forward IP[:PORT]] [--many N]
- * `--workers N` runs N node:cluster workers sharing the sockets (a multi-core experiment).
+ * `--workers N` runs N node:cluster workers (a multi-core experiment): with the native UDP path
+ * each worker binds its own SO_REUSEPORT socket on the (fixed, non-zero) port; with `--udp dgram`
+ * they share the primary's socket. `--udp native|dgram|auto` picks the UDP path (default auto).
  * Serves demo.jitsu.test (A 10.0.0.1, AAAA fd00::1), v4only.jitsu.test, and many.jitsu.test with
  * N A records (default 60, for truncation tests). Prints `listening PORT` when ready.
  */
@@ -62,10 +64,11 @@ async function main(): Promise<void> {
     logger,
     metrics,
     clusterShared: workers > 0,
+    udp: (arg('--udp')[0] as 'auto' | 'native' | 'dgram' | undefined) ?? 'auto',
   });
-  process.stdout.write(`listening ${server.port}\n`);
+  process.stdout.write(`listening ${server.port} udp=${server.udpPath}\n`);
   const stop = (): void => {
-    if (arg('--metrics').length) process.stderr.write(metrics.render());
+    if (arg('--metrics').length) process.stderr.write(metrics.render() + `udp ${JSON.stringify(server.udpStats() ?? null)}\n`);
     void server.close().then(() => forwarder?.close()).then(() => process.exit(0));
   };
   process.on('SIGINT', stop);

@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../observe/log.js';
 import { MetricsRegistry } from '../observe/metrics.js';
 import { decodeMessage, type DnsMessage } from './codec.js';
@@ -11,6 +11,8 @@ import { createStaticSummoner } from './static-summoner.js';
 import { hex, query } from '../../test/helpers/dns-util.js';
 
 let servers: DnsServer[] = [];
+/** The UDP path the current describe block runs over (every test runs on both). */
+let udpPath: 'native' | 'dgram' = 'native';
 afterEach(async () => {
   for (const s of servers) await s.close();
   servers = [];
@@ -28,7 +30,8 @@ async function start(tcp: TcpLimits = {}, slowRelease: { release?: () => void; b
     },
   ]);
   const handler = createDnsHandler({ summoner, metrics, logger: silentLogger });
-  const server = await createDnsServer({ addresses: ['127.0.0.1', '::1'], port: 0, handler, logger: silentLogger, metrics, tcp });
+  const server = await createDnsServer({ addresses: ['127.0.0.1', '::1'], port: 0, handler, logger: silentLogger, metrics, tcp, udp: udpPath });
+  expect(server.udpPath).toBe(udpPath);
   servers.push(server);
   return { server, metrics };
 }
@@ -86,7 +89,11 @@ async function tcpClient(port: number, address = '127.0.0.1') {
   return { sock, answers, waitFor, closed };
 }
 
-describe('DNS server', () => {
+describe.each(['native', 'dgram'] as const)('DNS server (UDP over %s)', (path) => {
+  beforeEach(() => {
+    udpPath = path;
+  });
+
   it('listens on UDP and TCP, IPv4 and IPv6, on one picked port', async () => {
     const { server } = await start();
     const addrs = server.addresses();

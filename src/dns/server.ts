@@ -16,7 +16,14 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { MetricsRegistry } from '../observe/metrics.js';
 import { HEADER_SIZE, MAX_MESSAGE_SIZE } from './constants.js';
-import { batchedUdpAvailable, openBatchedUdp, UDP_ADDR_STRIDE, UDP_TRUNCATED, type BatchedUdp } from '../native/udp.js';
+import {
+  batchedUdpAvailable,
+  openBatchedUdp,
+  UDP_ADDR_STRIDE,
+  UDP_TRUNCATED,
+  type BatchedUdp,
+  type UdpSocketStats,
+} from '../native/udp.js';
 import { DnsMetrics } from './metrics.js';
 import type { DnsHandler } from './types.js';
 
@@ -74,6 +81,8 @@ export interface DnsServer {
   readonly port: number;
   /** Which UDP implementation serves: 'native' (batched recvmmsg/sendmmsg) or 'dgram'. */
   readonly udpPath: 'native' | 'dgram';
+  /** Native path: counters summed over the UDP sockets (batches, drops, send queue); undefined on dgram. */
+  udpStats(): UdpSocketStats | undefined;
   addresses(): BoundAddress[];
   close(): Promise<void>;
 }
@@ -115,6 +124,16 @@ class Server implements DnsServer {
     this.maxMessageSize = Math.min(MAX_MESSAGE_SIZE, opts.tcp?.maxMessageSize ?? MAX_MESSAGE_SIZE);
     this.maxPipelined = opts.tcp?.maxPipelined ?? 64;
     this.metrics.tcpConnections.labels().collect = () => this.connections.size;
+  }
+
+  udpStats(): UdpSocketStats | undefined {
+    if (this.udpPath !== 'native') return undefined;
+    const sum: UdpSocketStats = { received: 0, batches: 0, truncated: 0, sent: 0, queuedTotal: 0, queued: 0, dropped: 0, sendErrors: 0, recvErrors: 0 };
+    for (const b of this.batched) {
+      const st = b.socket.stats();
+      for (const k of Object.keys(sum) as (keyof UdpSocketStats)[]) sum[k] += st[k];
+    }
+    return sum;
   }
 
   addresses(): BoundAddress[] {

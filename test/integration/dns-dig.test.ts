@@ -73,6 +73,10 @@ describe.skipIf(!haveDig)('DNS layer with dig (dnsutils)', () => {
     await deadForwarder?.close();
   });
 
+  it('serves UDP over the native batched socket (recvmmsg/sendmmsg), which the rest of this file exercises', () => {
+    for (const s of [forwarding, closed, upstream, deadForwarding]) expect(s.udpPath).toBe('native');
+  });
+
   it('A and AAAA, authoritative, with the configured TTL', async () => {
     const a = await dig('127.0.0.1', forwarding.port, ['demo.jitsu.test', 'A']);
     expect(a.status).toBe('NOERROR');
