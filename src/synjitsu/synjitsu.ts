@@ -108,6 +108,8 @@ interface Service {
   /** Where frames for the guest go once it is up: its host-side link, else the bridge. */
   guestTx: TxQueue | undefined;
   linkSocket: PacketSocket | undefined;
+  /** The link guestTx sends on ('' = the bridge). */
+  linkName: string;
   guestMac: Buffer;
   readyAt: number;
   maskingSince: number;
@@ -232,6 +234,8 @@ export class Synjitsu implements BootMasker {
     m.gauge('synjitsu_ring_drops', 'Frames the kernel dropped because the receive ring was full').labels().collect = () =>
       this.socket.stats().drops;
     m.gauge('synjitsu_tx_dropped', 'Frames the kernel refused to send').labels().collect = () => this.txDropped();
+    m.gauge('synjitsu_truncated_frames', 'Captured frames larger than a ring slot (ignored; the sender retransmits)').labels().collect = () =>
+      this.counters.truncated;
 
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
@@ -395,8 +399,10 @@ export class Synjitsu implements BootMasker {
     };
   }
 
+  private closedTxDropped = 0;
+
   private txDropped(): number {
-    let n = this.tx.dropped;
+    let n = this.tx.dropped + this.closedTxDropped + (this.hostTx?.dropped ?? 0);
     for (const svc of this.byName.values()) if (svc.guestTx && svc.guestTx !== this.tx) n += svc.guestTx.dropped;
     return n;
   }
@@ -441,6 +447,7 @@ export class Synjitsu implements BootMasker {
       flows: new Map(),
       guestTx: undefined,
       linkSocket: undefined,
+      linkName: '',
       guestMac: mac,
       readyAt: 0,
       maskingSince: 0,
@@ -478,24 +485,32 @@ export class Synjitsu implements BootMasker {
   }
 
   private openLink(svc: Service, link: string | undefined): void {
-    if (svc.guestTx) return;
+    // A reboot may bring the guest back on another tap: reopen when the link changed.
+    if (svc.guestTx && svc.linkName === (link ?? '')) return;
+    this.closeLink(svc);
     if (link) {
       try {
         svc.linkSocket = new (loadNative().PacketSocket)({ iface: link });
         svc.guestTx = new TxQueue(svc.linkSocket, 1 << 18);
+        svc.linkName = link;
         return;
       } catch (err) {
         this.o.logger.warn('synjitsu: cannot open guest link, sending via the bridge', { link, error: errorMessage(err) });
       }
     }
     svc.guestTx = this.tx;
+    svc.linkName = '';
   }
 
   private closeLink(svc: Service): void {
-    if (svc.guestTx && svc.guestTx !== this.tx) svc.guestTx.flush();
+    if (svc.guestTx && svc.guestTx !== this.tx) {
+      svc.guestTx.flush();
+      this.closedTxDropped += svc.guestTx.dropped;
+    }
     svc.linkSocket?.close();
     svc.linkSocket = undefined;
     svc.guestTx = undefined;
+    svc.linkName = '';
   }
 
   /** Frames to the host itself enter the bridge through our host port; all others leave via the bridge. */
