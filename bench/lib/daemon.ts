@@ -72,7 +72,11 @@ export async function startJitsu(opts: DaemonOptions): Promise<RunningDaemon> {
     await proc.kill(20_000);
     rmSync(state, { recursive: true, force: true });
     const left = await sweepNetwork();
-    if (left.length) process.stderr.write(`[bench] removed what the daemon left behind: ${left.join(', ')}\n`);
+    if (left.length) {
+      const exit = await proc.exited;
+      const lastLines = proc.stderr().trim().split('\n').slice(-3).join(' | ');
+      process.stderr.write(`[bench] jitsu (exit ${exit}) left behind: ${left.join(', ')}; its last log lines: ${lastLines}\n`);
+    }
   });
   try {
     await proc.waitFor(/msg="?jitsu ready/, opts.readyTimeoutMs ?? 60_000);

@@ -52,6 +52,7 @@ export function synjitsuTasks(): MicroTask[] {
   const budget = new FlowBudget({ ...DEFAULT_LIMITS });
   const flows = new Map<number, { seq: number }>();
   let sink = 0;
+  blackhole.keep = () => sink;
 
   return [
     {
@@ -104,8 +105,5 @@ export function synjitsuTasks(): MicroTask[] {
         }
       },
     },
-  ].map((t) => {
-    blackhole.keep = () => sink;
-    return t;
-  });
+  ];
 }
