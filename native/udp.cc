@@ -123,6 +123,10 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       // Best effort, like dgram's recvBufferSize: the kernel caps it at net.core.rmem_max.
       if (size > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     }
+    if (o.Get("sendBuffer").IsNumber()) {
+      int size = o.Get("sendBuffer").As<Napi::Number>().Int32Value();
+      if (size > 0) setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
     if (o.Get("maxQueued").IsNumber()) maxQueued_ = o.Get("maxQueued").As<Napi::Number>().Uint32Value();
     if (bind(fd_, reinterpret_cast<struct sockaddr*>(&ss), sslen) < 0) {
       int err = errno;

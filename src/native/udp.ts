@@ -54,6 +54,7 @@ interface NativeUdpOptions {
   port: number;
   reusePort?: boolean;
   recvBuffer?: number;
+  sendBuffer?: number;
   maxQueued?: number;
   slotSize: number;
   data: Buffer;
@@ -77,6 +78,8 @@ export interface BatchedUdpOptions {
   reusePort?: boolean;
   /** SO_RCVBUF request (capped by net.core.rmem_max). */
   recvBuffer?: number;
+  /** SO_SNDBUF request; the kernel default when unset. */
+  sendBuffer?: number;
   /** Datagrams per recvmmsg/sendmmsg. Default 64. */
   batch?: number;
   /** Largest datagram received whole; larger ones arrive flagged UDP_TRUNCATED. Default 4096. */
@@ -146,6 +149,7 @@ export function openBatchedUdp(opts: BatchedUdpOptions): BatchedUdp {
   };
   if (opts.reusePort) native.reusePort = true;
   if (opts.recvBuffer !== undefined) native.recvBuffer = opts.recvBuffer;
+  if (opts.sendBuffer !== undefined) native.sendBuffer = opts.sendBuffer;
   if (opts.maxQueued !== undefined) native.maxQueued = opts.maxQueued;
   const socket = new addon.UdpSocket(native);
   return { socket, batch, slotSize, data, meta, addrs, outData, outMeta };
