@@ -30,6 +30,14 @@ const REPLAY_BATCH = 128;
  * A duplicate SYN makes Linux resend its SYN-ACK at once (rate-limited to one per 500 ms).
  */
 const GUEST_SYN_RESEND_MS: readonly number[] = [30, 500, 1000, 2000];
+/**
+ * Intervals between resends of replayed (park) SYNs the guest has not answered with a SYN-ACK: also
+ * covers a guest whose network is up before its service listens (it answers RST, which the RST guard
+ * keeps from the client, and a later resend finds the listener). Ends inside LATE_HANDSHAKE_MS.
+ */
+const PARK_RESEND_MS: readonly number[] = [30, 470, 500, 500, 500, 500];
+/** A guest that refused a handed-over SYN (not listening yet) gets it again this much later. */
+const REFUSED_RETRY_MS = 100;
 const REPLAY_RTO_MS = 300;
 const REPLAY_MAX_TRIES = 10;
 const LINGER_MS = 3000;
@@ -283,7 +291,7 @@ export class Synjitsu implements BootMasker {
     svc.phase = 'booting';
     svc.maskingSince = Date.now();
     this.o.logger.debug('synjitsu masking', { service: svc.target.service, ip: svc.target.ip, mask: svc.target.mask });
-    if (svc.target.mask === 'handshake') {
+    if (svc.target.mask === 'handshake' || svc.target.mask === 'park') {
       // After this turn's frames are out: spawning nft blocks the loop for a few ms (fork).
       setImmediate(() => {
         if (svc.phase !== 'booting') return;
@@ -295,7 +303,7 @@ export class Synjitsu implements BootMasker {
   }
 
   private endGuard(svc: Service, afterMs: number): void {
-    if (svc.target.mask !== 'handshake') return;
+    if (svc.target.mask !== 'handshake' && svc.target.mask !== 'park') return;
     const done = afterMs > 0 ? this.relayFilter.guardRsts(svc.ip, afterMs) : this.relayFilter.unguard(svc.ip);
     done.catch((err: unknown) => {
       this.o.logger.warn('synjitsu: cannot update the RST guard', { service: svc.target.service, error: errorMessage(err) });
@@ -719,8 +727,8 @@ export class Synjitsu implements BootMasker {
   /** Resends replayed SYNs the guest has not answered yet, on GUEST_SYN_RESEND_MS; then forgets them. */
   private resendReplayed(svc: Service, attempt: number): void {
     if (svc.replayed.size === 0) return;
-    if (attempt >= 2 || svc.phase !== 'ready') {
-      // Past this the client's own SYN retransmission reaches the guest directly.
+    if (attempt >= PARK_RESEND_MS.length || svc.phase !== 'ready') {
+      // Past this the client's own SYN retransmissions reach the guest directly.
       svc.replayed.clear();
       return;
     }
@@ -735,7 +743,7 @@ export class Synjitsu implements BootMasker {
       }
       tx.flush();
       this.resendReplayed(svc, attempt + 1);
-    }, GUEST_SYN_RESEND_MS[attempt]);
+    }, PARK_RESEND_MS[attempt]);
     timer.unref();
   }
 
@@ -970,7 +978,18 @@ export class Synjitsu implements BootMasker {
         this.guestAck(flow, seq.add(flow.clientIsn, 1));
         this.pumpReplay(flow);
       } else if (flags & TCP_RST) {
-        this.resetFlow(flow, 'guest-refused');
+        // Up but not listening yet (the RST guard keeps this RST from the client): ask again shortly.
+        if (Date.now() - flow.handoverStarted > this.limits.handoverTimeoutMs) {
+          this.resetFlow(flow, 'guest-refused');
+          return;
+        }
+        clearTimeout(flow.timer);
+        flow.timer = setTimeout(() => {
+          if (flow.state !== 'syn-sent') return;
+          this.sendGuestSyn(flow);
+          this.flushAll();
+        }, REFUSED_RETRY_MS);
+        flow.timer.unref();
       }
       return;
     }

@@ -34,7 +34,14 @@ export async function maskedService(
   rig: SynjitsuRig,
   mask: MaskMode,
   bootMs: number,
-  opts: { fail?: boolean; limits?: SynjitsuOptions['limits']; ring?: SynjitsuOptions['ring']; hostClients?: boolean } = {},
+  opts: {
+    fail?: boolean;
+    limits?: SynjitsuOptions['limits'];
+    ring?: SynjitsuOptions['ring'];
+    hostClients?: boolean;
+    /** Runs (not awaited) between the link coming up and ready(): e.g. a service that listens late. */
+    onLinkUp?: () => unknown;
+  } = {},
 ): Promise<Boot> {
   const metrics = new MetricsRegistry();
   const target: MaskTarget = { service: 'web', ip: rig.vmIp, mask, mac: rig.vmMac };
@@ -67,6 +74,7 @@ export async function maskedService(
           return;
         }
         await rig.linkUp();
+        void opts.onLinkUp?.();
         state.log.push(`ts=${new Date().toISOString()} test: link up, calling ready()`);
         state.readyCalledAt = performance.timeOrigin + performance.now();
         await state.masker.ready(target, handleFor(rig));

@@ -60,6 +60,22 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
     });
   }
 
+  for (const [mask, port] of [['park', 8081], ['handshake', 8082]] as const) {
+    it(`${mask}: a guest whose network is up before its service listens still gets the connection`, async () => {
+      // The listener starts only after ready(): the guest answers the first handed-over SYNs with RST.
+      svc = await maskedService(rig, mask, 300, { onLinkUp: () => rig.startServer(port) });
+      const before = await rig.counters();
+      const res = await rig.curl(`:${port}/`);
+      await svc.done();
+      const after = await rig.counters();
+      console.log(`${mask} late listener: connect=${res.connect}s firstByte=${res.firstByte}s`);
+      expect(res.code, res.stderr).toBe(0);
+      expect(res.body).toContain('hello from vm');
+      expect(res.firstByte).toBeLessThan(2.5);
+      if (mask === 'handshake') expect(after.retransSegs - before.retransSegs).toBe(0);
+    });
+  }
+
   it('handshake: a client that resets mid-buffer frees its flow and bytes', async () => {
     svc = await maskedService(rig, 'handshake', 5000);
     // The client says "sent" once its bytes are acknowledged, then resets when told to.
