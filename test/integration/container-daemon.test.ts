@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { rootfs } from '../helpers/container-net.js';
 
 const MAIN = 'dist/src/cli/main.js';
-const PORT = 15399;
+// DNS port derived from this area's subnet (10.204.x) so parallel helpers do not collide.
+const PORT = 25204;
 const why =
   process.getuid?.() !== 0 ? 'needs root' : !existsSync(MAIN) ? `${MAIN} is not built (npx tsc -p .)` : !existsSync('build/Release/jitsu-activate') ? 'jitsu-activate is not built' : '';
 
