@@ -267,9 +267,9 @@ export class Synjitsu implements BootMasker {
         }
       }
       this.refilter();
-      if (targets.some((t) => t.mask === 'handshake')) {
+      if (targets.some((t) => t.mask === 'handshake' || t.mask === 'park')) {
         this.relayFilter.prepare().catch((err: unknown) => {
-          this.o.logger.error('synjitsu: handshake masking needs nftables (bridge family) to relay handed-over connections', {
+          this.o.logger.error('synjitsu: masking needs nftables (bridge family) to relay handed-over connections and hold back early RSTs', {
             error: errorMessage(err),
             fix: 'install nftables and load nf_tables / nft_chain_bridge',
           });
