@@ -47,7 +47,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masks the host’s own conn
       expect(res.firstByte).toBeLessThan(bootMs / 1000 + 0.5);
       // The host's counters are shared with everything else on this machine: only report them.
       console.log('host SYN retransmits (machine-wide, informative):', before.stdout.trim(), '->', after.stdout.trim());
-      if (mask === 'handshake') expect(res.connect).toBeLessThan(0.1);
+      if (mask === 'handshake') expect(res.connect).toBeLessThan(0.2);
       expect(metric(svc.metrics, 'synjitsu_connections_total', 'handed_over')).toBe(1);
     });
   }
