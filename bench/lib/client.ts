@@ -65,23 +65,29 @@ export async function startProbeClient(root: string, bridge: string, tag: string
     throw err;
   }
   const p = proc;
-  let consumed = 0;
+  // Replies arrive one JSON line per command, in order; read them off the stream as they come.
+  const lines: string[] = [];
+  let partial = '';
+  p.child.stdout!.on('data', (d: Buffer) => {
+    partial += d.toString();
+    let nl;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      if (line.startsWith('{')) lines.push(line);
+    }
+  });
   return {
     netns,
     address: cidr.split('/')[0]!,
     pid: p.pid,
     async send(cmd, timeoutMs) {
+      lines.length = 0;
       p.child.stdin!.write(JSON.stringify(cmd) + '\n');
       const until = Date.now() + timeoutMs;
       for (;;) {
-        const text = p.stdout();
-        const nl = text.indexOf('\n', consumed);
-        if (nl >= 0) {
-          const line = text.slice(consumed, nl);
-          consumed = nl + 1;
-          if (line.startsWith('{')) return JSON.parse(line) as ProbeReply;
-          continue;
-        }
+        const line = lines.shift();
+        if (line !== undefined) return JSON.parse(line) as ProbeReply;
         if (Date.now() > until) throw new Error(`probe client gave no answer within ${timeoutMs} ms: ${tail(p.stderr())}`);
         await new Promise((r) => setTimeout(r, 2));
       }

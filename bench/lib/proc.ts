@@ -30,7 +30,9 @@ export function start(cmd: string, args: readonly string[], opts: { env?: NodeJS
     for (const w of watchers) w();
   });
   child.stderr!.on('data', (d: Buffer) => {
-    if (err.length < OUTPUT_LIMIT) err += d.toString();
+    // Logs: the latest lines matter most (why did it exit?), so keep the tail.
+    err += d.toString();
+    if (err.length > OUTPUT_LIMIT) err = err.slice(-OUTPUT_LIMIT / 2);
     for (const w of watchers) w();
   });
   let done = false;

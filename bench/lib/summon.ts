@@ -8,6 +8,9 @@ import type { ProbeClient, ProbeReply } from './client.js';
 import { metricValue, type RunningDaemon, type ServiceStatusDoc } from './daemon.js';
 import { sleep } from './proc.js';
 
+/** Pause between a service showing `stopped` and the next summon. */
+export const SETTLE_MS = 100;
+
 export const ORCHESTRATION_STEPS = ['query_to_start', 'ready_to_handover'] as const;
 export type OrchestrationStep = (typeof ORCHESTRATION_STEPS)[number];
 
@@ -55,6 +58,9 @@ export async function coldSummon(
   opts: { stoppedTimeoutMs: number; runTimeoutMs: number },
 ): Promise<SummonSample> {
   await waitStopped(daemon, service, opts.stoppedTimeoutMs);
+  // `stopped` shows before the stop's own bookkeeping (state file) finishes; a query in that window
+  // waits for it. Measure a cold start of a service that is stopped, not one still stopping.
+  await sleep(SETTLE_MS);
   const before = orchestrationSums(await daemon.metricsText());
   const reply = await client.send({ op: 'firstbyte', timeoutMs: opts.runTimeoutMs, ...cmd }, opts.runTimeoutMs + 5000);
   // A masked boot may finish after the first byte; let the daemon record it.
