@@ -970,6 +970,8 @@ export class Synjitsu implements BootMasker {
         flow.replaySent = 0;
         flow.state = 'relay';
         flow.tries = 0;
+        // A FIN we buffered is the client's close: it goes to the guest with the replay.
+        flow.clientFin = flow.fin;
         if (this.o.logger.enabled('debug')) {
           this.o.logger.debug('synjitsu handed over', { service: svc.target.service, client: formatIpv4(flow.clientIp), port: flow.clientPort, ms: Date.now() - flow.handoverStarted, bytes: flow.buffered });
         }

@@ -72,6 +72,12 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
       expect(metric(svc.metrics, 'synjitsu_connections_total', 'handed_over')).toBe(1);
       expect(metric(svc.metrics, 'synjitsu_bytes_total', 'buffered')).toBeGreaterThan(3000);
       expect(metric(svc.metrics, 'synjitsu_bytes_total', 'to_client')).toBeGreaterThan(20);
+      if (bootMs === 300) {
+        // Both sides closed: the relayed flow is forgotten after its linger time.
+        const t0 = Date.now();
+        while (svc.masker.stats().flows > 0 && Date.now() - t0 < 6000) await sleep(100);
+        expect(svc.masker.stats()).toMatchObject({ flows: 0, bufferedBytes: 0 });
+      }
     });
   }
 
@@ -179,4 +185,26 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
       expect(Math.max(...overheads)).toBeLessThan(300);
     });
   }
+
+  it('handshake: a client that half-closes (FIN) during the boot still gets its response', async () => {
+    svc = await maskedService(rig, 'handshake', 300);
+    const script = `
+      const s = require('node:net').connect({ host: '${rig.vmIp}', port: 80, allowHalfOpen: true }, () => {
+        s.end('POST / HTTP/1.1\\r\\nHost: vm\\r\\nContent-Length: 5\\r\\nConnection: close\\r\\n\\r\\nhello');
+      });
+      let body = '';
+      s.setEncoding('utf8');
+      s.on('data', (d) => { body += d; });
+      s.on('end', () => { process.stdout.write(body); process.exit(0); });
+      s.on('error', (e) => { console.error(e.message); process.exit(1); });
+      setTimeout(() => process.exit(2), 8000).unref();`;
+    const r = await rig.inClient(process.execPath, ['-e', script], 15_000);
+    await svc.done();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('hello from vm POST 5');
+    // Both sides closed: the relayed flow is forgotten after its linger time.
+    const t0 = Date.now();
+    while (svc.masker.stats().flows > 0 && Date.now() - t0 < 6000) await sleep(100);
+    expect(svc.masker.stats()).toMatchObject({ flows: 0, bufferedBytes: 0 });
+  });
 });
