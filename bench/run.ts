@@ -137,8 +137,11 @@ async function main(): Promise<void> {
     if (interrupted) break;
   }
   doc.durationSeconds = (Date.now() - began) / 1000;
-  doc.summary = headlineTable(doc.sections);
-  process.stdout.write('\n' + tableText(doc.summary) + '\n');
+  const headline = headlineTable(doc.sections);
+  if (headline.rows.length) {
+    doc.summary = headline;
+    process.stdout.write('\n' + tableText(headline) + '\n');
+  }
 
   mkdirSync(opts.out, { recursive: true });
   const boot = doc.sections['boot'];
