@@ -1,9 +1,10 @@
 /**
  * The DNS layer alone (src/dns server + handler, static summoner, no services or backends), for the
  * "DNS layer only" row of the qps benchmark:
- *   node dist/bench/macro/dns-layer-server.js [--workers N] PORT NAME=IP...
- * With --workers N, N node:cluster workers share the sockets (src/dns `clusterShared`), one per core.
- * Prints `listening PORT` (once per worker) when ready; exits on SIGTERM.
+ *   node dist/bench/macro/dns-layer-server.js [--workers N] [--udp auto|native|dgram] PORT NAME=IP...
+ * With --workers N, N node:cluster workers serve the port (src/dns `clusterShared`), one per core.
+ * `--udp` picks src/dns's UDP path. Prints `listening PORT udp=PATH` (once per worker) when ready;
+ * exits on SIGTERM.
  */
 import cluster from 'node:cluster';
 import { createDnsHandler } from '../../src/dns/handler.js';
@@ -15,8 +16,11 @@ import { MetricsRegistry } from '../../src/observe/metrics.js';
 async function main(): Promise<void> {
   let argv = process.argv.slice(2);
   let workers = 0;
-  if (argv[0] === '--workers') {
-    workers = Number(argv[1]);
+  let udp: 'auto' | 'native' | 'dgram' = 'auto';
+  for (;;) {
+    if (argv[0] === '--workers') workers = Number(argv[1]);
+    else if (argv[0] === '--udp') udp = argv[1] as typeof udp;
+    else break;
     argv = argv.slice(2);
   }
   if (workers > 0 && cluster.isPrimary) {
@@ -40,8 +44,8 @@ async function main(): Promise<void> {
   );
   const logger = createLogger('warn');
   const metrics = new MetricsRegistry();
-  const server = await createDnsServer({ addresses: ['127.0.0.1'], port, handler: createDnsHandler({ summoner, metrics, logger }), logger, metrics, clusterShared: workers > 0 });
-  process.stdout.write(`listening ${server.port}\n`);
+  const server = await createDnsServer({ addresses: ['127.0.0.1'], port, handler: createDnsHandler({ summoner, metrics, logger }), logger, metrics, clusterShared: workers > 0, udp });
+  process.stdout.write(`listening ${server.port} udp=${server.udpPath}\n`);
   const stop = (): void => void server.close().then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -170,19 +170,29 @@ async function unboundPeer(names: readonly NameEntry[], threads: number, dir: st
   return processPeer(`unbound-${threads}t`, `unbound (${threads} thread${threads > 1 ? 's' : ''})`, 'unbound', ['-d', '-c', conf], port, null);
 }
 
-async function dnsLayerPeer(ctx: BenchContext, names: readonly NameEntry[], workers: number): Promise<Peer> {
+async function dnsLayerPeer(ctx: BenchContext, names: readonly NameEntry[], workers: number, udp: 'auto' | 'dgram'): Promise<Peer> {
   const port = await freePort();
-  const peer = await processPeer(
-    workers ? `jitsu-dns-layer-${workers}w` : 'jitsu-dns-layer',
-    workers ? `jitsu DNS layer only, ${workers} cluster workers` : 'jitsu DNS layer only (static names)',
-    process.execPath,
-    [join(ctx.root, 'dist/bench/macro/dns-layer-server.js'), ...(workers ? ['--workers', String(workers)] : []), String(port), ...names.map((n) => `${n.name}=${n.ip}`)],
-    port,
-    workers ? null : /listening \d+/,
-  );
-  const primary = peer.pids()[0]!;
+  const proc = start(process.execPath, [
+    join(ctx.root, 'dist/bench/macro/dns-layer-server.js'),
+    ...(workers ? ['--workers', String(workers)] : []),
+    '--udp',
+    udp,
+    String(port),
+    ...names.map((n) => `${n.name}=${n.ip}`),
+  ]);
+  const stop = deferCleanup(() => proc.kill());
+  let path: string;
+  try {
+    path = (await proc.waitFor(/listening \d+ udp=(\w+)/, 15_000))[1]!;
+    await waitUdp(port, proc);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const id = `jitsu-dns-layer${udp === 'dgram' ? '-dgram' : ''}${workers ? `-${workers}w` : ''}`;
+  const label = `jitsu DNS layer only, ${path} UDP${workers ? `, ${workers} cluster workers` : ''}`;
   // Workers are the primary's children: their CPU is the server's too.
-  return { ...peer, pids: () => [primary, ...childPids(primary)] };
+  return { id, label, port, pids: () => [proc.pid, ...childPids(proc.pid)], stop };
 }
 
 async function daemonPeer(ctx: BenchContext, names: readonly NameEntry[]): Promise<Peer> {
@@ -227,8 +237,9 @@ export const dnsQpsBenchmark: Benchmark = {
       { id: 'dnsmasq', need: 'dnsmasq', make: () => dnsmasqPeer(names) },
       { id: 'unbound-1t', need: 'unbound', make: () => unboundPeer(names, 1, dir) },
       { id: 'unbound-2t', need: 'unbound', make: () => unboundPeer(names, 2, dir) },
-      { id: 'jitsu-dns-layer', make: () => dnsLayerPeer(ctx, names, 0) },
-      { id: 'jitsu-dns-layer-2w', make: () => dnsLayerPeer(ctx, names, 2) },
+      { id: 'jitsu-dns-layer', make: () => dnsLayerPeer(ctx, names, 0, 'auto') },
+      { id: 'jitsu-dns-layer-dgram', make: () => dnsLayerPeer(ctx, names, 0, 'dgram') },
+      { id: 'jitsu-dns-layer-2w', make: () => dnsLayerPeer(ctx, names, 2, 'auto') },
       { id: 'jitsu-daemon', make: () => daemonPeer(ctx, names) },
     ];
     // Rounds interleave the servers, so a burst of load from elsewhere hits them all alike.
@@ -281,6 +292,9 @@ export const dnsQpsBenchmark: Benchmark = {
       out.values[`${id} server cores`] = Number(serverCores.toFixed(2));
       out.values[`${id} dnsperf cores`] = Number(clientCores.toFixed(2));
       out.values[`${id} lost`] = runs.reduce((s, r) => s + r.lost, 0);
+      // CPU per answered query: comparable across servers even when the machine is busy.
+      const cpuPerQuery = median(runs.map((r) => (r.serverCpu / (r.qps * r.wallSeconds)) * 1e6));
+      out.values[`${id} server CPU µs per query`] = Number(cpuPerQuery.toFixed(2));
       rows.push([
         label,
         Math.round(qps),
@@ -289,16 +303,18 @@ export const dnsQpsBenchmark: Benchmark = {
         median(runs.map((r) => r.avgLatencyMs)),
         runs.reduce((s, r) => s + r.lost, 0),
         serverCores,
+        cpuPerQuery,
         clientCores,
       ]);
     }
     out.tables.push({
       title: `UDP A queries for ${names.length} names of running services, dnsperf ${DNSPERF_ARGS.join(' ')} -l ${ctx.dnsSeconds}`,
-      columns: ['server', 'qps (median)', 'ratio to dnsmasq', 'qps per round', 'avg latency ms', 'lost', 'server CPU (cores)', 'dnsperf CPU (cores)'],
+      columns: ['server', 'qps (median)', 'ratio to dnsmasq', 'qps per round', 'avg latency ms', 'lost', 'server CPU (cores)', 'server CPU µs/query', 'dnsperf CPU (cores)'],
       rows,
     });
     out.notes.push(
       'dnsperf and the server share the same 2 cores (and the machine is shared with other work): the client takes most of one core, so figures are lower bounds for a dedicated server; the CPU columns show who used what.',
+      'Server CPU µs/query = server CPU time / queries answered: what one answer costs, less sensitive to the load of other jobs than qps. Compare with the micro benchmark of the handler\'s cached-answer path to see how much of it is the DNS logic and how much the socket path.',
       'Every server answers the same names (checked with a query per name before each run) from the same query file; jitsu answers are authoritative A records of running services (the cached-answer path).',
     );
   },

@@ -91,7 +91,7 @@ describe.skipIf(!isRoot || !has('dnsperf'))('bench smoke: --quick --only micro,d
   it('dns: every server has a positive qps and a ratio to dnsmasq, or says why it was skipped', () => {
     const dns = doc.sections['dns']!;
     expect(['ok', 'partial']).toContain(dns.status);
-    const ids = ['dnsmasq', 'unbound-1t', 'unbound-2t', 'jitsu-dns-layer', 'jitsu-dns-layer-2w', 'jitsu-daemon'];
+    const ids = ['dnsmasq', 'unbound-1t', 'unbound-2t', 'jitsu-dns-layer', 'jitsu-dns-layer-dgram', 'jitsu-dns-layer-2w', 'jitsu-daemon'];
     for (const id of ids) {
       if (dns.skipped[id] !== undefined) {
         expect(dns.skipped[id]!.length, id).toBeGreaterThan(0);
