@@ -290,6 +290,7 @@ export class Synjitsu implements BootMasker {
   private startMasking(svc: Service): void {
     svc.phase = 'booting';
     svc.maskingSince = Date.now();
+    this.refilter();
     this.o.logger.debug('synjitsu masking', { service: svc.target.service, ip: svc.target.ip, mask: svc.target.mask });
     if (svc.target.mask === 'handshake' || svc.target.mask === 'park') {
       // After this turn's frames are out: spawning nft blocks the loop for a few ms (fork).
@@ -335,6 +336,7 @@ export class Synjitsu implements BootMasker {
       const readyAt = svc.readyAt;
       setTimeout(() => {
         if (svc.phase === 'ready' && svc.readyAt === readyAt) this.endGuard(svc, 0);
+        this.refilter();
       }, LATE_HANDSHAKE_MS).unref();
     } catch (err) {
       this.o.logger.error('synjitsu handover failed', { service: svc.target.service, error: errorMessage(err) });
@@ -356,6 +358,7 @@ export class Synjitsu implements BootMasker {
     this.endGuard(svc, 0);
     svc.phase = 'watched';
     svc.summoned = false;
+    this.refilter();
   }
 
   stopped(target: MaskTarget): void {
@@ -373,6 +376,7 @@ export class Synjitsu implements BootMasker {
     if (Date.now() - svc.readyAt < LATE_HANDSHAKE_MS) this.endGuard(svc, 0);
     svc.phase = 'watched';
     svc.summoned = false;
+    this.refilter();
   }
 
   async close(): Promise<void> {
@@ -483,14 +487,36 @@ export class Synjitsu implements BootMasker {
     return svc;
   }
 
+  /**
+   * The capture takes only what needs us: ARP and TCP for services stopped or booting, and for ready
+   * ones only while they still have relayed or pending connections. A running service's traffic is
+   * never copied to JS for nothing. Coalesced per event-loop turn; setsockopt only on change.
+   */
   private refilter(): void {
-    if (this.closed) return;
-    try {
-      this.socket.setFilter(watchFilter([...this.byIp.keys()]));
-    } catch (err) {
-      this.o.logger.error('synjitsu: cannot update capture filter', { error: errorMessage(err) });
-    }
+    if (this.closed || this.refilterPending) return;
+    this.refilterPending = true;
+    setImmediate(() => {
+      this.refilterPending = false;
+      if (this.closed) return;
+      const now = Date.now();
+      const ips: number[] = [];
+      for (const svc of this.byName.values()) {
+        if (svc.phase !== 'ready' || svc.flows.size > 0 || svc.replayed.size > 0 || now - svc.readyAt < LATE_HANDSHAKE_MS) ips.push(svc.ip);
+      }
+      ips.sort((a, b) => a - b);
+      const key = ips.join(',');
+      if (key === this.filterKey) return;
+      try {
+        this.socket.setFilter(watchFilter(ips));
+        this.filterKey = key;
+      } catch (err) {
+        this.o.logger.error('synjitsu: cannot update capture filter', { error: errorMessage(err) });
+      }
+    });
   }
+
+  private refilterPending = false;
+  private filterKey = '\u0000';
 
   private openLink(svc: Service, link: string | undefined): void {
     // A reboot may bring the guest back on another tap: reopen when the link changed.
@@ -730,6 +756,7 @@ export class Synjitsu implements BootMasker {
     if (attempt >= PARK_RESEND_MS.length || svc.phase !== 'ready') {
       // Past this the client's own SYN retransmissions reach the guest directly.
       svc.replayed.clear();
+      this.refilter();
       return;
     }
     const timer = setTimeout(() => {
@@ -1187,6 +1214,7 @@ export class Synjitsu implements BootMasker {
     clearTimeout(flow.timer);
     flow.timer = undefined;
     this.budget.releaseFlow();
+    if (flow.svc.flows.size === 0) this.refilter();
     this.budget.give(flow.buffered - (flow.replay === undefined && flow.state !== 'buffering' && flow.state !== 'syn-sent' ? flow.buffered : 0));
     flow.chunks = [];
     flow.replay = undefined;
