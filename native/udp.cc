@@ -221,8 +221,13 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   }
 
   void Drain() {
-    Napi::Env env = env_;
-    Napi::HandleScope scope(env);
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env_, &scope) != napi_ok) return;
+    DrainRounds();
+    napi_close_handle_scope(env_, scope);
+  }
+
+  void DrainRounds() {
     for (int round = 0; round < kRoundsPerWake && fd_ >= 0; round++) {
       for (uint32_t i = 0; i < batch_; i++) {
         struct msghdr& h = msgs_[i].msg_hdr;
@@ -248,14 +253,31 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       }
       received_ += n;
       batches_++;
-      onBatch_.MakeCallback(Value(), {Napi::Number::New(env, n)}, *asyncContext_);
-      if (env.IsExceptionPending()) {
-        Napi::Error err = env.GetAndClearPendingException();
-        napi_fatal_exception(env, err.Value());
-        return;
-      }
+      if (!Deliver(n)) return;
       if (n < batch_) return;  // drained: no extra syscall just to hear EAGAIN
     }
+  }
+
+  // Calls onBatch(n) through the raw C API: while a worker thread is being terminated JS cannot
+  // run, and node-addon-api's wrappers would turn that failed call into a fatal error.
+  bool Deliver(uint32_t n) {
+    napi_value argv[1];
+    napi_value recv;
+    napi_value fn;
+    napi_value result;
+    if (napi_create_uint32(env_, n, &argv[0]) != napi_ok || napi_get_reference_value(env_, onBatch_, &fn) != napi_ok ||
+        napi_get_reference_value(env_, static_cast<napi_ref>(*static_cast<Napi::Reference<Napi::Object>*>(this)), &recv) != napi_ok) {
+      return false;
+    }
+    napi_status st = napi_make_callback(env_, *asyncContext_, recv, fn, 1, argv, &result);
+    if (st == napi_ok) return true;
+    bool pending = false;
+    if (napi_is_exception_pending(env_, &pending) == napi_ok && pending) {
+      // A JS error thrown by onBatch: report it like any uncaught exception.
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env_, &err) == napi_ok) napi_fatal_exception(env_, err);
+    }
+    return false;
   }
 
   // Sends msgs[0..n) (already filled); returns how many the kernel took before EAGAIN/ENOBUFS.

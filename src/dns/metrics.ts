@@ -19,6 +19,8 @@ export class DnsMetrics {
   readonly udpOversized: CounterChild;
   /** UDP replies dropped because the send queue was full or the kernel refused them. */
   readonly udpSendDropped: CounterChild;
+  /** Native UDP replies waiting for socket buffer space (collected at scrape time). */
+  readonly udpSendQueued: Gauge;
   readonly forwarded: CounterChild;
   readonly upstreamTimeouts: CounterChild;
   readonly upstreamMismatched: CounterChild;
@@ -43,6 +45,7 @@ export class DnsMetrics {
     const udpDropped = registry.counter('jitsu_dns_udp_dropped_total', 'UDP datagrams dropped by the server, by reason');
     this.udpOversized = udpDropped.labels({ reason: 'oversized_query' });
     this.udpSendDropped = udpDropped.labels({ reason: 'send' });
+    this.udpSendQueued = registry.gauge('jitsu_dns_udp_send_queued', 'UDP replies waiting in the native send queue for buffer space');
     this.forwarded = registry.counter('jitsu_dns_forwarded_total', 'Queries forwarded upstream').labels();
     this.upstreamFailures = registry.counter('jitsu_dns_upstream_failures_total', 'Forwarded queries answered SERVFAIL, by reason');
     this.upstreamTimeouts = registry.counter('jitsu_dns_upstream_timeouts_total', 'Upstream attempts that timed out').labels();

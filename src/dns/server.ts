@@ -124,6 +124,7 @@ class Server implements DnsServer {
     this.maxMessageSize = Math.min(MAX_MESSAGE_SIZE, opts.tcp?.maxMessageSize ?? MAX_MESSAGE_SIZE);
     this.maxPipelined = opts.tcp?.maxPipelined ?? 64;
     this.metrics.tcpConnections.labels().collect = () => this.connections.size;
+    this.metrics.udpSendQueued.labels().collect = () => this.udpStats()?.queued ?? 0;
   }
 
   udpStats(): UdpSocketStats | undefined {

@@ -206,6 +206,26 @@ describe.skipIf(!native)('native batched UDP socket', () => {
     expect(await new Promise((r) => worker.once('exit', r))).toBe(0);
   });
 
+  it('a worker terminated with its socket open tears it down (env cleanup) and frees the port', async () => {
+    const worker = new Worker(
+      `
+      const { parentPort } = require('node:worker_threads');
+      const a = require(${JSON.stringify(ADDON_PATH)});
+      const s = new a.UdpSocket({ address: '127.0.0.1', port: 0, slotSize: 512, data: Buffer.alloc(8 * 512),
+        meta: new Uint32Array(16), addrs: Buffer.alloc(8 * 32), outData: Buffer.alloc(4096), outMeta: new Uint32Array(24),
+        onBatch() {} });
+      parentPort.postMessage(s.localAddress().port);
+      `,
+      { eval: true },
+    );
+    const port = await new Promise<number>((r, j) => worker.once('message', r).once('error', j));
+    const c = track(await client(4));
+    for (let i = 0; i < 20; i++) c.send(`x${i}`, port, '127.0.0.1');
+    await worker.terminate();
+    const again = openBatchedUdp({ address: '127.0.0.1', port, onBatch: () => {} });
+    again.socket.close();
+  });
+
   describe.skipIf(!haveNetns)('send buffer full (EAGAIN) in a private netns with a slowed loopback', () => {
     /** 200 queries, 1200-byte replies, SO_SNDBUF 4 KiB, loopback at 2 Mbit/s: most replies meet EAGAIN. */
     const script = (maxQueued: number): string => `
