@@ -149,6 +149,17 @@ describe('ServiceManager lifecycle', () => {
     expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(1);
   });
 
+  it('tells Synjitsu that an adopted masked service is up, so it stops answering for it', async () => {
+    const first = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=handshake']);
+    first.mgr.lookup('vm.jitsu.test')!.ensureUp();
+    await new Promise((r) => setTimeout(r, 60));
+    await first.store.flush();
+    events.length = 0;
+    const second = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=handshake']);
+    await second.mgr.adopt(await second.store.load());
+    expect(events).toEqual(['ready vm.jitsu.test']);
+  });
+
   it('stops services a restarted daemon no longer has in its config', async () => {
     const first = manager(['dns=old.jitsu.test,ip=10.0.0.9']);
     await first.mgr.lookup('old.jitsu.test')!.ensureUp();

@@ -216,6 +216,8 @@ export class ServiceRuntime {
       this.handle = entry.handle;
       this.phase = 'ready';
       this.lastActivity = this.deps.now();
+      // Synjitsu starts out watching every masked IP as stopped: tell it this one is up, or it would answer for it.
+      if (ANSWER_AT_ONCE.has(this.spec.mask)) await this.deps.masker.ready(this.maskTarget, entry.handle);
       this.log.info('adopted running service', { pid: entry.handle.pid });
       return true;
     }

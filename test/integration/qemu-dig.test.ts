@@ -22,7 +22,7 @@ describe.skipIf(!canRun)(`jitsu -x qemu: dig boots a real VM, curl gets its page
     await cleanupNetwork('jt4t20');
   });
 
-  it('answers the A record after the guest is up, then serves HTTP from inside the VM; stop leaves nothing', async () => {
+  it('answers at once (handshake masking is the qemu default), curl from the host gets the page from inside the VM; stop leaves nothing', async () => {
     d = await startDaemon({
       bridge: 'jt4d2',
       args: ['-x', 'qemu', '-f', '0.0.0.0', '--boot-timeout', '90', '-d', '0'],
@@ -34,7 +34,8 @@ describe.skipIf(!canRun)(`jitsu -x qemu: dig boots a real VM, curl gets its page
     expect(a.status).toBe('NOERROR');
     expect(a.answers[0]).toMatch(/^jt4dig\.jitsu\.test\.\s+\d+\s+IN\s+A\s+10\.203\.2\.10$/);
     expect(await curl('http://10.203.2.10/')).toBe('jitsu guest jt4dig\n');
-    console.log(`[qemu-dig] dig answered after ${digMs.toFixed(0)} ms (cold microVM boot), curl ok at ${(performance.now() - t0).toFixed(0)} ms`);
+    expect(digMs).toBeLessThan(2000); // masked: the answer does not wait for the multi-second boot
+    console.log(`[qemu-dig] dig answered after ${digMs.toFixed(0)} ms (cold microVM boot, masked), curl ok at ${(performance.now() - t0).toFixed(0)} ms`);
     // A second query finds it running: answered at once.
     const t1 = performance.now();
     expect((await dig(d.port, 'jt4dig.jitsu.test')).answers[0]).toContain('10.203.2.10');
