@@ -37,18 +37,18 @@ export const processOptions: readonly OptionSpec[] = [
     required: true,
     description:
       'command to run in the service\'s own network namespace (which owns its ip). Split into argv with simple quoting and exec\'d directly; commands using shell syntax (| ; & < > $ ` globs ...) run via /bin/sh -c',
-    example: 'exec="node dist/src/demo/http.js --port 80"',
+    example: '"node dist/src/demo/http.js --port 80"',
     validate: validateExec,
   },
   {
     key: 'port',
     repeatable: true,
     description: 'TCP port the daemon binds inside the namespace before the command starts (socket activation, systemd LISTEN_FDS; fds 3.. in order)',
-    example: 'port=80',
+    example: '80',
     validate: validatePort,
   },
-  { key: 'env', repeatable: true, description: 'extra environment variable for the command', example: 'env=MODE=prod', validate: validateEnv },
-  { key: 'cwd', description: 'working directory of the command (absolute)', example: 'cwd=/srv/app', validate: validateCwd },
+  { key: 'env', repeatable: true, description: 'extra environment variable for the command', example: 'MODE=prod', validate: validateEnv },
+  { key: 'cwd', description: 'working directory of the command (absolute)', example: '/srv/app', validate: validateCwd },
 ];
 
 export interface ProcessConfig {
@@ -69,7 +69,7 @@ export function parseProcessOptions(service: string, options: Readonly<Record<st
   for (const spec of processOptions) {
     const values = options[spec.key] ?? [];
     if (spec.required && values.length === 0) {
-      throw new JitsuError('CONFIG_INVALID', `service ${service}: the process backend needs ${spec.key}= (${spec.example})`, { service, key: spec.key });
+      throw new JitsuError('CONFIG_INVALID', `service ${service}: the process backend needs ${spec.key}= (e.g. ${spec.key}=${spec.example})`, { service, key: spec.key });
     }
     if (!spec.repeatable && values.length > 1) {
       throw new JitsuError('CONFIG_INVALID', `service ${service}: ${spec.key}= given ${values.length} times; give it once`, { service, key: spec.key });
