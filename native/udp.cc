@@ -12,8 +12,9 @@
 // A reply that comes later (summon, forward) copies its sender's kAddrStride bytes out of addrs
 // (the "address key") and goes out with sendTo(buf, key).
 //
-// Send never blocks: on EAGAIN/ENOBUFS the rest is copied into a bounded queue flushed when the
-// socket is writable again; beyond the bound datagrams are dropped and counted.
+// Send never blocks: on EAGAIN (send buffer full) the rest is copied into a bounded queue flushed
+// when the socket is writable again; beyond the bound datagrams are dropped and counted. ENOBUFS
+// and other per-datagram errors drop that datagram only (counted in sendErrors).
 // The poll handle lives on the creating thread's libuv loop, so a socket works in a worker thread.
 #include <napi.h>
 #include <uv.h>
@@ -293,11 +294,13 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
         continue;
       }
       if (r < 0 && errno == EINTR) continue;
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         blocked = true;
         return done;
       }
-      // EPERM (firewall), EINVAL (bad address key) ...: this datagram is lost, the rest may go.
+      // ENOBUFS (no memory or a full device queue: the socket still polls writable, so waiting
+      // for POLLOUT would spin), EPERM (firewall), EINVAL (bad address key) ...: this datagram is
+      // lost, the rest may go.
       sendErrors_++;
       done++;
     }

@@ -24,7 +24,7 @@ export interface UdpSocketStats {
   queued: number;
   /** Datagrams dropped because the send queue was full. */
   dropped: number;
-  /** Datagrams the kernel refused (EPERM, EINVAL...). */
+  /** Datagrams the kernel refused (ENOBUFS, EPERM, EINVAL...): dropped. */
   sendErrors: number;
   recvErrors: number;
 }
