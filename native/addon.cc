@@ -241,7 +241,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   // socket was closed from the callback.
   bool Push(const uint8_t* frame, uint32_t snaplen, uint32_t len, uint32_t pktType, uint32_t& count, size_t& used) {
     if (count == metaCap_ || used + snaplen > outCap_) {
-      Deliver(count);
+      if (!Deliver(count)) return false;
       count = 0;
       used = 0;
       if (fd_ < 0) return false;
@@ -258,10 +258,17 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   }
 
   // Copies every ready frame into the JS batch buffer, returning ring slots as soon as they are
-  // copied, and calls onBatch once per full buffer (normally once per wake-up).
+  // copied, and calls onBatch once per full buffer (normally once per wake-up). Raw C API scopes:
+  // while a worker thread is being terminated JS cannot run, and node-addon-api's wrappers would
+  // turn that into a fatal error; here the drain just stops (the frames stay in the ring).
   void Drain() {
-    Napi::Env env = env_;
-    Napi::HandleScope scope(env);
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env_, &scope) != napi_ok) return;
+    DrainInScope();
+    napi_close_handle_scope(env_, scope);
+  }
+
+  void DrainInScope() {
     uint32_t count = 0;
     size_t used = 0;
     if (version_ == 2) {
@@ -272,7 +279,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
         if ((__atomic_load_n(&hdr->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
         auto* sll = reinterpret_cast<struct sockaddr_ll*>(slot + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
         bool ok = Push(slot + hdr->tp_mac, hdr->tp_snaplen, hdr->tp_len, sll->sll_pkttype, count, used);
-        if (!ok) return;  // closed from the callback: the ring is gone
+        if (!ok) return;  // closed from the callback (the ring is gone) or JS cannot run
         __atomic_store_n(&hdr->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         current_ = (current_ + 1) % frameCount_;
       }
@@ -294,13 +301,20 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     if (count > 0) Deliver(count);
   }
 
-  void Deliver(uint32_t count) {
-    Napi::Env env = env_;
-    onBatch_.MakeCallback(Value(), {Napi::Number::New(env, count)}, *asyncContext_);
-    if (env.IsExceptionPending()) {
-      Napi::Error err = env.GetAndClearPendingException();
-      napi_fatal_exception(env, err.Value());
+  // Calls onBatch(count); false when JS could not run (thread terminating) or the callback threw.
+  bool Deliver(uint32_t count) {
+    napi_value argv[1];
+    napi_value fn;
+    napi_value result;
+    if (napi_create_uint32(env_, count, &argv[0]) != napi_ok || napi_get_reference_value(env_, onBatch_, &fn) != napi_ok) return false;
+    if (napi_make_callback(env_, *asyncContext_, Value(), fn, 1, argv, &result) == napi_ok) return true;
+    bool pending = false;
+    if (napi_is_exception_pending(env_, &pending) == napi_ok && pending) {
+      // A JS error thrown by onBatch: report it like any uncaught exception.
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env_, &err) == napi_ok) napi_fatal_exception(env_, err);
     }
+    return false;
   }
 
   // send(data, meta, count): meta holds [offset, length] pairs into data; one sendmmsg per 64 frames.
@@ -410,15 +424,18 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   static void CleanupHook(void* arg) {
     auto* self = static_cast<PacketSocket*>(arg);
     self->cleanupHook_ = false;
-    self->Shutdown();
+    self->Shutdown(true);
   }
 
   static void OnPollClosed(uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); }
 
-  void Shutdown() {
+  // envTeardown: the environment (a worker thread) is ending. Node unloads this addon before the
+  // loop runs its closing handles, so a close callback would jump into unmapped code: close without
+  // one and leave the small uv_poll_t to the dying thread.
+  void Shutdown(bool envTeardown = false) {
     if (poll_ != nullptr) {
       uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnPollClosed);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), envTeardown ? nullptr : OnPollClosed);
       poll_ = nullptr;
     }
     if (ring_ != nullptr) {

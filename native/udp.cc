@@ -490,16 +490,19 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   static void CleanupHook(void* arg) {
     auto* self = static_cast<UdpSocket*>(arg);
     self->cleanupHook_ = false;
-    self->Shutdown();
+    self->Shutdown(true);
   }
 
   static void OnPollClosed(uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); }
 
   // Idempotent; safe from inside onBatch (Drain checks fd_ after every callback).
-  void Shutdown() {
+  // envTeardown: the environment (a worker thread) is ending. Node unloads this addon before the
+  // loop runs its closing handles, so a close callback would jump into unmapped code: close without
+  // one and leave the small uv_poll_t to the dying thread.
+  void Shutdown(bool envTeardown = false) {
     if (poll_ != nullptr) {
       uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnPollClosed);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), envTeardown ? nullptr : OnPollClosed);
       poll_ = nullptr;
     }
     if (fd_ >= 0) {
