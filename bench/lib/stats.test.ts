@@ -59,3 +59,16 @@ describe('bench parsers', () => {
     expect(parseAAnswer(answer)).toEqual({ rcode: 0, addresses: ['10.205.0.9'] });
   });
 });
+
+describe('headline table', () => {
+  it('pulls goal figures out of the sections and leaves out sections that did not run', async () => {
+    const { headlineTable } = await import('./summary.js');
+    const { emptySection } = await import('./types.js');
+    const dns = emptySection('dns', 'DNS');
+    dns.values = { 'jitsu-daemon qps': 120000, 'jitsu-daemon ratio to dnsmasq': 1.2, 'dnsmasq qps': 100000 };
+    const t = headlineTable({ dns });
+    expect(t.rows.length).toBeGreaterThan(0);
+    expect(t.rows[0]).toEqual(['DNS qps, jitsu daemon (running services)', '120,000 qps = 1.20× dnsmasq', '≥ 1.0× dnsmasq on 2 cores']);
+    expect(t.rows.some((r) => r[0]!.startsWith('boot to first byte'))).toBe(false);
+  });
+});
