@@ -1,10 +1,12 @@
 import type { PacketSocket } from '../native/index.js';
-import type { CounterChild, HistogramChild, MetricsRegistry } from '../observe/metrics.js';
+import type { MaskMode } from '../backends/backend.js';
 import type { MaskTarget } from './masker.js';
+import type { ServiceMetrics } from './metrics.js';
 import type { Tuple } from './nft.js';
 import type { TxQueue } from './tx.js';
 
-// What Synjitsu holds per service and per connection: plain state; the decisions live in synjitsu.ts.
+// What Synjitsu holds per service and per connection: plain state; the decisions live in the
+// strategy modules (arp, park, handshake, handover, relay, teardown).
 
 /** Window scale we offer clients that offer one (Linux's usual value, so relayed windows rescale little). */
 export const OUR_WSCALE = 7;
@@ -12,23 +14,14 @@ export const OUR_WSCALE = 7;
 export type Phase = 'watched' | 'booting' | 'ready';
 export type FlowState = 'buffering' | 'syn-sent' | 'relay' | 'closing';
 
+/** The strategies for which we hold connections ourselves (and so guard against the guest's RSTs). */
+export function holdsConnections(mask: MaskMode): boolean {
+  return mask === 'park' || mask === 'handshake';
+}
+
 export interface Parked {
   frame: Buffer;
   isn: number;
-}
-
-export interface ServiceMetrics {
-  parked: CounterChild;
-  duplicateSyns: CounterChild;
-  handshakes: CounterChild;
-  buffered: CounterChild;
-  handedOver: CounterChild;
-  bytesBuffered: CounterChild;
-  bytesToGuest: CounterChild;
-  bytesToClient: CounterChild;
-  arpReplies: CounterChild;
-  summons: CounterChild;
-  readyToReplay: HistogramChild;
 }
 
 export interface Service {
@@ -101,24 +94,23 @@ export class Flow {
   }
 }
 
-/** Per-service metric children, created once so hot paths increment without lookups. */
-export function serviceMetrics(m: MetricsRegistry, service: string): ServiceMetrics {
-  const labels = { service };
-  const conn = m.counter('synjitsu_connections_total', 'Connections by event: buffered (handshake completed by us), handed_over');
-  const bytes = m.counter('synjitsu_bytes_total', 'Payload bytes by direction: buffered, to_guest (relayed), to_client (relayed)');
+export function newService(target: MaskTarget, ip: number, mac: Buffer, phase: Phase, m: ServiceMetrics): Service {
   return {
-    parked: m.counter('synjitsu_parked_syns_total', 'SYNs parked until the guest is up').labels(labels),
-    duplicateSyns: m.counter('synjitsu_duplicate_syns_total', 'Retransmitted SYNs absorbed while parked').labels(labels),
-    handshakes: m.counter('synjitsu_handshakes_total', 'Handshakes completed on behalf of a booting guest').labels(labels),
-    buffered: conn.labels({ ...labels, event: 'buffered' }),
-    handedOver: conn.labels({ ...labels, event: 'handed_over' }),
-    bytesBuffered: bytes.labels({ ...labels, direction: 'buffered' }),
-    bytesToGuest: bytes.labels({ ...labels, direction: 'to_guest' }),
-    bytesToClient: bytes.labels({ ...labels, direction: 'to_client' }),
-    arpReplies: m.counter('synjitsu_arp_replies_total', 'ARP requests answered for a masked IP').labels(labels),
-    summons: m.counter('synjitsu_summons_total', 'Boots started by a SYN (summon-on-SYN)').labels(labels),
-    readyToReplay: m
-      .histogram('synjitsu_ready_to_replay_seconds', 'From ready() to the last held SYN sent to the guest (orchestration overhead)')
-      .labels(labels),
+    target,
+    ip,
+    mac,
+    phase,
+    summoned: false,
+    parked: new Map(),
+    flows: new Map(),
+    guestTx: undefined,
+    linkSocket: undefined,
+    linkName: '',
+    guestMac: mac,
+    readyAt: 0,
+    maskingSince: 0,
+    replayed: new Map(),
+    primed: new Set(),
+    m,
   };
 }

@@ -1,0 +1,107 @@
+import type { MaskContext } from './context.js';
+import { seq } from './flowtable.js';
+import type { FrameView } from './pdu/frame.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, writeTcpFrame } from './pdu/tcp.js';
+import type { Flow } from './state.js';
+import type { Teardown } from './teardown.js';
+import type { TxQueue } from './tx.js';
+import { MAX_FRAME } from './wire.js';
+
+/** MSS we advertise to clients: Ethernet MTU 1500. */
+export const OUR_MSS = 1460;
+
+// The client's connection began with our SYN cookie (ourIsn) and the guest's with its own ISN, so
+// the guest's sequence space is the client's view shifted by a constant; the client's own numbers
+// pass through unchanged (the guest was handed the client's ISN).
+
+/** A guest sequence number as the client knows it. */
+export function guestSeqToClient(guestSeq: number, guestIsn: number, ourIsn: number): number {
+  return seq.add(guestSeq, ourIsn - guestIsn);
+}
+
+/** A client's ACK of our sequence space, as an ACK of the guest's. */
+export function clientAckToGuest(clientAck: number, ourIsn: number, guestIsn: number): number {
+  return seq.add(clientAck, guestIsn - ourIsn);
+}
+
+/** The guest's window field rescaled to the scale we agreed with the client (we offered ourWs). */
+export function guestWindowToClient(field: number, guestWs: number, ourWs: number): number {
+  const bytes = field * 2 ** Math.max(0, guestWs);
+  return Math.min(0xffff, Math.floor(bytes / 2 ** ourWs));
+}
+
+/**
+ * The client's window field as the guest must read it: scaled to bytes when the guest declined
+ * window scaling the client offered, else raw (the guest was given the client's own factor).
+ */
+export function clientWindowToGuest(field: number, clientWs: number, guestWs: number): number {
+  if (clientWs >= 0 && guestWs < 0) return Math.min(0xffff, field << clientWs);
+  return field;
+}
+
+/** Relays a handed-over connection for its lifetime, translating each segment between the two spaces. */
+export class Relay {
+  constructor(
+    private readonly ctx: MaskContext,
+    private readonly teardown: Teardown,
+  ) {}
+
+  /** Client -> guest: only the ACK field and the window change. */
+  toGuest(flow: Flow, v: FrameView): void {
+    const flags = v.flags;
+    if (flags & TCP_SYN) return;
+    const wire = this.ctx.wire;
+    wire.segToGuest(flow);
+    const ack = flags & TCP_ACK ? clientAckToGuest(v.ack, flow.ourIsn, flow.guestIsn) : 0;
+    const win = clientWindowToGuest(v.buf.readUInt16BE(v.tcpOff + 14), flow.clientWs, flow.guestWs);
+    this.emit(wire.guestTx(flow.svc), v, v.seq, ack, win, Math.min(flow.guestMss, OUR_MSS));
+    if (v.payloadLen > 0) flow.svc.m.bytesToGuest.inc(v.payloadLen);
+    if (flags & TCP_FIN) flow.clientFin = true;
+    this.closeIfDone(flow, flags);
+  }
+
+  /** Guest -> client: the SEQ field and the window change. */
+  toClient(flow: Flow, v: FrameView): void {
+    const flags = v.flags;
+    const wire = this.ctx.wire;
+    wire.segToClient(flow.svc, flow.clientMac, flow.clientIp, flow.clientPort, flow.svcPort);
+    const sq = guestSeqToClient(v.seq, flow.guestIsn, flow.ourIsn);
+    const win = guestWindowToClient(v.buf.readUInt16BE(v.tcpOff + 14), flow.guestWs, flow.ourWs);
+    this.emit(wire.clientTx(flow.clientMac, 0), v, sq, v.ack, win, flow.clientMss);
+    if (v.payloadLen > 0) flow.svc.m.bytesToClient.inc(v.payloadLen);
+    if (flags & TCP_FIN) flow.guestFin = true;
+    this.closeIfDone(flow, flags);
+  }
+
+  private closeIfDone(flow: Flow, flags: number): void {
+    if (flags & TCP_RST || (flow.clientFin && flow.guestFin)) this.teardown.finish(flow);
+  }
+
+  /**
+   * Writes one received segment back out, translated, as MSS-sized frames. Frames are rebuilt rather
+   * than patched: captured frames may carry an unfinished (offloaded) checksum or be GSO super-frames
+   * larger than the MTU, and no options need carrying (we never negotiate timestamps or SACK).
+   */
+  private emit(tx: TxQueue, v: FrameView, seqNo: number, ackNo: number, window: number, mss: number): void {
+    const wire = this.ctx.wire;
+    const s = wire.seg;
+    s.ack = ackNo;
+    s.window = window;
+    const flags = v.flags & (TCP_ACK | TCP_FIN | TCP_PSH | TCP_RST);
+    let sent = 0;
+    do {
+      const n = Math.min(mss, v.payloadLen - sent);
+      const last = sent + n >= v.payloadLen;
+      s.seq = seq.add(seqNo, sent);
+      s.payload = n > 0 ? v.buf.subarray(v.payloadOff + sent, v.payloadOff + sent + n) : undefined;
+      // FIN, PSH and RST belong to the segment's end only.
+      s.flags = last ? flags : flags & TCP_ACK;
+      const at = tx.reserve(MAX_FRAME);
+      const len = writeTcpFrame(tx.buffer, at, s);
+      wire.stamp(tx, at);
+      tx.commit(len);
+      sent += n;
+    } while (sent < v.payloadLen);
+    s.payload = undefined;
+  }
+}
