@@ -1,4 +1,4 @@
-import { ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, writeEthernet } from './ethernet.js';
+import { BROADCAST_MAC, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, writeEthernet } from './ethernet.js';
 
 /** ARP for IPv4 over Ethernet (RFC 826): the 28-byte body after the Ethernet header. */
 export const ARP_REQUEST = 1;
@@ -21,35 +21,12 @@ export const arp = {
  */
 export function writeArpReply(out: Buffer, off: number, request: Buffer, reqOff: number, ip: number, mac: Uint8Array): number {
   const requesterMac = request.subarray(reqOff + 22, reqOff + 28);
-  let p = writeEthernet(out, off, requesterMac, mac, ETHERTYPE_ARP);
-  out.writeUInt16BE(1, p);
-  out.writeUInt16BE(ETHERTYPE_IPV4, p + 2);
-  out[p + 4] = 6;
-  out[p + 5] = 4;
-  out.writeUInt16BE(ARP_REPLY, p + 6);
-  out.set(mac.subarray(0, 6), p + 8);
-  out.writeUInt32BE(ip, p + 14);
-  out.set(requesterMac, p + 18);
-  out.writeUInt32BE(arp.senderIp(request, reqOff), p + 24);
-  p += 28;
-  return p - off;
+  return writeArp(out, off, ARP_REPLY, requesterMac, mac, ip, requesterMac, arp.senderIp(request, reqOff));
 }
 
 /** Writes a gratuitous ARP request announcing ip is-at mac (broadcast); returns the frame length. */
 export function writeGratuitousArp(out: Buffer, off: number, ip: number, mac: Uint8Array): number {
-  const bcast = Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
-  let p = writeEthernet(out, off, bcast, mac, ETHERTYPE_ARP);
-  out.writeUInt16BE(1, p);
-  out.writeUInt16BE(ETHERTYPE_IPV4, p + 2);
-  out[p + 4] = 6;
-  out[p + 5] = 4;
-  out.writeUInt16BE(ARP_REQUEST, p + 6);
-  out.set(mac.subarray(0, 6), p + 8);
-  out.writeUInt32BE(ip, p + 14);
-  out.fill(0, p + 18, p + 24);
-  out.writeUInt32BE(ip, p + 24);
-  p += 28;
-  return p - off;
+  return writeArpRequest(out, off, BROADCAST_MAC, mac, ip, ip);
 }
 
 /**
@@ -58,16 +35,21 @@ export function writeGratuitousArp(out: Buffer, off: number, ip: number, mac: Ui
  * the sender without an ARP round trip of its own.
  */
 export function writeArpRequest(out: Buffer, off: number, dstMac: Uint8Array, senderMac: Uint8Array, senderIp: number, targetIp: number): number {
-  let p = writeEthernet(out, off, dstMac, senderMac, ETHERTYPE_ARP);
+  return writeArp(out, off, ARP_REQUEST, dstMac, senderMac, senderIp, undefined, targetIp);
+}
+
+/** A request's target MAC is unknown: zeros. */
+function writeArp(out: Buffer, off: number, op: number, dstMac: Uint8Array, senderMac: Uint8Array, senderIp: number, targetMac: Uint8Array | undefined, targetIp: number): number {
+  const p = writeEthernet(out, off, dstMac, senderMac, ETHERTYPE_ARP);
   out.writeUInt16BE(1, p);
   out.writeUInt16BE(ETHERTYPE_IPV4, p + 2);
   out[p + 4] = 6;
   out[p + 5] = 4;
-  out.writeUInt16BE(ARP_REQUEST, p + 6);
+  out.writeUInt16BE(op, p + 6);
   out.set(senderMac.subarray(0, 6), p + 8);
   out.writeUInt32BE(senderIp, p + 14);
-  out.fill(0, p + 18, p + 24);
+  if (targetMac) out.set(targetMac.subarray(0, 6), p + 18);
+  else out.fill(0, p + 18, p + 24);
   out.writeUInt32BE(targetIp, p + 24);
-  p += 28;
-  return p - off;
+  return p + 28 - off;
 }

@@ -68,6 +68,6 @@ export class FrameView {
 
   /** Length of the frame as the IP header says (drops Ethernet padding). */
   get ipFrameLength(): number {
-    return this.ipOff - this.off + this.tcpOff - this.ipOff + this.tcpLen;
+    return this.tcpOff - this.off + this.tcpLen;
   }
 }
