@@ -3,14 +3,53 @@
  * starts a simulated boot of `bootMs`; when it ends the VM link comes up and the masker is told
  * ready() (or failed()). With `mask: 'off'` no masker runs at all: the unmasked baseline.
  */
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import type { BackendHandle, MaskMode } from '../../src/backends/backend.js';
+import { nativeAvailable } from '../../src/native/index.js';
 import { createLogger } from '../../src/observe/log.js';
 import { MetricsRegistry } from '../../src/observe/metrics.js';
 import type { MaskTarget } from '../../src/synjitsu/masker.js';
 import { createSynjitsu, type Synjitsu, type SynjitsuOptions } from '../../src/synjitsu/synjitsu.js';
-import type { SynjitsuRig } from './synjitsu-rig.js';
+import { rigUnavailable, type SynjitsuRig } from './synjitsu-rig.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Why a masking suite cannot run here (no root, missing tools, addon not built), else undefined. */
+export function maskingUnavailable(): string | undefined {
+  return rigUnavailable() ?? (nativeAvailable() ? undefined : 'native addon not built (npx node-gyp rebuild)');
+}
+
+export interface MaskingSuite {
+  rig: SynjitsuRig;
+  /** The test's masked service: closed before the next test (and after the suite), even on failure. */
+  svc: Boot | undefined;
+  /** Records a test's masked service as `svc`; resolves to it. */
+  hold(boot: Promise<Boot>): Promise<Boot>;
+}
+
+/** Registers a suite's hooks: one rig (set up once, reset before each test), one masker per test. */
+export function maskingSuite(rig: SynjitsuRig, setup?: () => Promise<unknown>): MaskingSuite {
+  const suite: MaskingSuite = {
+    rig,
+    svc: undefined,
+    hold: async (boot) => (suite.svc = await boot),
+  };
+  beforeAll(async () => {
+    await rig.setup();
+    await rig.startServer();
+    await setup?.();
+  });
+  afterAll(async () => {
+    await suite.svc?.masker.close();
+    await rig.cleanup();
+  });
+  beforeEach(async () => {
+    await suite.svc?.masker.close();
+    suite.svc = undefined;
+    await rig.reset();
+  });
+  return suite;
+}
 
 export interface Boot {
   target: MaskTarget;

@@ -6,35 +6,19 @@ import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { nativeAvailable } from '../../src/native/index.js';
-import { rigUnavailable, run, SynjitsuRig } from '../helpers/synjitsu-rig.js';
-import { maskedService, metric, type Boot } from '../helpers/synjitsu-scenario.js';
+import { describe, expect, it } from 'vitest';
+import { run, SynjitsuRig } from '../helpers/synjitsu-rig.js';
+import { maskedService, maskingSuite, maskingUnavailable, metric } from '../helpers/synjitsu-scenario.js';
 
-const unavailable = rigUnavailable() ?? (nativeAvailable() ? undefined : 'native addon not built (npx node-gyp rebuild)');
+const unavailable = maskingUnavailable();
 
 describe.skipIf(unavailable !== undefined)('synjitsu masks the host’s own connections', () => {
-  const rig = new SynjitsuRig(35);
-  let svc: Boot | undefined;
-
-  beforeAll(async () => {
-    await rig.setup();
-    await rig.startServer();
-    await rig.hostAddress();
-  });
-  afterAll(async () => {
-    await svc?.masker.close();
-    await rig.cleanup();
-  });
-  beforeEach(async () => {
-    await svc?.masker.close();
-    svc = undefined;
-    await rig.reset();
-  });
+  const suite = maskingSuite(new SynjitsuRig(35), () => rig.hostAddress());
+  const rig = suite.rig;
 
   for (const [mask, bootMs] of [['park', 300], ['handshake', 300], ['handshake', 3000]] as const) {
     it(`${mask} masks a ${bootMs} ms boot for a client on the host`, async () => {
-      svc = await maskedService(rig, mask, bootMs);
+      const svc = await suite.hold(maskedService(rig, mask, bootMs));
       const before = await run('nstat', ['-asz', 'TcpExtTCPSynRetrans']);
       const res = await rig.hostCurl('/');
       const after = await run('nstat', ['-asz', 'TcpExtTCPSynRetrans']);
@@ -53,7 +37,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masks the host’s own conn
   }
 
   it('handshake relays a large download to the host intact', async () => {
-    svc = await maskedService(rig, 'handshake', 300);
+    const svc = await suite.hold(maskedService(rig, 'handshake', 300));
     const down = join(tmpdir(), `jt3-host-down-${process.pid}.bin`);
     try {
       const size = 4 * 1024 * 1024;

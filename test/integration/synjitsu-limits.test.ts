@@ -1,32 +1,17 @@
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { nativeAvailable } from '../../src/native/index.js';
+import { describe, expect, it } from 'vitest';
 import { manyConnections, synFlood } from '../helpers/synjitsu-load.js';
-import { rigUnavailable, SynjitsuRig } from '../helpers/synjitsu-rig.js';
-import { maskedService, metric, sleep, type Boot } from '../helpers/synjitsu-scenario.js';
+import { SynjitsuRig } from '../helpers/synjitsu-rig.js';
+import { maskedService, maskingSuite, maskingUnavailable, metric, sleep } from '../helpers/synjitsu-scenario.js';
 
-const unavailable = rigUnavailable() ?? (nativeAvailable() ? undefined : 'native addon not built (npx node-gyp rebuild)');
+const unavailable = maskingUnavailable();
 
 describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load on a real bridge', () => {
-  const rig = new SynjitsuRig(32);
-  let svc: Boot | undefined;
-
-  beforeAll(async () => {
-    await rig.setup();
-    await rig.startServer();
-  });
-  afterAll(async () => {
-    await svc?.masker.close();
-    await rig.cleanup();
-  });
-  beforeEach(async () => {
-    await svc?.masker.close();
-    svc = undefined;
-    await rig.reset();
-  });
+  const suite = maskingSuite(new SynjitsuRig(32));
+  const rig = suite.rig;
 
   it('handshake: a boot failure resets the buffered connection promptly', async () => {
-    svc = await maskedService(rig, 'handshake', 300, { fail: true });
+    const svc = await suite.hold(maskedService(rig, 'handshake', 300, { fail: true }));
     const res = await rig.curl('/');
     await svc.done();
     expect(res.code).toBe(56); // curl: failure receiving data (connection reset by peer)
@@ -37,7 +22,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
   });
 
   it('park: a boot failure refuses the parked SYN promptly', async () => {
-    svc = await maskedService(rig, 'park', 300, { fail: true });
+    const svc = await suite.hold(maskedService(rig, 'park', 300, { fail: true }));
     const t0 = Date.now();
     const res = await rig.curl('/');
     await svc.done();
@@ -48,7 +33,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
 
   for (const mask of ['park', 'handshake'] as const) {
     it(`${mask}: a connection summoned while the previous run was still stopping survives the late stopped()`, async () => {
-      svc = await maskedService(rig, mask, 600);
+      const svc = await suite.hold(maskedService(rig, mask, 600));
       const res = rig.curl('/');
       await sleep(200);
       // The old instance's stop completes after the SYN already summoned the next boot.
@@ -63,7 +48,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
   for (const [mask, port] of [['park', 8081], ['handshake', 8082]] as const) {
     it(`${mask}: a guest whose network is up before its service listens still gets the connection`, async () => {
       // The listener starts only after ready(): the guest answers the first handed-over SYNs with RST.
-      svc = await maskedService(rig, mask, 300, { onLinkUp: () => rig.startServer(port) });
+      const svc = await suite.hold(maskedService(rig, mask, 300, { onLinkUp: () => rig.startServer(port) }));
       const before = await rig.counters();
       const res = await rig.curl(`:${port}/`);
       await svc.done();
@@ -77,7 +62,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
   }
 
   it('handshake: a client that resets mid-buffer frees its flow and bytes', async () => {
-    svc = await maskedService(rig, 'handshake', 5000);
+    const svc = await suite.hold(maskedService(rig, 'handshake', 5000));
     // The client says "sent" once its bytes are acknowledged, then resets when told to.
     const script = `
       const s = require('node:net').connect({ host: '${rig.vmIp}', port: 80 }, () => {
@@ -110,7 +95,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
   });
 
   it('handshake: 1,000 concurrent connections during one boot all complete', async () => {
-    svc = await maskedService(rig, 'handshake', 500);
+    const svc = await suite.hold(maskedService(rig, 'handshake', 500));
     const before = await rig.counters();
     const res = await manyConnections(rig, 1000, 20_000);
     const after = await rig.counters();
@@ -123,7 +108,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
   });
 
   it('park: 1,000 concurrent connections during one boot all complete', async () => {
-    svc = await maskedService(rig, 'park', 300);
+    const svc = await suite.hold(maskedService(rig, 'park', 300));
     const before = await rig.counters();
     const res = await manyConnections(rig, 1000, 20_000);
     const after = await rig.counters();
@@ -135,7 +120,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
   });
 
   it('handshake: a SYN flood allocates no state, is counted, and a real client still gets through', async () => {
-    svc = await maskedService(rig, 'handshake', 3000);
+    const svc = await suite.hold(maskedService(rig, 'handshake', 3000));
     // Summon first so the service is booting (masked) when the flood arrives.
     const legit = rig.curl('/', [], 15);
     await sleep(100);
@@ -163,7 +148,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu failures, limits and load o
   });
 
   it('park: a SYN flood is bounded by the park limit and counted as refused', async () => {
-    svc = await maskedService(rig, 'park', 2000, { limits: { maxParkedPerService: 500 } });
+    const svc = await suite.hold(maskedService(rig, 'park', 2000, { limits: { maxParkedPerService: 500 } }));
     const legit = rig.curl('/', [], 15);
     await sleep(100);
     const sent = await synFlood(rig, 5000, 5);

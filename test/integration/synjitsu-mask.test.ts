@@ -2,34 +2,19 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { nativeAvailable } from '../../src/native/index.js';
-import { rigUnavailable, SynjitsuRig } from '../helpers/synjitsu-rig.js';
+import { describe, expect, it } from 'vitest';
+import { SynjitsuRig } from '../helpers/synjitsu-rig.js';
 import { connectLatencies, percentile, timedGet } from '../helpers/synjitsu-load.js';
-import { maskedService, metric, sleep, type Boot } from '../helpers/synjitsu-scenario.js';
+import { maskedService, maskingSuite, maskingUnavailable, metric, sleep } from '../helpers/synjitsu-scenario.js';
 
-const unavailable = rigUnavailable() ?? (nativeAvailable() ? undefined : 'native addon not built (npx node-gyp rebuild)');
+const unavailable = maskingUnavailable();
 
 describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', () => {
-  const rig = new SynjitsuRig(31);
-  let svc: Boot | undefined;
-
-  beforeAll(async () => {
-    await rig.setup();
-    await rig.startServer();
-  });
-  afterAll(async () => {
-    await svc?.masker.close();
-    await rig.cleanup();
-  });
-  beforeEach(async () => {
-    await svc?.masker.close();
-    svc = undefined;
-    await rig.reset();
-  });
+  const suite = maskingSuite(new SynjitsuRig(31));
+  const rig = suite.rig;
 
   it('park masks a 300 ms boot: connect ok, response ok, 0 SYN retransmits', async () => {
-    svc = await maskedService(rig, 'park', 300);
+    const svc = await suite.hold(maskedService(rig, 'park', 300));
     const before = await rig.counters();
     const res = await rig.curl('/');
     const after = await rig.counters();
@@ -53,7 +38,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
 
   for (const bootMs of [300, 3000]) {
     it(`handshake masks a ${bootMs} ms boot: connect at once, response ok, 0 retransmits`, async () => {
-      svc = await maskedService(rig, 'handshake', bootMs);
+      const svc = await suite.hold(maskedService(rig, 'handshake', bootMs));
       const before = await rig.counters();
       const res = await rig.curl('/', ['--data-binary', 'x'.repeat(3000)]);
       const after = await rig.counters();
@@ -104,7 +89,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
 
   it('park also masks when the client has the MAC cached (SYN without ARP: summon on SYN)', async () => {
     await rig.seedClientNeighbour();
-    svc = await maskedService(rig, 'park', 300);
+    const svc = await suite.hold(maskedService(rig, 'park', 300));
     const before = await rig.counters();
     const res = await rig.curl('/');
     const after = await rig.counters();
@@ -119,7 +104,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
   for (const version of [3, 2] as const) {
     it(`handshake connect latency while booting (TPACKET_V${version} ring)`, async () => {
       await rig.seedClientNeighbour();
-      svc = await maskedService(rig, 'handshake', 60_000, { ring: { version } });
+      const svc = await suite.hold(maskedService(rig, 'handshake', 60_000, { ring: { version } }));
       const lat = await connectLatencies(rig, 40);
       const p50 = percentile(lat, 50);
       const p99 = percentile(lat, 99);
@@ -136,7 +121,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
     const down = join(tmpdir(), `jt3-down-${process.pid}.bin`);
     await writeFile(up, upload);
     try {
-      svc = await maskedService(rig, 'handshake', 300);
+      let svc = await suite.hold(maskedService(rig, 'handshake', 300));
       const res = await rig.curl('/', ['--data-binary', `@${up}`, '-H', 'content-type: application/octet-stream']);
       await svc.done();
       expect(res.code, res.stderr).toBe(0);
@@ -146,7 +131,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
 
       await svc.masker.close();
       await rig.reset();
-      svc = await maskedService(rig, 'handshake', 300);
+      svc = await suite.hold(maskedService(rig, 'handshake', 300));
       const size = 8 * 1024 * 1024;
       const t0 = Date.now();
       const big = await rig.curl(`/big/${size}`, ['-o', down], 30);
@@ -171,9 +156,9 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
     it(`${mask}: the masking overhead, ready() to the client's first response byte, is a few ms`, async () => {
       const overheads: number[] = [];
       for (let i = 0; i < 5; i++) {
-        await svc?.masker.close();
+        await suite.svc?.masker.close();
         await rig.reset();
-        svc = await maskedService(rig, mask, 300);
+        const svc = await suite.hold(maskedService(rig, mask, 300));
         const t = await timedGet(rig);
         await svc.done();
         overheads.push(t.firstByte - svc.readyCalledAt);
@@ -187,7 +172,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
   }
 
   it('handshake: a client that half-closes (FIN) during the boot still gets its response', async () => {
-    svc = await maskedService(rig, 'handshake', 300);
+    const svc = await suite.hold(maskedService(rig, 'handshake', 300));
     const script = `
       const s = require('node:net').connect({ host: '${rig.vmIp}', port: 80, allowHalfOpen: true }, () => {
         s.end('POST / HTTP/1.1\\r\\nHost: vm\\r\\nContent-Length: 5\\r\\nConnection: close\\r\\n\\r\\nhello');

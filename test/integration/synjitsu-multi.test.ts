@@ -3,15 +3,14 @@
  * ARP answers, its own held connections and its own handover; stop + re-summon works.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nativeAvailable } from '../../src/native/index.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { MetricsRegistry } from '../../src/observe/metrics.js';
 import type { MaskTarget } from '../../src/synjitsu/masker.js';
 import { createSynjitsu, type Synjitsu } from '../../src/synjitsu/synjitsu.js';
-import { rigUnavailable, run, SynjitsuRig } from '../helpers/synjitsu-rig.js';
-import { sleep } from '../helpers/synjitsu-scenario.js';
+import { run, SynjitsuRig } from '../helpers/synjitsu-rig.js';
+import { maskingUnavailable, sleep } from '../helpers/synjitsu-scenario.js';
 
-const unavailable = rigUnavailable() ?? (nativeAvailable() ? undefined : 'native addon not built (npx node-gyp rebuild)');
+const unavailable = maskingUnavailable();
 
 describe.skipIf(unavailable !== undefined)('synjitsu with two services on one bridge', () => {
   const rig = new SynjitsuRig(36);
