@@ -45,7 +45,8 @@ export class BackendPool {
       // Workers must live as long as the pool: a thread reaps the children it spawned, so a
       // recycled thread would leave zombies. 'async' atomics keep an idle worker's event loop
       // running (timers, child exits) instead of blocking it in Atomics.wait.
-      idleTimeout: Number.MAX_SAFE_INTEGER,
+      // The largest delay a Node timer takes (2^31-1 ms, ~24.8 days); beyond it Node warns and fires after 1 ms.
+      idleTimeout: 2 ** 31 - 1,
       atomics: 'async',
       maxQueue: 'auto',
     });

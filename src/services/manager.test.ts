@@ -149,6 +149,18 @@ describe('ServiceManager lifecycle', () => {
     expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(1);
   });
 
+  it('destroys a saved service whose state cannot be read, instead of booting a second copy beside it', async () => {
+    const first = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+    await first.mgr.lookup('web.jitsu.test')!.ensureUp();
+    await first.store.flush();
+    fake.running.set('web.jitsu.test', 'unknown');
+    const second = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+    await second.mgr.adopt(await second.store.load());
+    expect(fake.calls).toContain('stop web.jitsu.test destroy');
+    expect(second.mgr.runtime('web.jitsu.test')!.phase).toBe('stopped');
+    expect(await second.store.load()).toEqual({});
+  });
+
   it('tells Synjitsu that an adopted masked service is up, so it stops answering for it', async () => {
     const first = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=handshake']);
     first.mgr.lookup('vm.jitsu.test')!.ensureUp();

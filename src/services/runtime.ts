@@ -227,6 +227,13 @@ export class ServiceRuntime {
       this.log.info('adopted suspended service', { pid: entry.handle.pid });
       return true;
     }
+    if (state === 'unknown') {
+      // We cannot tell whether it runs: destroy whatever is left rather than risk a second copy next to it.
+      this.log.warn('state of a saved service is unknown; destroying it before a fresh boot', { pid: entry.handle.pid });
+      await this.deps.calls.stop(entry.handle, this.spec, 'destroy', this.deps.stopTimeoutMs).catch((err: unknown) =>
+        this.log.warn('could not destroy it', { cause: errorMessage(err) }),
+      );
+    }
     await this.deps.persist(undefined);
     return false;
   }
