@@ -1,12 +1,16 @@
-/** Micro tasks for Synjitsu's packet path: frame parse/build, ARP reply, SYN cookies, flow table. */
+/** Micro tasks for Synjitsu's packet path: frame parse/build, ARP reply, SYN cookies, flow and park tables. */
 import { writeArpReply, ARP_FRAME } from '../../src/synjitsu/pdu/arp.js';
 import { parseMac, writeEthernet, ETHERTYPE_ARP } from '../../src/synjitsu/pdu/ethernet.js';
 import { FrameView } from '../../src/synjitsu/pdu/frame.js';
 import { parseIpv4 } from '../../src/synjitsu/pdu/ipv4.js';
-import { TCP_ACK, TCP_SYN, writeTcpFrame, type SegmentSpec } from '../../src/synjitsu/pdu/tcp.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, writeTcpFrame, type SegmentSpec } from '../../src/synjitsu/pdu/tcp.js';
 import { SynCookies } from '../../src/synjitsu/cookies.js';
 import { endpointKey, FlowBudget } from '../../src/synjitsu/flowtable.js';
-import { DEFAULT_LIMITS } from '../../src/synjitsu/limits.js';
+import { DEFAULT_LIMITS, resolveLimits } from '../../src/synjitsu/limits.js';
+import { SynjitsuMetrics } from '../../src/synjitsu/metrics.js';
+import { parkSegment } from '../../src/synjitsu/park.js';
+import { newService } from '../../src/synjitsu/state.js';
+import { MetricsRegistry } from '../../src/observe/metrics.js';
 import { blackhole, type MicroTask } from './suite.js';
 
 const BATCH = 1000;
@@ -51,6 +55,17 @@ export function synjitsuTasks(): MicroTask[] {
   const cookies = new SynCookies(Buffer.alloc(16, 7), () => 1_000_000);
   const budget = new FlowBudget({ ...DEFAULT_LIMITS });
   const flows = new Map<number, { seq: number }>();
+  // The real park table of a booting service (src/synjitsu/park.ts), with a SYN and the client's RST.
+  const parkMetrics = new SynjitsuMetrics(new MetricsRegistry());
+  const parkBudget = new FlowBudget(resolveLimits({}));
+  const parkSvc = newService({ service: 'bench', ip: '10.205.1.10', mask: 'park', mac: '02:00:00:20:50:02' }, guestIp, guest, 'booting', parkMetrics.forService('bench'));
+  const synView = new FrameView();
+  synView.parse(synFrame, 0, synLen);
+  const rstFrame = Buffer.alloc(128);
+  const rstLen = writeTcpFrame(rstFrame, 0, { ...syn, flags: TCP_RST, mss: -1, wscale: -1, sackPermitted: false });
+  const rstView = new FrameView();
+  rstView.parse(rstFrame, 0, rstLen);
+
   let sink = 0;
   blackhole.keep = () => sink;
 
@@ -90,7 +105,7 @@ export function synjitsuTasks(): MicroTask[] {
       },
     },
     {
-      name: 'flow table admit + insert + lookup + remove (per flow)',
+      name: 'flow table (FlowBudget + Map by endpointKey): admit, insert, lookup, remove (per flow)',
       batch: BATCH,
       fn: () => {
         // A table holding ~1000 flows, churned: the shape of a booting service's held connections.
@@ -102,6 +117,18 @@ export function synjitsuTasks(): MicroTask[] {
         }
         for (let i = 0; i < BATCH; i++) {
           if (flows.delete(endpointKey(clientIp + (i & 15), 1024 + i))) budget.releaseFlow();
+        }
+      },
+    },
+    {
+      name: 'park table: park SYN + duplicate SYN + forget on RST (per flow)',
+      batch: BATCH,
+      fn: () => {
+        for (let i = 0; i < BATCH; i++) {
+          const key = endpointKey(clientIp, 1024 + i);
+          if (parkSegment(parkSvc, synView, key, true, parkBudget, parkMetrics) === 'parked') sink++;
+          if (parkSegment(parkSvc, synView, key, true, parkBudget, parkMetrics) === 'duplicate') sink++;
+          if (parkSegment(parkSvc, rstView, key, false, parkBudget, parkMetrics) === 'forgotten') sink++;
         }
       },
     },
