@@ -96,11 +96,6 @@ export class Capture {
     return this.socket.stats().drops;
   }
 
-  /** Stops refiltering at once; the socket itself closes with close(). */
-  stop(): void {
-    this.closed = true;
-  }
-
   close(): void {
     this.closed = true;
     this.socket.close();

@@ -231,7 +231,6 @@ export class Synjitsu implements BootMasker {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.capture.stop();
     clearInterval(this.sweepTimer);
     for (const svc of this.services.values()) {
       this.teardown.resetAll(svc, 'shutdown');
