@@ -18,6 +18,9 @@ const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { en
 const links = (): string => sh('ip', ['-br', 'link']).split('\n').filter((l) => /^jt5(br1|e3|n3)/.test(l)).join('\n');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The running daemon's stderr, for waits and for failure messages. */
+let log = '';
+
 async function until(what: string, f: () => boolean, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!f()) {
@@ -29,7 +32,6 @@ async function until(what: string, f: () => boolean, timeoutMs: number): Promise
 describe.skipIf(why !== '')(`jitsu daemon with container services ${why}`, () => {
   let dir = '';
   let daemon: ChildProcess | undefined;
-  let log = '';
 
   let args: string[] = [];
   async function startDaemon(): Promise<void> {
