@@ -201,8 +201,13 @@ export class SynjitsuRig {
     return { code: r.code, connect: connect ?? 0, firstByte: firstByte ?? 0, body: lines.join('\n'), stderr: r.stderr };
   }
 
-  /** Back to "not booted": link down, neighbour caches cleared so each test starts cold. */
+  /**
+   * Back to "not booted": link down, neighbour caches cleared so each test starts cold. The previous
+   * test's client sockets are destroyed too: one still closing towards a guest that is gone would
+   * retransmit its FIN into this test's retransmission counters.
+   */
   async reset(): Promise<void> {
+    await run('ip', ['netns', 'exec', this.clientNs, 'ss', '-K', 'state', 'connected', 'exclude', 'time-wait']);
     await run('ip', ['neigh', 'flush', 'dev', this.bridge]);
     await must('ip', ['link', 'set', this.vmLink, 'down']);
     await run('ip', ['-n', this.clientNs, 'neigh', 'flush', 'all']);
