@@ -1,5 +1,6 @@
 import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError } from '../../errors.js';
+import { abortableSleep } from '../sleep.js';
 
 /**
  * In-memory backend for unit tests of the lifecycle only (never registered for users). Boots take
@@ -13,16 +14,7 @@ export interface FakeBackend extends Backend {
   failNext: number;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new JitsuError('ABORTED', 'aborted'));
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(new JitsuError('BOOT_TIMEOUT', 'timed out'));
-    }, { once: true });
-  });
-}
+const timedOut = (): JitsuError => new JitsuError('BOOT_TIMEOUT', 'timed out');
 
 export function createFakeBackend(): FakeBackend {
   let nextPid = 1000;
@@ -38,7 +30,7 @@ export function createFakeBackend(): FakeBackend {
     failNext: 0,
     async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
       fake.calls.push(`start ${spec.service}`);
-      await sleep(fake.bootMs, signal);
+      await abortableSleep(fake.bootMs, signal, timedOut);
       if (fake.failNext > 0) {
         fake.failNext--;
         throw new JitsuError('BOOT_FAILED', `${spec.service} exited with status 1`, { logTail: 'exec: not found' });
@@ -48,7 +40,7 @@ export function createFakeBackend(): FakeBackend {
     },
     async ready(handle: BackendHandle, _spec: ServiceSpec, signal: AbortSignal): Promise<void> {
       fake.calls.push(`ready ${handle.service}`);
-      await sleep(fake.readyMs, signal);
+      await abortableSleep(fake.readyMs, signal, timedOut);
     },
     async stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode): Promise<void> {
       fake.calls.push(`stop ${handle.service} ${mode}`);

@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Backend, BackendHandle, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { abortableSleep } from '../sleep.js';
 import { JitsuError } from '../../errors.js';
 import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, setLinkUp } from '../../network/index.js';
 import { activatePath } from './launcher.js';
@@ -44,21 +45,6 @@ function dataOf(handle: BackendHandle): ProcessData {
 
 function fileStem(service: string): string {
   return service.replace(/[^A-Za-z0-9_.-]/g, '_');
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Event-loop turns spent polling before timers take over (~a few ms of /proc reads). */
@@ -192,7 +178,7 @@ async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, 
       // of "1 ms" is several ms on a busy box), then back off to timers for slow boots.
       if (i < SPIN_POLLS) await yieldTo(signal);
       else {
-        await sleep(delay, signal);
+        await abortableSleep(delay, signal);
         delay = Math.min(delay * 2, 4);
       }
     } catch {

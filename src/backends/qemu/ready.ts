@@ -6,6 +6,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { connect } from 'node:net';
+import { abortableSleep } from '../sleep.js';
 
 const counterBuf = Buffer.alloc(32);
 
@@ -31,21 +32,6 @@ export interface PollHooks {
   intervalMs?: number;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /** Resolves once `link` has received more than `baseline` packets. */
 export async function waitFirstFrame(link: string, baseline: number, signal: AbortSignal, hooks: PollHooks = {}): Promise<void> {
   const every = hooks.intervalMs ?? 2;
@@ -60,7 +46,7 @@ export async function waitFirstFrame(link: string, baseline: number, signal: Abo
         sinceCheck = 0;
         hooks.check?.();
       }
-      await sleep(every, signal);
+      await abortableSleep(every, signal);
     }
   } finally {
     closeSync(fd);
@@ -93,6 +79,6 @@ export async function waitTcp(host: string, port: number, signal: AbortSignal, h
       sinceCheck = 0;
       hooks.check?.();
     }
-    await sleep(hooks.intervalMs ?? 20, signal);
+    await abortableSleep(hooks.intervalMs ?? 20, signal);
   }
 }

@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
+import { abortableSleep } from '../sleep.js';
 import { parseXlDomain, renderXlConfig, XL_OPTIONS } from './config.js';
 import { mapXlFailure, runXl, xlArgv, type XlOp } from './command.js';
 import { parseXlList, stateFromFlags, type XlListEntry } from './parse.js';
@@ -24,20 +25,6 @@ export interface XlBackendOptions {
   /** Poll interval of the ready check. */
   pollMs?: number;
 }
-
-const sleep = (ms: number, signal: AbortSignal, service: string): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(aborted('ready', service, signal));
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(aborted('ready', service, signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 
 /** An aborted call: a deadline (AbortSignal.timeout) is a timeout with its own code, anything else ABORTED. */
 function aborted(what: 'start' | 'ready' | 'stop' | 'resume', service: string, signal: AbortSignal): JitsuError {
@@ -152,7 +139,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
     async ready(handle, spec, signal) {
       if (spec.ready) {
         const { ip } = spec.network;
-        while (!(await tcpOnce(ip, spec.ready.port, 200))) await sleep(pollMs * 4, signal, handle.service);
+        while (!(await tcpOnce(ip, spec.ready.port, 200))) await abortableSleep(pollMs * 4, signal, () => aborted('ready', handle.service, signal));
         return;
       }
       // First frame from the guest: netback counts the guest's transmissions as rx on the host vif.
@@ -160,7 +147,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
       for (;;) {
         const text = await readFile(counter, 'utf8').catch(() => '0');
         if (Number(text.trim()) > 0) return;
-        await sleep(pollMs, signal, handle.service);
+        await abortableSleep(pollMs, signal, () => aborted('ready', handle.service, signal));
       }
     },
 
