@@ -7,8 +7,7 @@
 // Receive hands JS one batch per wake-up: frames are copied from the ring into a caller-owned
 // buffer (reused for every batch) and described in a caller-owned Uint32Array as
 // [offset, length, pktType | truncated << 8] triples; then onBatch(count) is called once.
-#include <napi.h>
-#include <uv.h>
+#include "polled_socket.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,15 +30,15 @@
 
 namespace {
 
-std::string SysError(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-
 struct BlockDesc {
   uint32_t version;
   uint32_t offset_to_priv;
   struct tpacket_hdr_v1 h1;
 };
 
-class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
+class PacketSocket : public PolledSocket<PacketSocket> {
+  friend class PolledSocket<PacketSocket>;
+
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "PacketSocket",
@@ -53,13 +52,12 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
                        });
   }
 
-  explicit PacketSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketSocket>(info) {
+  explicit PacketSocket(const Napi::CallbackInfo& info) : PolledSocket<PacketSocket>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) {
       Napi::TypeError::New(env, "PacketSocket(options): options object required").ThrowAsJavaScriptException();
       return;
     }
-    env_ = env;
     Napi::Object opts = info[0].As<Napi::Object>();
     if (!opts.Get("iface").IsString()) {
       Napi::TypeError::New(env, "PacketSocket: options.iface (interface name) required").ThrowAsJavaScriptException();
@@ -73,6 +71,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     }
     bool receive = opts.Get("receive").ToBoolean().Value();
     bool promisc = opts.Get("promisc").ToBoolean().Value();
+    Napi::Function onBatchFn;
 
     // Protocol 0 at socket(): nothing is queued until bind(), which happens after the filter.
     fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -102,8 +101,7 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
       outCap_ = dataBuf.Length();
       meta_ = metaArr.Data();
       metaCap_ = metaArr.ElementLength() / 3;
-      onBatch_ = Napi::Persistent(onBatch.As<Napi::Function>());
-      asyncContext_ = new Napi::AsyncContext(env, "jitsu:packet");
+      onBatchFn = onBatch.As<Napi::Function>();
     }
 
     struct sockaddr_ll sll;
@@ -121,33 +119,13 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
       if (setsockopt(fd_, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0) { Fail(env, SysError("PACKET_ADD_MEMBERSHIP")); return; }
     }
 
-    if (receive) {
-      uv_loop_t* loop = nullptr;
-      if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) { Fail(env, "napi_get_uv_event_loop failed"); return; }
-      poll_ = new uv_poll_t;
-      poll_->data = this;
-      if (uv_poll_init_socket(loop, poll_, fd_) != 0) {
-        delete poll_;
-        poll_ = nullptr;
-        { Fail(env, "uv_poll_init_socket failed"); return; }
-      }
-      uv_poll_start(poll_, UV_READABLE, OnPoll);
-      // Keep the JS object alive while the ring is polled; close() drops this reference.
-      Ref();
-      polling_ = true;
-    }
-    napi_add_env_cleanup_hook(env, CleanupHook, this);
-    cleanupHook_ = true;
+    if (receive) StartPolling(env, onBatchFn, "jitsu:packet");
+    else CloseOnEnvTeardown();
   }
 
   ~PacketSocket() override { Shutdown(); }
 
  private:
-  void Fail(Napi::Env env, const std::string& msg) {
-    Shutdown();
-    Napi::Error::New(env, msg).ThrowAsJavaScriptException();
-  }
-
   bool AttachFilter(Napi::Env env, Napi::Buffer<uint8_t> prog) {
     if (prog.Length() == 0 || prog.Length() % sizeof(struct sock_filter) != 0 || prog.Length() / 8 > BPF_MAXINSNS) {
       Fail(env, "BPF program must be 1..4096 instructions of 8 bytes");
@@ -231,12 +209,6 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     return true;
   }
 
-  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
-    auto* self = static_cast<PacketSocket*>(handle->data);
-    if (status < 0 || self->fd_ < 0) return;
-    self->Drain();
-  }
-
   // Appends one frame to the JS batch, delivering the batch first when it is full. False when the
   // socket was closed from the callback.
   bool Push(const uint8_t* frame, uint32_t snaplen, uint32_t len, uint32_t pktType, uint32_t& count, size_t& used) {
@@ -258,17 +230,9 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   }
 
   // Copies every ready frame into the JS batch buffer, returning ring slots as soon as they are
-  // copied, and calls onBatch once per full buffer (normally once per wake-up). Raw C API scopes:
-  // while a worker thread is being terminated JS cannot run, and node-addon-api's wrappers would
-  // turn that into a fatal error; here the drain just stops (the frames stay in the ring).
-  void Drain() {
-    napi_handle_scope scope;
-    if (napi_open_handle_scope(env_, &scope) != napi_ok) return;
-    DrainInScope();
-    napi_close_handle_scope(env_, scope);
-  }
-
-  void DrainInScope() {
+  // copied, and calls onBatch once per full buffer (normally once per wake-up). If JS cannot run
+  // (the thread is ending) the drain stops and the frames stay in the ring.
+  void OnReady(int /*uvEvents*/) {
     uint32_t count = 0;
     size_t used = 0;
     if (version_ == 2) {
@@ -299,22 +263,6 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
       }
     }
     if (count > 0) Deliver(count);
-  }
-
-  // Calls onBatch(count); false when JS could not run (thread terminating) or the callback threw.
-  bool Deliver(uint32_t count) {
-    napi_value argv[1];
-    napi_value fn;
-    napi_value result;
-    if (napi_create_uint32(env_, count, &argv[0]) != napi_ok || napi_get_reference_value(env_, onBatch_, &fn) != napi_ok) return false;
-    if (napi_make_callback(env_, *asyncContext_, Value(), fn, 1, argv, &result) == napi_ok) return true;
-    bool pending = false;
-    if (napi_is_exception_pending(env_, &pending) == napi_ok && pending) {
-      // A JS error thrown by onBatch: report it like any uncaught exception.
-      napi_value err;
-      if (napi_get_and_clear_last_exception(env_, &err) == napi_ok) napi_fatal_exception(env_, err);
-    }
-    return false;
   }
 
   // send(data, meta, count): meta holds [offset, length] pairs into data; one sendmmsg per 64 frames.
@@ -413,55 +361,17 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
     return out;
   }
 
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Shutdown();
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
   Napi::Value IfIndex(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ifindex_); }
 
-  static void CleanupHook(void* arg) {
-    auto* self = static_cast<PacketSocket*>(arg);
-    self->cleanupHook_ = false;
-    self->Shutdown(true);
-  }
 
-  static void OnPollClosed(uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); }
-
-  // envTeardown: the environment (a worker thread) is ending. Node unloads this addon before the
-  // loop runs its closing handles, so a close callback would jump into unmapped code: close without
-  // one and leave the small uv_poll_t to the dying thread.
-  void Shutdown(bool envTeardown = false) {
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), envTeardown ? nullptr : OnPollClosed);
-      poll_ = nullptr;
-    }
+  // Called by Shutdown before the fd closes.
+  void OnShutdown() {
     if (ring_ != nullptr) {
       munmap(ring_, ringLen_);
       ring_ = nullptr;
     }
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-    if (cleanupHook_) {
-      napi_remove_env_cleanup_hook(env_, CleanupHook, this);
-      cleanupHook_ = false;
-    }
-    if (asyncContext_ != nullptr) {
-      delete asyncContext_;
-      asyncContext_ = nullptr;
-    }
-    if (polling_) {
-      polling_ = false;
-      Unref();
-    }
   }
 
-  napi_env env_ = nullptr;
-  int fd_ = -1;
   int ifindex_ = 0;
   uint8_t* ring_ = nullptr;
   size_t ringLen_ = 0;
@@ -472,9 +382,6 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   uint32_t framesPerBlock_ = 0;
   uint32_t frameCount_ = 0;
   uint32_t current_ = 0;
-  uv_poll_t* poll_ = nullptr;
-  bool polling_ = false;
-  bool cleanupHook_ = false;
   uint8_t* out_ = nullptr;
   size_t outCap_ = 0;
   uint32_t* meta_ = nullptr;
@@ -482,8 +389,6 @@ class PacketSocket : public Napi::ObjectWrap<PacketSocket> {
   uint64_t packets_ = 0, drops_ = 0, freezes_ = 0;
   Napi::ObjectReference dataRef_;
   Napi::ObjectReference metaRef_;
-  Napi::FunctionReference onBatch_;
-  Napi::AsyncContext* asyncContext_ = nullptr;
 };
 
 Napi::Value IfIndexOf(const Napi::CallbackInfo& info) {

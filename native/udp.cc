@@ -16,8 +16,7 @@
 // when the socket is writable again; beyond the bound datagrams are dropped and counted. ENOBUFS
 // and other per-datagram errors drop that datagram only (counted in sendErrors).
 // The poll handle lives on the creating thread's libuv loop, so a socket works in a worker thread.
-#include <napi.h>
-#include <uv.h>
+#include "polled_socket.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,8 +38,6 @@ constexpr uint32_t kSendChunk = 64;
 // A wake-up drains at most this many full batches before yielding to the rest of the loop.
 constexpr int kRoundsPerWake = 8;
 
-std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-
 socklen_t AddrLen(const uint8_t* addr) {
   sa_family_t fam;
   std::memcpy(&fam, addr, sizeof(fam));
@@ -54,7 +51,9 @@ struct Queued {
   std::vector<uint8_t> bytes;
 };
 
-class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
+class UdpSocket : public PolledSocket<UdpSocket> {
+  friend class PolledSocket<UdpSocket>;
+
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "UdpSocket",
@@ -70,9 +69,8 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
                        });
   }
 
-  explicit UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocket>(info) {
+  explicit UdpSocket(const Napi::CallbackInfo& info) : PolledSocket<UdpSocket>(info) {
     Napi::Env env = info.Env();
-    env_ = env;
     if (info.Length() < 1 || !info[0].IsObject()) {
       Napi::TypeError::New(env, "UdpSocket(options): options object required").ThrowAsJavaScriptException();
       return;
@@ -109,14 +107,14 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     }
 
     fd_ = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) { Fail(env, Errno("socket(SOCK_DGRAM)")); return; }
+    if (fd_ < 0) { Fail(env, SysError("socket(SOCK_DGRAM)")); return; }
     int one = 1;
     if (family == AF_INET6 && setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) {
-      Fail(env, Errno("IPV6_V6ONLY"));
+      Fail(env, SysError("IPV6_V6ONLY"));
       return;
     }
     if (o.Get("reusePort").ToBoolean().Value() && setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
-      Fail(env, Errno("SO_REUSEPORT"));
+      Fail(env, SysError("SO_REUSEPORT"));
       return;
     }
     if (o.Get("recvBuffer").IsNumber()) {
@@ -131,7 +129,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     if (o.Get("maxQueued").IsNumber()) maxQueued_ = o.Get("maxQueued").As<Napi::Number>().Uint32Value();
     if (bind(fd_, reinterpret_cast<struct sockaddr*>(&ss), sslen) < 0) {
       int err = errno;
-      std::string msg = Errno(("bind(" + address + ":" + std::to_string(port) + ")").c_str());
+      std::string msg = SysError(("bind(" + address + ":" + std::to_string(port) + ")").c_str());
       Shutdown();
       Napi::Error e = Napi::Error::New(env, msg);
       e.Set("code", Napi::String::New(env, err == EADDRINUSE ? "EADDRINUSE" : err == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : err == EACCES ? "EACCES" : "EBIND"));
@@ -147,23 +145,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       iov_[i].iov_len = slotSize_;
     }
 
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) { Fail(env, "napi_get_uv_event_loop failed"); return; }
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    if (uv_poll_init_socket(loop, poll_, fd_) != 0) {
-      delete poll_;
-      poll_ = nullptr;
-      Fail(env, "uv_poll_init_socket failed");
-      return;
-    }
-    uv_poll_start(poll_, UV_READABLE, OnPoll);
-    asyncContext_ = new Napi::AsyncContext(env, "jitsu:udp");
-    // The JS object stays alive while the socket is polled; close() drops this reference.
-    Ref();
-    polling_ = true;
-    napi_add_env_cleanup_hook(env, CleanupHook, this);
-    cleanupHook_ = true;
+    StartPolling(env, o.Get("onBatch").As<Napi::Function>(), "jitsu:udp");
   }
 
   ~UdpSocket() override { Shutdown(); }
@@ -205,30 +187,15 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     outCap_ = od.Length();
     outMeta_ = om.Data();
     outMetaCap_ = static_cast<uint32_t>(om.ElementLength() / 3);
-    onBatch_ = Napi::Persistent(onBatch.As<Napi::Function>());
     return true;
   }
 
-  void Fail(Napi::Env env, const std::string& msg) {
-    Shutdown();
-    Napi::Error::New(env, msg).ThrowAsJavaScriptException();
-  }
-
-  static void OnPoll(uv_poll_t* handle, int status, int events) {
-    auto* self = static_cast<UdpSocket*>(handle->data);
-    if (status < 0 || self->fd_ < 0) return;
-    if (events & UV_WRITABLE) self->Flush();
-    if ((events & UV_READABLE) && self->fd_ >= 0) self->Drain();
+  void OnReady(int events) {
+    if (events & UV_WRITABLE) Flush();
+    if ((events & UV_READABLE) && fd_ >= 0) Drain();
   }
 
   void Drain() {
-    napi_handle_scope scope;
-    if (napi_open_handle_scope(env_, &scope) != napi_ok) return;
-    DrainRounds();
-    napi_close_handle_scope(env_, scope);
-  }
-
-  void DrainRounds() {
     for (int round = 0; round < kRoundsPerWake && fd_ >= 0; round++) {
       for (uint32_t i = 0; i < batch_; i++) {
         struct msghdr& h = msgs_[i].msg_hdr;
@@ -257,28 +224,6 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       if (!Deliver(n)) return;
       if (n < batch_) return;  // drained: no extra syscall just to hear EAGAIN
     }
-  }
-
-  // Calls onBatch(n) through the raw C API: while a worker thread is being terminated JS cannot
-  // run, and node-addon-api's wrappers would turn that failed call into a fatal error.
-  bool Deliver(uint32_t n) {
-    napi_value argv[1];
-    napi_value recv;
-    napi_value fn;
-    napi_value result;
-    if (napi_create_uint32(env_, n, &argv[0]) != napi_ok || napi_get_reference_value(env_, onBatch_, &fn) != napi_ok ||
-        napi_get_reference_value(env_, static_cast<napi_ref>(*static_cast<Napi::Reference<Napi::Object>*>(this)), &recv) != napi_ok) {
-      return false;
-    }
-    napi_status st = napi_make_callback(env_, *asyncContext_, recv, fn, 1, argv, &result);
-    if (st == napi_ok) return true;
-    bool pending = false;
-    if (napi_is_exception_pending(env_, &pending) == napi_ok && pending) {
-      // A JS error thrown by onBatch: report it like any uncaught exception.
-      napi_value err;
-      if (napi_get_and_clear_last_exception(env_, &err) == napi_ok) napi_fatal_exception(env_, err);
-    }
-    return false;
   }
 
   // Sends msgs[0..n) (already filled); returns how many the kernel took before EAGAIN/ENOBUFS.
@@ -318,9 +263,9 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     q.bytes.assign(bytes, bytes + len);
     queuedBytes_ += len;
     queuedTotal_++;
-    if (!wantWritable_ && poll_ != nullptr) {
+    if (!wantWritable_ && fd_ >= 0) {
       wantWritable_ = true;
-      uv_poll_start(poll_, UV_READABLE | UV_WRITABLE, OnPoll);
+      WatchWritable(true);
     }
     return true;
   }
@@ -348,9 +293,9 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       }
       if (blocked) return;
     }
-    if (queue_.empty() && wantWritable_ && poll_ != nullptr) {
+    if (queue_.empty() && wantWritable_ && fd_ >= 0) {
       wantWritable_ = false;
-      uv_poll_start(poll_, UV_READABLE, OnPoll);
+      WatchWritable(false);
     }
   }
 
@@ -451,7 +396,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     if (fd_ < 0 || getsockname(fd_, reinterpret_cast<struct sockaddr*>(&ss), &len) < 0) {
-      Napi::Error::New(env, fd_ < 0 ? std::string("UdpSocket is closed") : Errno("getsockname")).ThrowAsJavaScriptException();
+      Napi::Error::New(env, fd_ < 0 ? std::string("UdpSocket is closed") : SysError("getsockname")).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     char text[INET6_ADDRSTRLEN] = {0};
@@ -472,66 +417,22 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   }
 
   Napi::Value RefLoop(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    SetLoopRef(true);
     return info.Env().Undefined();
   }
   Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    SetLoopRef(false);
     return info.Env().Undefined();
   }
 
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Shutdown();
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
-
-  static void CleanupHook(void* arg) {
-    auto* self = static_cast<UdpSocket*>(arg);
-    self->cleanupHook_ = false;
-    self->Shutdown(true);
-  }
-
-  static void OnPollClosed(uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); }
-
-  // Idempotent; safe from inside onBatch (Drain checks fd_ after every callback).
-  // envTeardown: the environment (a worker thread) is ending. Node unloads this addon before the
-  // loop runs its closing handles, so a close callback would jump into unmapped code: close without
-  // one and leave the small uv_poll_t to the dying thread.
-  void Shutdown(bool envTeardown = false) {
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), envTeardown ? nullptr : OnPollClosed);
-      poll_ = nullptr;
-    }
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
+  // Called by Shutdown before the fd closes.
+  void OnShutdown() {
     queue_.clear();
     queuedBytes_ = 0;
-    if (cleanupHook_) {
-      napi_remove_env_cleanup_hook(env_, CleanupHook, this);
-      cleanupHook_ = false;
-    }
-    if (asyncContext_ != nullptr) {
-      delete asyncContext_;
-      asyncContext_ = nullptr;
-    }
-    if (polling_) {
-      polling_ = false;
-      Unref();
-    }
   }
 
   static constexpr size_t kMaxQueuedBytes = 4u << 20;
 
-  napi_env env_ = nullptr;
-  int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;
-  bool polling_ = false;
-  bool cleanupHook_ = false;
   bool wantWritable_ = false;
   uint32_t batch_ = 0;
   uint32_t slotSize_ = 0;
@@ -550,8 +451,6 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   uint64_t received_ = 0, batches_ = 0, truncated_ = 0, sent_ = 0, queuedTotal_ = 0, dropped_ = 0, sendErrors_ = 0,
            recvErrors_ = 0;
   std::vector<Napi::ObjectReference> refs_;
-  Napi::FunctionReference onBatch_;
-  Napi::AsyncContext* asyncContext_ = nullptr;
 };
 
 }  // namespace
