@@ -48,7 +48,11 @@ export class BackendPool {
       // The largest delay a Node timer takes (2^31-1 ms, ~24.8 days); beyond it Node warns and fires after 1 ms.
       idleTimeout: 2 ** 31 - 1,
       atomics: 'async',
-      maxQueue: 'auto',
+      // Backend calls mostly wait (for a child, a /proc poll, a VM's first frame): one worker runs
+      // many at once, so a slow ready() never holds back another service's boot. The queue bound
+      // only guards memory; 'auto' (maxThreads²) made concurrent summons fail.
+      concurrentTasksPerWorker: 64,
+      maxQueue: 4096,
     });
   }
 

@@ -217,3 +217,23 @@ describe.skipIf(!existsSync(CLI))('jitsu command line', () => {
     expect(r.stdout).toMatch(/^\s+exec \(required\)/m);
   });
 });
+
+describe.skipIf(!canRun)('jitsu daemon summoning many services at once', () => {
+  it('boots 12 services summoned in the same instant, each once, none refused', async () => {
+    const { bridge } = unique();
+    const subnet = `10.200.${200 + (process.pid % 20)}`;
+    const ids = Array.from({ length: 12 }, (_, i) => `${PREFIX}m${i}`);
+    // No activation: each boot holds a backend call until its server listens (300 ms), as a VM's ready() does.
+    const services = ids.map(
+      (id, i) => `name=${id},dns=${id}.jitsu.test,ip=${subnet}.${10 + i},mask=none,exec="${process.execPath} ${DEMO_HTTP} --port 80 --delay-ms 300 --message hello-${id}"`,
+    );
+    const d = await daemon({ bridge, services, args: ['-f', '0.0.0.0', '-d', '0'], metrics: true });
+    const answers = await Promise.all(ids.map((id) => dig(d.port, `${id}.jitsu.test`)));
+    answers.forEach((a, i) => {
+      expect(a.status, `${ids[i]}: ${a.raw}`).toBe('NOERROR');
+      expect(a.answers[0]).toContain(`${subnet}.${10 + i}`);
+    });
+    for (const s of (await status(d)).services) expect(s).toMatchObject({ state: 'ready', bootCount: 1, bootFailures: 0 });
+    expect(await curl(`http://${subnet}.21/`)).toContain(`hello-${ids[11]}`);
+  });
+});
