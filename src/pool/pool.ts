@@ -96,10 +96,22 @@ export class BackendPool {
     return this.piscina.threads.length;
   }
 
-  /** Waits for calls in flight, then ends the workers (services they started keep running). */
-  async close(): Promise<void> {
+  /**
+   * Waits a little for calls in flight, then ends the workers (services they started keep running).
+   * A call still waiting after the grace (a ready() poll of a service already destroyed) is cut off.
+   */
+  async close(graceMs = 2000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.piscina.close();
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      this.piscina.close().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (!finished) await this.piscina.destroy();
   }
 }

@@ -1,5 +1,5 @@
 import type { BackendHandle, MaskMode, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
-import { errorCode, errorMessage } from '../errors.js';
+import { JitsuError, errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { PersistedService } from '../state/store.js';
 import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
@@ -56,7 +56,10 @@ export class ServiceRuntime {
   /** Time of the last query (or SYN) for this service, from deps.now(). */
   lastActivity = 0;
   private boot: Promise<void> | undefined;
+  /** The backend start call of the boot in flight: short, and its handle must never escape a shutdown. */
+  private starting: Promise<unknown> | undefined;
   private stopping: Promise<void> | undefined;
+  private closing = false;
   private readonly log: Logger;
 
   constructor(
@@ -114,12 +117,15 @@ export class ServiceRuntime {
       const observeStart = (calledAt: number): void => metrics.orchestration.labels({ step: 'query_to_start' }).observe((calledAt - summonedAt) / 1000);
       if (resuming) await calls.resume(this.handle!, this.spec, remaining());
       else {
-        this.handle = await calls.start(this.spec, remaining(), observeStart);
+        const starting = calls.start(this.spec, remaining(), observeStart);
+        this.starting = starting.catch(() => undefined);
+        this.handle = await starting;
         await this.save();
       }
       this.suspended = false;
       let readyAt = epochNow();
       await calls.ready(this.handle!, this.spec, remaining(), (settledAt) => (readyAt = settledAt));
+      if (this.closing) throw new JitsuError('ABORTED', `${this.spec.service}: the daemon is shutting down`);
       if (ANSWER_AT_ONCE.has(this.spec.mask)) {
         await masker.ready(this.maskTarget, this.handle!);
         metrics.orchestration.labels({ step: 'ready_to_handover' }).observe((epochNow() - readyAt) / 1000);
@@ -198,13 +204,26 @@ export class ServiceRuntime {
     await this.save();
   }
 
-  /** Daemon exit: let an in-flight boot settle, then destroy whatever runs, suspended ones included. */
+  /**
+   * Daemon exit: destroy whatever runs, suspended ones and ones still booting included. A boot in
+   * flight is not waited for (its ready() may take the whole boot timeout), only its start call.
+   */
   async shutdown(): Promise<void> {
-    await this.boot?.catch(() => undefined);
+    this.closing = true;
+    await this.starting;
     await this.stopping;
-    if (!this.handle) return;
-    if (this.phase === 'stopped') this.phase = 'ready';
-    await this.stop('destroy');
+    const handle = this.handle;
+    if (!handle) return;
+    this.handle = undefined;
+    this.suspended = false;
+    this.phase = 'stopping';
+    try {
+      await this.deps.calls.stop(handle, this.spec, 'destroy', this.deps.stopTimeoutMs);
+    } catch (err) {
+      this.log.error('stop at shutdown failed', { code: errorCode(err) ?? 'UNKNOWN', cause: errorMessage(err) });
+    }
+    this.phase = 'stopped';
+    await this.save();
   }
 
   /** Take over a service a previous daemon left running (state dir), without booting it again. */

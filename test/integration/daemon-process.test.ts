@@ -237,3 +237,20 @@ describe.skipIf(!canRun)('jitsu daemon summoning many services at once', () => {
     expect(await curl(`http://${subnet}.21/`)).toContain(`hello-${ids[11]}`);
   });
 });
+
+describe.skipIf(!canRun)('jitsu daemon shutting down during a boot', () => {
+  it('SIGTERM while a service is still booting exits promptly and leaves no process or namespace behind', async () => {
+    const { id, bridge, subnet } = unique();
+    // The server listens only after 60 s: the boot is mid-ready() when the daemon is told to stop.
+    const service = `name=${id},dns=${id}.jitsu.test,ip=${subnet}.10,mask=none,exec="${process.execPath} ${DEMO_HTTP} --port 80 --delay-ms 60000 --message hello-${id}"`;
+    const d = await daemon({ bridge, services: [service], args: ['-f', '0.0.0.0', '--boot-timeout', '120'] });
+    void dig(d.port, `${id}.jitsu.test`, 'A', ['+time=1']).catch(() => undefined);
+    await d.waitForLog(new RegExp(`msg=booting service=${id}`));
+    await expect.poll(() => pidsMatching(`hello-${id}`), { timeout: 5_000 }).toHaveLength(1);
+    const t0 = performance.now();
+    expect(await d.stop()).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect(await pidsMatching(`hello-${id}`)).toHaveLength(0);
+    expect(existsSync(`/run/netns/jitsu-${id}`)).toBe(false);
+  });
+});
