@@ -322,7 +322,9 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
   const char *netns = NULL, *dir = NULL, *log_path = NULL, *supervise_path = NULL;
-  long backlog = SOMAXCONN, log_max = 1 << 20;
+  /* Ask for a deep queue: the kernel caps it at the namespace's net.core.somaxconn, which the daemon
+   * raises in each service namespace, so a burst of clients during a start is queued, not dropped. */
+  long backlog = 65535, log_max = 1 << 20;
   struct listen_spec specs[MAX_LISTEN];
   int nspecs = 0, i;
 

@@ -69,10 +69,12 @@ async function main(): Promise<void> {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   if (fds.length > 0) {
-    for (const fd of fds) createServer(handler).listen({ fd });
+    // Node calls listen() again on an inherited socket; keep the deep queue the launcher set up
+    // (Node's default of 511 would drop SYNs from a burst of clients during a start).
+    for (const fd of fds) createServer(handler).listen({ fd }, 65535); // Node 20 reads a positional backlog only, for fd
     process.stdout.write(`demo-http: serving activated fds ${fds.join(',')}\n`);
   } else {
-    createServer(handler).listen(args.port, args.host, () => process.stdout.write(`demo-http: listening on ${args.host}:${args.port}\n`));
+    createServer(handler).listen({ port: args.port, host: args.host, backlog: 65535 }, () => process.stdout.write(`demo-http: listening on ${args.host}:${args.port}\n`));
   }
 }
 

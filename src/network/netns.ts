@@ -6,6 +6,9 @@ import { isLinkUp, linkExists, linkMaster, setLinkUp } from './link.js';
 import { NETNS_LINK, hostLinkName, netnsName, netnsPath } from './names.js';
 import { stableMac } from './mac.js';
 
+/** Listen queue depth allowed inside every service namespace (jitsu-activate asks for this much). */
+export const SERVICE_LISTEN_BACKLOG = 65535;
+
 export interface PreparedNetns {
   service: string;
   netns: string;
@@ -103,6 +106,9 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
       gatewayNeighbour(network),
     );
     await ipBatch(inside, { netns });
+    // Per-namespace limits: a service socket-activated during a burst (10k clients at a cold start)
+    // must queue every connection; the host's own limits stay untouched.
+    await ip(['netns', 'exec', netns, 'sysctl', '-qw', `net.core.somaxconn=${SERVICE_LISTEN_BACKLOG}`, `net.ipv4.tcp_max_syn_backlog=${SERVICE_LISTEN_BACKLOG}`]);
     // Last, once the inside is configured (and waiting until the port forwards).
     if (opts.hostLinkUp) await setLinkUp(hostLink, true);
   } catch (err) {

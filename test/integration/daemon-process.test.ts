@@ -60,6 +60,9 @@ describe.skipIf(!canRun)(`jitsu daemon with the process backend ${why}`, () => {
     const s = (await status(d)).services[0]!;
     expect(s).toMatchObject({ state: 'ready', bootCount: 1 });
     expect(s.lastBootMs).toBeGreaterThan(0);
+    // The activated socket queues up to 65535 connections: the namespace's own somaxconn was raised.
+    const { stdout: listening } = await run('ip', ['netns', 'exec', `jitsu-${id}`, 'ss', '-ltnH', 'sport = :80']);
+    expect(listening.trim().split(/\s+/).slice(0, 3)).toEqual(['LISTEN', '0', '65535']);
 
     // Same answer over TCP; other types are NODATA with the SOA; unknown names in our zone NXDOMAIN.
     expect((await dig(d.port, `${id}.jitsu.test`, 'A', ['+tcp'])).answers[0]).toContain(`${subnet}.10`);
