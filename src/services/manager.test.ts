@@ -182,6 +182,13 @@ describe('ServiceManager lifecycle', () => {
     expect(await second.store.load()).toEqual({});
   });
 
+  it('starts no boot once the daemon is shutting down', async () => {
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+    await mgr.stopAll();
+    await expect(mgr.lookup('web.jitsu.test')!.ensureUp()).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(0);
+  });
+
   it('finds the zone of names inside configured zones only', () => {
     const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5', 'dns=a.b.example.test,ip=10.0.1.5']);
     expect(mgr.zoneOf('web.jitsu.test')).toBe('jitsu.test');

@@ -82,6 +82,8 @@ export class ServiceRuntime {
   summon(): true | Promise<void> {
     this.lastActivity = this.deps.now();
     if (this.phase === 'ready') return true;
+    // A SYN can still arrive while the daemon stops its services: never start a boot then.
+    if (this.closing) return Promise.reject(new JitsuError('ABORTED', `${this.spec.service}: the daemon is shutting down`));
     if (this.phase === 'booting') return ANSWER_AT_ONCE.has(this.spec.mask) ? true : this.boot!;
     const boot = this.startBoot(epochNow());
     if (ANSWER_AT_ONCE.has(this.spec.mask)) {
