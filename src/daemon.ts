@@ -4,7 +4,7 @@
  * src/cli so that tests and benchmarks start a daemon in-process exactly as the CLI does.
  */
 import { mkdir } from 'node:fs/promises';
-import type { BootMasker, MaskTarget } from './synjitsu/masker.js';
+import type { BootMasker } from './synjitsu/masker.js';
 import { noMasker } from './synjitsu/masker.js';
 import type { Config } from './config/types.js';
 import { createDnsHandler } from './dns/handler.js';
@@ -16,7 +16,7 @@ import type { Logger } from './observe/log.js';
 import { MetricsRegistry } from './observe/metrics.js';
 import { BackendPool } from './pool/pool.js';
 import { ServiceManager } from './services/manager.js';
-import { buildSpec } from './services/spec.js';
+import { SYNJITSU_MASKS, buildSpec, maskTargetOf } from './services/spec.js';
 import { StateStore } from './state/store.js';
 import { ServiceNetworkSetup } from './services/network.js';
 
@@ -77,10 +77,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     let manager: ServiceManager | undefined;
     const masker = await createMasker(config, () => manager!, logger, metrics);
     cleanups.push(() => masker.close());
-    const maskTargets: MaskTarget[] = specs.map((s) => ({ service: s.service, ip: s.network.ip, mask: s.mask, mac: s.network.mac }));
-    masker.configure(maskTargets.filter((t) => t.mask === 'park' || t.mask === 'handshake'));
+    masker.configure(specs.filter((s) => SYNJITSU_MASKS.has(s.mask)).map(maskTargetOf));
 
-    manager = new ServiceManager(config, { calls: pool, masker, store, logger, metrics });
+    manager = new ServiceManager(config, { specs, calls: pool, masker, store, logger, metrics });
     const mgr = manager;
     await mgr.adopt(saved);
     mgr.startReaper();

@@ -11,6 +11,7 @@ import { StateStore } from '../state/store.js';
 import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
 import { directCalls } from './calls.js';
 import { ServiceManager } from './manager.js';
+import { buildSpec } from './spec.js';
 
 function recordingMasker(events: string[]): BootMasker {
   return {
@@ -42,6 +43,7 @@ describe('ServiceManager lifecycle', () => {
     const config = validateConfig(raw, { defaultForwarders: () => [], backend: () => fake });
     const store = new StateStore(dir);
     const mgr = new ServiceManager(config, {
+      specs: config.services.map((s) => buildSpec(s, config)),
       calls: directCalls(() => fake),
       masker: recordingMasker(events),
       store,

@@ -8,9 +8,11 @@ import type { BootMasker } from '../synjitsu/masker.js';
 import type { BackendCalls } from './calls.js';
 import { serviceMetrics } from './metrics.js';
 import { ServiceRuntime, type RuntimeStatus } from './runtime.js';
-import { buildSpec } from './spec.js';
+import type { ServiceSpec } from '../backends/backend.js';
 
 export interface ManagerDeps {
+  /** One spec per configured service, in config order (buildSpec); built once by the caller. */
+  specs: readonly ServiceSpec[];
   calls: BackendCalls;
   masker: BootMasker;
   store: StateStore;
@@ -33,8 +35,8 @@ export class ServiceManager implements Summoner {
   ) {
     this.now = deps.now ?? (() => performance.now());
     const metrics = serviceMetrics(deps.metrics);
-    for (const service of config.services) {
-      const spec = buildSpec(service, config);
+    config.services.forEach((service, i) => {
+      const spec = deps.specs[i]!;
       const runtime = new ServiceRuntime(spec, service.dns, service.responseDelay * 1000, {
         calls: deps.calls,
         masker: deps.masker,
@@ -56,7 +58,7 @@ export class ServiceManager implements Summoner {
         });
         this.zones.add(name.slice(name.indexOf('.') + 1));
       }
-    }
+    });
     const states = deps.metrics.gauge('jitsu_services', 'Services by lifecycle state');
     for (const phase of ['stopped', 'booting', 'ready', 'stopping'] as const) {
       states.labels({ state: phase }).collect = () => [...this.runtimes.values()].filter((r) => r.phase === phase).length;

@@ -6,6 +6,7 @@ import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
 import type { BackendCalls } from './calls.js';
 import { epochNow } from '../pool/protocol.js';
 import type { ServiceMetrics } from './metrics.js';
+import { SYNJITSU_MASKS, maskTargetOf } from './spec.js';
 
 export type Phase = 'stopped' | 'booting' | 'ready' | 'stopping';
 
@@ -21,8 +22,8 @@ export interface RuntimeDeps {
   now: () => number;
 }
 
-/** Masks under which a DNS answer may go out before the service is ready. */
-const ANSWER_AT_ONCE: ReadonlySet<MaskMode> = new Set(['park', 'handshake']);
+/** Masks under which a DNS answer may go out before the service is ready: Synjitsu holds the clients. */
+const ANSWER_AT_ONCE = SYNJITSU_MASKS;
 
 export interface RuntimeStatus {
   service: string;
@@ -72,7 +73,7 @@ export class ServiceRuntime {
   }
 
   get maskTarget(): MaskTarget {
-    return { service: this.spec.service, ip: this.spec.network.ip, mask: this.spec.mask, mac: this.spec.network.mac };
+    return maskTargetOf(this.spec);
   }
 
   /**

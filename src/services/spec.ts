@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import type { ServiceNetwork, ServiceSpec } from '../backends/backend.js';
+import type { MaskMode, ServiceNetwork, ServiceSpec } from '../backends/backend.js';
+import type { MaskTarget } from '../synjitsu/masker.js';
 import type { Config, ServiceConfig } from '../config/types.js';
 import { stableMac } from '../network/mac.js';
 import { defaultGateway, parseCidr } from '../network/addr.js';
@@ -24,6 +25,13 @@ function explicitHost(cidr: string): { gateway: string; prefixLength: number } {
 
 export function serviceRunDir(config: Config, service: string): string {
   return join(config.stateDir, 'run', service);
+}
+
+/** Masks Synjitsu implements (answered at once, masked on the packet path); `activate` is the backend's. */
+export const SYNJITSU_MASKS: ReadonlySet<MaskMode> = new Set(['park', 'handshake']);
+
+export function maskTargetOf(spec: ServiceSpec): MaskTarget {
+  return { service: spec.service, ip: spec.network.ip, mask: spec.mask, mac: spec.network.mac };
 }
 
 export function buildSpec(service: ServiceConfig, config: Config): ServiceSpec {
