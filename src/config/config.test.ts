@@ -63,6 +63,8 @@ describe('flags', () => {
     [['--bridge', 'a-very-long-bridge-name'], /^--bridge: .* not a valid interface name/],
     [['-t', '10', '-t', '20'], /^--ttl: given 2 times/],
     [['--help=yes'], /^--help: takes no value/],
+    [['--host-cidr', '10.0.0.1'], /^--host-cidr: "10.0.0.1" is not ADDRESS\/PREFIX/],
+    [['--host-cidr', '10.0.0.1/33'], /^--host-cidr: "10.0.0.1\/33" is not ADDRESS\/PREFIX/],
   ])('rejects %j with one line naming the flag', (argv, message) => {
     expect(() => validate(argv)).toThrow(message);
   });

@@ -1,4 +1,6 @@
 import { isIP } from 'node:net';
+import { errorMessage } from '../errors.js';
+import { parseCidr as parseAddressCidr } from '../network/addr.js';
 import { ConfigError } from './errors.js';
 
 /** Value parsers shared by flags, config-file keys and service keys: each names the key and the fix. */
@@ -41,10 +43,12 @@ export function parseHostPort(key: string, raw: string): { host: string; port: n
 }
 
 export function parseCidr(key: string, raw: string): { ip: string; family: 4 | 6; prefixLength: number } {
-  const [addr, len, extra] = raw.split('/');
-  if (addr === undefined || len === undefined || extra !== undefined) throw new ConfigError(key, `"${raw}" is not ADDRESS/PREFIX (e.g. 10.77.0.1/24)`);
-  const { ip, family } = parseIp(key, addr);
-  return { ip, family, prefixLength: parseInteger(key, len, 1, family === 4 ? 32 : 128) };
+  try {
+    const { address, family, prefixLength } = parseAddressCidr(raw);
+    return { ip: address, family, prefixLength };
+  } catch (err) {
+    throw new ConfigError(key, errorMessage(err));
+  }
 }
 
 const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
