@@ -191,7 +191,7 @@ export const holdBenchmark: Benchmark = {
     }
     out.notes.push(
       'Memory per held connection: growth of the daemon\'s RSS (peak during the hold minus before) and of the kernel\'s TCP buffer memory (/proc/net/sockstat, machine-wide, so other traffic adds noise), divided by the connections; the kernel\'s socket structs themselves are not in either figure.',
-      '`activate` holds connections in the service\'s listen backlog (somaxconn 4096 per namespace): beyond it SYNs are dropped and retransmitted. `park` holds SYNs, but a 2 s boot exceeds the 1 s SYN RTO, so clients retransmit (at 1 s, 3 s, ...) until the replay; `handshake` completes handshakes in Synjitsu and buffers the requests.',
+      '`activate` holds connections in the service\'s listen backlog (jitsu raises somaxconn to 65535 inside each service namespace, so a 10k burst is queued, not dropped). `park` holds SYNs, but a 2 s boot exceeds the 1 s SYN RTO, so clients retransmit (at 1 s, 3 s, ...) until the replay; `handshake` completes handshakes in Synjitsu and buffers the requests.',
     );
   },
 };
