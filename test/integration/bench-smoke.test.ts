@@ -6,25 +6,14 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Stat } from '../../bench/lib/stats.js';
+import { ROOT, haveCommand, isRoot } from '../helpers/daemon.js';
 
 const run = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, '../..');
 const RUN_JS = join(ROOT, 'dist/bench/run.js');
-const isRoot = process.getuid?.() === 0;
-const has = (cmd: string): boolean => ['/usr/bin', '/usr/sbin', '/bin', '/sbin'].some((d) => existsSync(join(d, cmd)));
-
-interface Stat {
-  unit: string;
-  n: number;
-  min: number;
-  median: number;
-  p99: number;
-  mean: number;
-  max: number;
-}
 
 interface Section {
   id: string;
@@ -44,7 +33,7 @@ interface Doc {
 
 const positive = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && x > 0;
 
-describe.skipIf(!isRoot || !has('dnsperf'))('bench smoke: --quick --only micro,dns', () => {
+describe.skipIf(!isRoot() || !haveCommand('dnsperf'))('bench smoke: --quick --only micro,dns', () => {
   const out = mkdtempSync(join(tmpdir(), 'jt6-smoke-'));
   let doc: Doc;
   let stdout = '';
