@@ -71,7 +71,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     await network.prepare(specs);
     cleanups.push(() => network.teardown());
 
-    const pool = new BackendPool({ maxThreads: config.workers, logger });
+    // All workers start now: a thread spawned on demand would load its modules inside some boot.
+    const pool = new BackendPool({ minThreads: config.workers, maxThreads: config.workers, logger });
     cleanups.push(() => pool.close());
 
     let manager: ServiceManager | undefined;

@@ -114,15 +114,18 @@ export class ServiceRuntime {
     const remaining = (): number => Math.max(1, Math.ceil(deadline - this.deps.now()));
     this.bootCount++;
     const resuming = this.suspended && this.handle !== undefined;
+    const observeStart = (calledAt: number): void => metrics.orchestration.labels({ step: 'query_to_start' }).observe((calledAt - summonedAt) / 1000);
+    // Dispatch the backend call first: the bookkeeping below then overlaps the worker's wake-up
+    // instead of delaying the boot (a log line is a synchronous write).
+    // (an async wrapper so that even a synchronous throw lands in the failure path below)
+    const starting = (async () => (resuming ? calls.resume(this.handle!, this.spec, remaining()) : calls.start(this.spec, remaining(), observeStart)))();
+    this.starting = starting.catch(() => undefined);
     this.log.info(resuming ? 'resuming' : 'booting', { backend: this.spec.backend, ip: this.spec.network.ip, mask: this.spec.mask });
     if (ANSWER_AT_ONCE.has(this.spec.mask)) masker.booting(this.maskTarget);
     try {
-      const observeStart = (calledAt: number): void => metrics.orchestration.labels({ step: 'query_to_start' }).observe((calledAt - summonedAt) / 1000);
-      if (resuming) await calls.resume(this.handle!, this.spec, remaining());
-      else {
-        const starting = calls.start(this.spec, remaining(), observeStart);
-        this.starting = starting.catch(() => undefined);
-        this.handle = await starting;
+      const started = await starting;
+      if (!resuming) {
+        this.handle = started as BackendHandle;
         await this.save();
       }
       this.suspended = false;
