@@ -112,6 +112,9 @@ describe('codec round trips', () => {
       ['::', '::'],
       ['::ffff:192.0.2.1', '::ffff:c000:201'],
       ['fe80::', 'fe80::'],
+      ['::ffff:10.1.2.3', '::ffff:a01:203'],
+      ['fd00:0:0:0:1:0:0:1', 'fd00::1:0:0:1'],
+      ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'],
     ];
     const bytes = new Uint8Array(16);
     for (const [input, want] of cases) {
