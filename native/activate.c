@@ -5,7 +5,7 @@
  *
  *   jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR]
  *                  [--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE]
- *                  -- COMMAND ARGS...
+ *                  [--preload LIB] -- COMMAND ARGS...
  *
  * ADDR is an IPv4 address, `[IPv6]`, or empty (`tcp::80` = 0.0.0.0). Sockets land on fds 3..N in
  * the order given; LISTEN_FDS, LISTEN_PID (exec keeps our pid) and LISTEN_FDNAMES (`tcp-80`, ...)
@@ -19,6 +19,10 @@
  * its pid as "PID\n" to the ready fd, waits for it and writes {"pid":P,"code":C,"signal":S} to
  * EXITFILE. The caller (a daemon thread) then never has to reap the service, and the exit status
  * survives any restart of the caller. The launcher itself exits 0 right after the fork.
+ *
+ * With --preload LIB, LIB is put in front of the command's LD_PRELOAD (and only the command's: the
+ * launcher, its logger and supervisor never load it). jitsu-preload.so (native/preload.c) is that
+ * library: it hands the pre-bound sockets to a command that binds its ports itself.
  *
  * Exit codes (one line on stderr says why): 64 usage, 65 open netns, 66 setns, 67 socket setup,
  * 68 chdir, 69 fd/env setup, 70 log setup, 71 supervisor setup, 126 exec failed, 127 command not
@@ -60,6 +64,9 @@ enum {
 
 /* Where the "sockets are bound" byte goes (-1: nowhere); kept above the socket fd range. */
 static int ready_fd = -1;
+
+/* --preload: library prepended to the command's LD_PRELOAD, or NULL. */
+static const char *preload_lib = NULL;
 
 struct listen_spec {
   int type; /* SOCK_STREAM or SOCK_DGRAM */
@@ -235,6 +242,16 @@ static void set_listen_env(const struct listen_spec *specs, int nspecs) {
   }
 }
 
+/* The command's LD_PRELOAD gets --preload first (set in the command's process only). */
+static void set_preload_env(void) {
+  if (!preload_lib) return;
+  const char *old = getenv("LD_PRELOAD");
+  char value[PATH_MAX * 2];
+  int len = old && *old ? snprintf(value, sizeof value, "%s:%s", preload_lib, old) : snprintf(value, sizeof value, "%s", preload_lib);
+  if (len < 0 || (size_t)len >= sizeof value) die(EXIT_FDS, "LD_PRELOAD too long with", preload_lib, 0);
+  if (setenv("LD_PRELOAD", value, 1) != 0) die(EXIT_FDS, "setenv LD_PRELOAD", NULL, errno);
+}
+
 /* Write `msg` to the ready fd (if any) and close it. A caller that stopped listening is not our
  * failure: SIGPIPE is blocked around the write and a pending one swallowed, so the service
  * starts with the signal state it inherited. */
@@ -277,6 +294,7 @@ static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, c
      * group without touching the supervisor or the logger. */
     if (setsid() < 0) die(EXIT_SUPERVISE, "setsid", NULL, errno);
     set_listen_env(specs, nspecs);
+    set_preload_env();
     close(exit_fd);
     if (ready_fd >= 0) close(ready_fd);
     exec_command(cmd);
@@ -316,7 +334,7 @@ static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, c
 static void usage(void) {
   die(EXIT_USAGE,
       "usage: jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR] "
-      "[--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE] -- COMMAND ARGS...",
+      "[--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE] [--preload LIB] -- COMMAND ARGS...",
       NULL, 0);
 }
 
@@ -340,6 +358,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--chdir") == 0) dir = v;
     else if (strcmp(a, "--log") == 0) log_path = v;
     else if (strcmp(a, "--supervise") == 0) supervise_path = v;
+    else if (strcmp(a, "--preload") == 0) preload_lib = v;
     else if (strcmp(a, "--log-max") == 0) log_max = parse_long(v, 1024, LONG_MAX, "--log-max must be >= 1024:");
     else if (strcmp(a, "--ready-fd") == 0) ready_fd = (int)parse_long(v, 3, INT_MAX, "--ready-fd must be >= 3:");
     else if (strcmp(a, "--backlog") == 0) backlog = parse_long(v, 1, INT_MAX, "--backlog must be >= 1:");
@@ -389,6 +408,7 @@ int main(int argc, char **argv) {
 
   set_listen_env(specs, nspecs);
   if (supervise_path) supervise(cmd, specs, nspecs, supervise_path);
+  set_preload_env();
   report_ready("1", 1);
 
   exec_command(cmd);

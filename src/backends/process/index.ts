@@ -8,13 +8,15 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
-import type { Backend, BackendHandle, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { accessSync, appendFileSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
+import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { describeExit } from '../exit-cause.js';
 import { abortableSleep } from '../sleep.js';
 import { JitsuError } from '../../errors.js';
-import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, setLinkUp } from '../../network/index.js';
-import { activatePath } from './launcher.js';
+import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
+import { claimedAll, notPreBoundNote, preloadWorks, programLinkage, servingProbe, type ServingProbe } from './activation.js';
+import { activatePath, preloadPath } from './launcher.js';
 import { LOG_MAX_BYTES, logTail, startLog } from './logs.js';
 import { parseProcessOptions, processOptions } from './options.js';
 import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from './proc.js';
@@ -33,6 +35,13 @@ interface ProcessData {
   exitPath: string;
   ports: number[];
   mask: string;
+  /**
+   * Ports bound by the launcher before the command started (socket activation through
+   * jitsu-preload.so); ready() waits until the command has claimed each (report at `claimsPath`).
+   * Absent in handles of older daemons: nothing to wait for.
+   */
+  preBound?: number[];
+  claimsPath?: string;
 }
 
 function dataOf(handle: BackendHandle): ProcessData {
@@ -149,16 +158,24 @@ function bootFailed(spec: ServiceSpec, pid: number, data: ProcessData, exit: { c
   return bootFailedWith(spec, pid, logTail(data.logPath, 10), data.logPath, exit);
 }
 
-/** The netns accepts on every wanted port (or, with none named, on anything). */
-function listening(pid: number, wanted: readonly number[]): boolean {
+function serving(pid: number, data: ProcessData, probe: ServingProbe): boolean {
+  if (probe.claim.length > 0 && !(data.claimsPath && claimedAll(data.claimsPath, probe.claim))) return false;
+  if (probe.listen === 'any') return listeningTcpPorts(pid).size > 0 || hasUdpSocket(pid);
+  if (probe.listen.length === 0) return true;
   const ports = listeningTcpPorts(pid);
-  if (wanted.length === 0) return ports.size > 0 || hasUdpSocket(pid);
-  for (const p of wanted) if (!ports.has(p)) return false;
-  return true;
+  return probe.listen.every((p) => ports.has(p));
 }
 
-/** Poll until the process is in its netns and listening on `wanted`; BOOT_FAILED if it dies first. */
-async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, wanted: readonly number[], signal: AbortSignal, timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT'): Promise<void> {
+function probeText(probe: ServingProbe): string {
+  const parts: string[] = [];
+  if (probe.claim.length > 0) parts.push(`has not taken over its pre-bound port ${probe.claim.join(',')} (no listen/accept/poll on it)`);
+  if (probe.listen === 'any') parts.push('is not listening on any port');
+  else if (probe.listen.length > 0) parts.push(`is not listening on port ${probe.listen.join(',')}`);
+  return parts.join(' and ');
+}
+
+/** Poll until the process is in its netns and serving per `probe`; BOOT_FAILED if it dies first. */
+async function waitServing(spec: ServiceSpec, pid: number, data: ProcessData, probe: ServingProbe, signal: AbortSignal, timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT'): Promise<void> {
   const nsLink = netnsLink(data.netnsPath);
   for (let i = 0, delay = 1; ; i++) {
     const l = liveness(pid, data.startTime);
@@ -172,10 +189,10 @@ async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, 
       }
       throw bootFailed(spec, pid, data, exit);
     }
-    if (l.state === 'alive' && inNetns(pid, nsLink) && listening(pid, wanted)) return;
+    if (l.state === 'alive' && inNetns(pid, nsLink) && serving(pid, data, probe)) return;
     try {
-      // The launcher binds within a few ms of the spawn: poll on the event loop first (a timer
-      // of "1 ms" is several ms on a busy box), then back off to timers for slow boots.
+      // Claims and listens come within a few ms for a fast server: poll on the event loop first
+      // (a timer of "1 ms" is several ms on a busy box), then back off to timers for slow boots.
       if (i < SPIN_POLLS) await yieldTo(signal);
       else {
         await abortableSleep(delay, signal);
@@ -183,10 +200,9 @@ async function waitListening(spec: ServiceSpec, pid: number, data: ProcessData, 
       }
     } catch {
       const tail = logTail(data.logPath, 10);
-      const what = wanted.length > 0 ? `listening on port ${wanted.join(',')}` : 'listening on any port';
       throw new JitsuError(
         isTimeout(signal) ? timeoutCode : 'ABORTED',
-        `service ${spec.service}: process ${pid} not ${what} in time${tail.length ? `; last log lines: ${tail.slice(-3).join(' | ')}` : ''}`,
+        `service ${spec.service}: process ${pid} ${probeText(probe)} in time${tail.length ? `; last log lines: ${tail.slice(-3).join(' | ')}` : ''}`,
         { service: spec.service, pid, logTail: tail },
       );
     }
@@ -217,7 +233,8 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
 
   const env: NodeJS.ProcessEnv = { ...process.env, JITSU_SERVICE: spec.service, ...cfg.env };
   const argv = cfg.command.argv;
-  if (!cfg.command.shell && !resolveCommand(argv[0]!, env['PATH'], cfg.cwd)) {
+  const program = cfg.command.shell ? argv[0] : resolveCommand(argv[0]!, env['PATH'], cfg.cwd);
+  if (!program) {
     throw new JitsuError('BOOT_FAILED', `service ${spec.service}: command not found: ${argv[0]} (check exec= and PATH)`, {
       service: spec.service,
       command: argv[0],
@@ -227,12 +244,23 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   const stem = fileStem(spec.service);
   const logPath = join(spec.runDir, `${stem}.log`);
   const exitPath = join(spec.runDir, `${stem}.exit`);
+  const claimsPath = join(spec.runDir, `${stem}.claims`);
   rmSync(exitPath, { force: true });
+  rmSync(claimsPath, { force: true });
   startLog(logPath);
 
+  // Pre-bound sockets reach a server that binds its own port only through jitsu-preload.so, which
+  // a static (or non-glibc) program never loads: such a program binds the port itself instead.
+  const linkage = cfg.ports.length > 0 ? programLinkage(isAbsolute(program) ? program : join(cfg.cwd ?? process.cwd(), program)) : 'unknown';
+  const preBound = preloadWorks(linkage) ? cfg.ports : [];
+  if (preBound.length < cfg.ports.length) appendFileSync(logPath, notPreBoundNote(program, linkage, cfg.ports));
   const args = ['--netns', nsPath, '--log', logPath, '--log-max', String(LOG_MAX_BYTES)];
   const any = spec.network.family === 6 ? '[::]' : '';
-  for (const port of cfg.ports) args.push('--listen', `tcp:${any}:${port}`);
+  for (const port of preBound) args.push('--listen', `tcp:${any}:${port}`);
+  if (preBound.length > 0) {
+    args.push('--preload', preloadPath());
+    env['JITSU_READY_REPORT'] = claimsPath;
+  }
   if (cfg.cwd) args.push('--chdir', cfg.cwd);
   args.push('--', ...argv);
 
@@ -249,7 +277,7 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   // A pid that already exited (and was reaped by its supervisor) reads as -1: ready() reports it.
   const startTime = readProcStat(pid)?.startTime ?? -1;
 
-  const data: ProcessData = { netns, netnsPath: nsPath, startTime, logPath, exitPath, ports: cfg.ports, mask: spec.mask };
+  const data: ProcessData = { netns, netnsPath: nsPath, startTime, logPath, exitPath, ports: cfg.ports, mask: spec.mask, preBound, claimsPath };
   const handle: BackendHandle = {
     backend: 'process',
     service: spec.service,
@@ -259,8 +287,9 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     data: data as unknown as { [key: string]: JsonValue },
   };
   // The sockets were bound before the pid was reported: from now on the kernel queues every SYN.
-  // The link goes up at once unless parked (park/handshake: in ready()).
-  if (!parked) {
+  // The link goes up at once unless parked (park/handshake: in ready()) or the ports are the
+  // program's own (not pre-bound: until it listens, its kernel would reset early SYNs).
+  if (!parked && preBound.length === cfg.ports.length) {
     try {
       await setLinkUp(link, true);
     } catch (err) {
@@ -317,7 +346,7 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
   const data = dataOf(handle);
   const pid = handle.pid!;
   const wanted = spec.ready ? [spec.ready.port] : data.ports;
-  await waitListening(spec, pid, data, wanted, signal, 'READY_TIMEOUT');
+  await waitServing(spec, pid, data, servingProbe(wanted, data.preBound ?? []), signal, 'READY_TIMEOUT');
   // Last step: from here the service's own kernel answers ARP and SYNs (Synjitsu hands over now).
   if (handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
 }
@@ -326,16 +355,26 @@ async function quiesceLink(handle: BackendHandle): Promise<void> {
   if (handle.link && linkExists(handle.link) && isLinkUp(handle.link)) await setLinkUp(handle.link, false);
 }
 
+/**
+ * Clients of a service that ends get a RST at once, never a black hole: its connections are reset
+ * while the link is still up, and only then does the link go down.
+ */
+async function disconnect(handle: BackendHandle, data: ProcessData): Promise<void> {
+  await resetConnections(data.netns);
+  await quiesceLink(handle);
+}
+
 async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
   const data = dataOf(handle);
   const pid = handle.pid!;
   const l = liveness(pid, data.startTime);
   if (l.state === 'gone' || l.state === 'exited') {
-    await quiesceLink(handle);
+    await disconnect(handle, data);
     return;
   }
-  // Not running = not answering: the link goes down first so nothing new reaches the service.
-  await quiesceLink(handle);
+  // A suspended service keeps its connections (frozen); it is off the bridge until resumed.
+  if (mode === 'suspend') await quiesceLink(handle);
+  else if (mode === 'destroy') await resetConnections(data.netns);
   try {
     switch (mode) {
       case 'suspend': {
@@ -347,7 +386,8 @@ async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, s
       case 'shutdown': {
         signalGroup(pid, 'SIGTERM');
         if (l.state === 'stopped-signal') signalGroup(pid, 'SIGCONT'); // a suspended process must run to handle TERM
-        if (await waitEnded(pid, data.startTime, SHUTDOWN_GRACE_MS, signal)) return;
+        if (await waitEnded(pid, data.startTime, SHUTDOWN_GRACE_MS, signal)) break;
+        await resetConnections(data.netns);
         signalGroup(pid, 'SIGKILL');
         break;
       }
@@ -361,6 +401,7 @@ async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, s
   if (!(await waitEnded(pid, data.startTime, 2_000))) {
     throw new JitsuError('STOP_FAILED', `service ${handle.service}: process ${pid} survived SIGKILL for 2 s`, { service: handle.service, pid });
   }
+  await disconnect(handle, data);
 }
 
 async function resume(handle: BackendHandle, spec: ServiceSpec, _signal: AbortSignal): Promise<void> {
@@ -379,6 +420,19 @@ async function resume(handle: BackendHandle, spec: ServiceSpec, _signal: AbortSi
   if (!parked && handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
 }
 
+/** How a ready service's command ended: its supervisor's exit record (written right after it reaps it) and its log. */
+async function exitReport(handle: BackendHandle): Promise<ExitReport> {
+  const data = dataOf(handle);
+  const pid = handle.pid!;
+  let exit = exitOf(pid, data);
+  for (let i = 0; i < 40 && !exit; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    exit = exitOf(pid, data);
+  }
+  const { reason, cause } = describeExit(exit?.code ?? null, exit?.signal ?? null);
+  return { reason, cause: `process ${pid} ${cause}`, logTail: logTail(data.logPath, 10) };
+}
+
 async function state(handle: BackendHandle): Promise<RuntimeState> {
   const data = dataOf(handle);
   switch (liveness(handle.pid!, data.startTime).state) {
@@ -394,11 +448,12 @@ async function state(handle: BackendHandle): Promise<RuntimeState> {
 export const backend: Backend = {
   name: 'process',
   summary: 'runs exec= in its own network namespace (veth on the bridge, owns ip), with socket activation for port=',
-  capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], maskModes: ['none', 'activate', 'park', 'handshake'], defaultMask: 'activate' },
+  capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], exitWatch: 'pid', netns: true, maskModes: ['none', 'activate', 'park', 'handshake'], defaultMask: 'activate' },
   options: processOptions,
   start,
   ready,
   stop,
   resume,
   state: (handle) => state(handle),
+  exitReport: (handle) => exitReport(handle),
 };

@@ -3,22 +3,33 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { JitsuError } from '../../errors.js';
 
-let cached: string | undefined;
+const cached = new Map<string, string>();
 
 /**
- * Path of the `jitsu-activate` launcher: $JITSU_ACTIVATE, else build/Release/jitsu-activate in the
+ * Path of a file the native build puts in build/Release: $`envVar`, else build/Release/`file` in the
  * project root, found by walking up from this module (works from src/ under vitest and from dist/src/).
  */
-export function activatePath(): string {
-  if (cached) return cached;
-  const fromEnv = process.env['JITSU_ACTIVATE'];
-  if (fromEnv) return (cached = fromEnv);
+function nativeBuildFile(file: string, envVar: string): string {
+  const known = cached.get(file);
+  if (known) return known;
+  const fromEnv = process.env[envVar];
+  if (fromEnv) return cached.set(file, fromEnv).get(file)!;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 8; i++) {
-    const candidate = join(dir, 'build', 'Release', 'jitsu-activate');
-    if (existsSync(candidate)) return (cached = candidate);
+    const candidate = join(dir, 'build', 'Release', file);
+    if (existsSync(candidate)) return cached.set(file, candidate).get(file)!;
     if (existsSync(join(dir, 'binding.gyp'))) break;
     dir = dirname(dir);
   }
-  throw new JitsuError('NATIVE_UNAVAILABLE', 'build/Release/jitsu-activate is missing: run `npm run build:native` (or set JITSU_ACTIVATE)', {});
+  throw new JitsuError('NATIVE_UNAVAILABLE', `build/Release/${file} is missing: run \`npm run build:native\` (or set ${envVar})`, {});
+}
+
+/** The `jitsu-activate` launcher (native/activate.c). */
+export function activatePath(): string {
+  return nativeBuildFile('jitsu-activate', 'JITSU_ACTIVATE');
+}
+
+/** The LD_PRELOAD library that hands pre-bound sockets to servers binding their own port (native/preload.c). */
+export function preloadPath(): string {
+  return nativeBuildFile('jitsu-preload.so', 'JITSU_PRELOAD');
 }
