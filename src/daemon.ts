@@ -19,6 +19,8 @@ import { ServiceManager } from './services/manager.js';
 import { SYNJITSU_MASKS, buildSpec, maskTargetOf } from './services/spec.js';
 import { StateStore } from './state/store.js';
 import { ServiceNetworkSetup } from './services/network.js';
+import { createExitWatcher } from './supervise/exit-watch.js';
+import { getBackend } from './backends/registry.js';
 
 export interface Daemon {
   readonly config: Config;
@@ -47,7 +49,12 @@ async function createMasker(config: Config, manager: () => ServiceManager, logge
   return createSynjitsu({ iface: config.synjitsu, logger: logger.child({ component: 'synjitsu' }), metrics, onSummon: (service) => manager().summon(service) });
 }
 
-export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+export interface StartOptions {
+  /** Aborted while start-up is under way (a signal, a fault): start undoes what it made and rejects. */
+  signal?: AbortSignal;
+}
+
+export async function startDaemon(config: Config, logger: Logger, opts: StartOptions = {}): Promise<Daemon> {
   const startedAt = Date.now();
   const metrics = new MetricsRegistry();
   const cleanups: (() => Promise<void>)[] = [];
@@ -68,7 +75,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     await Promise.all(specs.map((s) => mkdir(s.runDir, { recursive: true, mode: 0o700 })));
 
     const network = new ServiceNetworkSetup(config, logger);
-    await network.prepare(specs);
+    // Services in the saved state are adopted, so their namespaces are kept; any other namespace
+    // of ours is a dead daemon's leftover and is replaced.
+    await network.prepare(specs, new Set(Object.keys(saved)));
+    opts.signal?.throwIfAborted();
     cleanups.push(() => network.teardown());
 
     // All workers start now: a thread spawned on demand would load its modules inside some boot.
@@ -80,7 +90,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     cleanups.push(() => masker.close());
     masker.configure(specs.filter((s) => SYNJITSU_MASKS.has(s.mask)).map(maskTargetOf));
 
-    manager = new ServiceManager(config, { specs, calls: pool, masker, store, logger, metrics });
+    manager = new ServiceManager(config, { specs, calls: pool, masker, store, logger, metrics, exitWatcher: createExitWatcher(logger), backend: getBackend });
     const mgr = manager;
     await mgr.adopt(saved);
     mgr.startReaper();
@@ -119,6 +129,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       cleanups.push(() => obs.close());
     }
 
+    opts.signal?.throwIfAborted();
     logger.info('jitsu ready', {
       dns: [...new Set(dns.addresses().map((a) => `${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`))].join(','),
       services: config.services.length,

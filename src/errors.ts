@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'READY_TIMEOUT'
   | 'STOP_FAILED'
   | 'NOT_RUNNING'
+  | 'SERVICE_FAILED'
   | 'NETWORK_SETUP'
   | 'NATIVE_UNAVAILABLE'
   | 'ABORTED'

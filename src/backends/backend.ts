@@ -62,8 +62,37 @@ export interface BackendHandle {
 
 export type RuntimeState = 'running' | 'paused' | 'stopped' | 'unknown';
 
+/**
+ * How the daemon sees a service die after it was ready. `pid`: the handle's `pid` (with
+ * `data.startTime`, its start time in clock ticks) is the service's main process, and its exit is
+ * the service's end: watched with a pidfd, seen at once. `poll`: no such process on this host
+ * (libvirt, xl): `state()` is asked on every sweep.
+ */
+export type ExitWatch = 'pid' | 'poll';
+
+/** Why a service that was ready is gone, for the log and `jitsu_service_exits_total{reason}`. */
+export type ExitReason = 'exited' | 'failed' | 'killed' | 'panicked' | 'vanished';
+export const EXIT_REASONS: readonly ExitReason[] = ['exited', 'failed', 'killed', 'panicked', 'vanished'];
+
+/** What a backend can tell about a service that ended on its own. */
+export interface ExitReport {
+  reason: ExitReason;
+  /** One line: "exited with status 3", "killed by signal 9 (SIGKILL)", "guest kernel panic". */
+  cause: string;
+  /** The last lines of the service's log or console, oldest first. */
+  logTail: string[];
+}
+
+/** The report of a backend with no exit report of its own: polling found the service gone. */
+export function vanishedReport(backend: BackendName): ExitReport {
+  return { reason: 'vanished', cause: `no longer running (seen by polling the ${backend} backend)`, logTail: [] };
+}
+
 export interface BackendCapabilities {
   stopModes: readonly StopMode[];
+  exitWatch: ExitWatch;
+  /** The service runs in its own network namespace that the daemon prepares (src/network), with its main pid inside it. */
+  netns: boolean;
   /** Which `mask=` modes make sense for this backend. */
   maskModes: readonly MaskMode[];
   /** The mask used when the service does not name one. */
@@ -95,4 +124,6 @@ export interface Backend {
   /** Resume a service stopped with mode `suspend`. */
   resume?(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void>;
   state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState>;
+  /** Called once a ready service was seen gone: how it ended (status, signal, log tail). */
+  exitReport?(handle: BackendHandle, spec: ServiceSpec): Promise<ExitReport>;
 }

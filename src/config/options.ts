@@ -1,3 +1,5 @@
+import { SUPERVISION_KEYS } from './supervision-keys.js';
+
 /**
  * The one table of daemon options. The CLI parser, the config-file loader, validation and `--help`
  * all read it, so a flag cannot exist in one place and be missing in another. Config files use the
@@ -31,6 +33,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { long: 'persistdb', metavar: 'DIR', help: 'alias of --state (original Jitsu flag)' },
   { long: 'metrics', metavar: 'HOST:PORT', help: 'serve /metrics (Prometheus text) and /status (JSON) over HTTP' },
   { long: 'log-level', metavar: 'LEVEL', defaultText: 'info', help: 'debug|info|warn|error|silent' },
+  { long: 'log-file', metavar: 'PATH', defaultText: 'stderr', help: 'append logs to this file; SIGUSR1 reopens it at PATH (log rotation)' },
   { long: 'bridge', metavar: 'NAME', defaultText: 'jitsu0', help: 'bridge the services hang off (created if missing, removed on exit if we made it)' },
   { long: 'host-cidr', metavar: 'CIDR', help: "host address on the bridge (default: the .1 of each service's /24, ::1 of its /64)" },
   { long: 'boot-timeout', metavar: 'SECONDS', defaultText: '30', help: 'a boot not ready by then fails: SERVFAIL, logged with its cause' },
@@ -53,6 +56,7 @@ export const SERVICE_KEYS: readonly { key: string; help: string; repeatable?: bo
   { key: 'mask', help: 'boot masking: none|park|handshake|activate (default: the backend\'s)' },
   { key: 'ready', help: 'readiness probe tcp:PORT (default: the backend\'s own signal)' },
   { key: 'use_synjitsu', help: 'original Jitsu key: true = mask=handshake' },
+  ...SUPERVISION_KEYS.map(({ key, help }) => ({ key, help })),
 ];
 
 export function flagByName(name: string): FlagSpec | undefined {

@@ -1,5 +1,6 @@
 import type { BackendName, MaskMode, ReadyProbe, StopMode } from '../backends/backend.js';
 import type { LogLevel } from '../observe/log.js';
+import type { SupervisionPolicy } from '../supervise/policy.js';
 
 export interface ServiceConfig {
   /** Unique service name (`name=`; defaults to the first `dns` name). */
@@ -13,6 +14,8 @@ export interface ServiceConfig {
   responseDelay: number;
   mask: MaskMode;
   ready?: ReadyProbe;
+  /** Restart policy, start limit and idle rule (restart=, start_limit_*, cooldown=, idle=). */
+  policy: SupervisionPolicy;
   /** Backend keys, repeatable keys in order. */
   options: Record<string, string[]>;
 }
@@ -40,6 +43,8 @@ export interface Config {
   stateDir: string;
   metrics?: HostPort;
   logLevel: LogLevel;
+  /** Absolute path logs are appended to (--log-file); undefined = stderr. */
+  logFile?: string;
   bridge: string;
   /** Explicit host address on the bridge (CIDR), instead of the .1 of each service's /24. */
   hostCidr?: string;

@@ -1,8 +1,10 @@
+import { resolve } from 'node:path';
 import type { Backend, BackendName, MaskMode, ReadyProbe } from '../backends/backend.js';
 import { MASK_MODES, STOP_MODES } from '../backends/backend.js';
 import { getBackend, isBackendName } from '../backends/registry.js';
 import { LOG_LEVELS } from '../observe/log.js';
 import { ConfigError } from './errors.js';
+import { SUPERVISION_KEYS, isSupervisionKey, parsePolicy } from './supervision-keys.js';
 import type { KeyValue } from './service-arg.js';
 import type { Config, ServiceConfig } from './types.js';
 import {
@@ -92,6 +94,8 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
   if (backendUri !== undefined) config.backendUri = backendUri;
   if (synjitsu !== undefined) config.synjitsu = parseIfName('--synjitsu', synjitsu);
   if (metrics !== undefined) config.metrics = parseHostPort('--metrics', metrics);
+  const logFile = flag('log-file');
+  if (logFile !== undefined) config.logFile = parseLogFile(logFile);
   if (hostCidr !== undefined) {
     const cidr = parseCidr('--host-cidr', hostCidr);
     config.hostCidr = `${cidr.ip}/${cidr.prefixLength}`;
@@ -106,13 +110,19 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
   return config;
 }
 
+/** A file path, made absolute (SIGUSR1 reopens it by that path). Whether it can be opened is known only by opening it: the CLI does, at start. */
+function parseLogFile(raw: string): string {
+  if (raw.trim() === '' || raw.endsWith('/')) throw new ConfigError('--log-file', `"${raw}" is not a file path: give a file, e.g. --log-file /var/log/jitsu.log`);
+  return resolve(raw);
+}
+
 function parseReady(value: string): ReadyProbe {
   const match = /^tcp:(\d+)$/.exec(value);
   if (!match) throw new ConfigError('ready', `"${value}" is not a probe: use tcp:PORT (e.g. ready=tcp:80)`);
   return { kind: 'tcp', port: parseInteger('ready', match[1]!, 1, 65535) };
 }
 
-const COMMON_SINGLE = new Set(['ip', 'name', 'backend', 'response_delay', 'mask', 'ready', 'use_synjitsu']);
+const COMMON_SINGLE = new Set(['ip', 'name', 'backend', 'response_delay', 'mask', 'ready', 'use_synjitsu', ...SUPERVISION_KEYS.map((k) => k.key)]);
 
 function validateService(pairs: readonly KeyValue[], config: Config, lookupBackend: (name: BackendName) => Backend): ServiceConfig {
   const dns: string[] = [];
@@ -162,6 +172,7 @@ function validateService(pairs: readonly KeyValue[], config: Config, lookupBacke
     responseDelay: common.has('response_delay') ? parseNumber('response_delay', common.get('response_delay')!, 0, 60) : config.responseDelay,
     mask,
     options,
+    policy: parsePolicy(new Map([...common].filter(([key]) => isSupervisionKey(key)))),
   };
   const ready = common.get('ready');
   if (ready !== undefined) service.ready = parseReady(ready);
@@ -175,13 +186,15 @@ function defaultMask(backend: Backend, options: Record<string, string[]>): MaskM
   return mask;
 }
 
+const COMMON_KEYS = ['dns', ...COMMON_SINGLE].join(', ');
+
 function validateBackendOptions(backend: Backend, pairs: readonly KeyValue[], service: string): Record<string, string[]> {
   const options: Record<string, string[]> = {};
   for (const [key, value] of pairs) {
     const spec = backend.options.find((o) => o.key === key);
     if (!spec) {
       const known = backend.options.map((o) => o.key).join(', ') || '(none)';
-      throw new ConfigError(key, `unknown key for the ${backend.name} backend (service ${service}); its keys: ${known}; common keys: dns, ip, name, backend, response_delay, mask, ready`);
+      throw new ConfigError(key, `unknown key for the ${backend.name} backend (service ${service}); its keys: ${known}; common keys: ${COMMON_KEYS}`);
     }
     const problem = spec.validate?.(value);
     if (problem !== undefined) throw new ConfigError(key, problem);

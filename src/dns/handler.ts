@@ -15,7 +15,7 @@
  * with the same address arrays and TTL, so the service layer never has to invalidate.
  */
 import { performance } from 'node:perf_hooks';
-import { errorMessage } from '../errors.js';
+import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { MetricsRegistry } from '../observe/metrics.js';
 import { asciiLower, decodeName, encodeMessage, type DnsMessage, type ResourceRecord } from './codec.js';
@@ -262,7 +262,9 @@ class Handler implements QueryHandler {
       (err: unknown) => {
         this.pendingSummons--;
         this.metrics.summonFailures.inc();
-        this.logger.warn('service did not come up; answering SERVFAIL', {
+        // A failed service refuses every query of its cool-down: the runtime logged why, once.
+        const level = errorCode(err) === 'SERVICE_FAILED' ? 'debug' : 'warn';
+        this.logger[level]('service did not come up; answering SERVFAIL', {
           service: answer.service,
           name,
           error: errorMessage(err),

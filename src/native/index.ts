@@ -56,9 +56,17 @@ export interface PacketSocket {
   close(): void;
 }
 
+/** A pidfd on one process; `onExit` runs once, in the loop turn after the process exits. */
+export interface PidWatch {
+  readonly fd: number;
+  close(): void;
+}
+
 export interface NativeAddon {
   readonly version: number;
   readonly PacketSocket: new (options: PacketSocketOptions) => PacketSocket;
+  /** Throws (errno text) when the pid does not exist (ESRCH) or pidfds are unsupported. */
+  readonly PidWatch: new (pid: number, onExit: () => void) => PidWatch;
   ifIndex(name: string): number;
 }
 
@@ -98,8 +106,8 @@ export function loadNative(): NativeAddon {
   try {
     const require = createRequire(import.meta.url);
     const addon = require(path) as NativeAddon;
-    if (typeof addon.PacketSocket !== 'function') {
-      throw new Error('addon has no PacketSocket export (stale build?)');
+    if (typeof addon.PacketSocket !== 'function' || typeof addon.PidWatch !== 'function') {
+      throw new Error('addon lacks PacketSocket or PidWatch (stale build?)');
     }
     cached = addon;
     return addon;

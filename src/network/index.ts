@@ -9,4 +9,5 @@ export type { BridgePortOptions } from './link.js';
 export { defaultGateway, hostCidr, parseCidr } from './addr.js';
 export type { SubnetGateway } from './addr.js';
 export { stableMac } from './mac.js';
+export { resetConnections } from './reset.js';
 export { ip, ipBatch, bridgeTool } from './exec.js';

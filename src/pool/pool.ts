@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
+import type { BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { PoolOp, PoolRequest, PoolResults } from './protocol.js';
@@ -90,6 +90,10 @@ export class BackendPool {
 
   state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState> {
     return this.call({ op: 'state', handle, spec });
+  }
+
+  exitReport(handle: BackendHandle, spec: ServiceSpec): Promise<ExitReport> {
+    return this.call({ op: 'exitReport', handle, spec });
   }
 
   get threads(): number {

@@ -2,7 +2,7 @@
  * Messages between the main thread and the backend workers. Everything is structured-clone safe:
  * errors travel as `{ code, message, details }` and are rebuilt as JitsuError on the main side.
  */
-import type { BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
+import type { BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
 import type { ErrorCode } from '../errors.js';
 import { JitsuError, errorCode, errorMessage } from '../errors.js';
 
@@ -11,7 +11,8 @@ export type PoolRequest =
   | { op: 'ready'; handle: BackendHandle; spec: ServiceSpec; timeoutMs: number }
   | { op: 'stop'; handle: BackendHandle; spec: ServiceSpec; mode: StopMode; timeoutMs: number }
   | { op: 'resume'; handle: BackendHandle; spec: ServiceSpec; timeoutMs: number }
-  | { op: 'state'; handle: BackendHandle; spec: ServiceSpec };
+  | { op: 'state'; handle: BackendHandle; spec: ServiceSpec }
+  | { op: 'exitReport'; handle: BackendHandle; spec: ServiceSpec };
 
 export type PoolOp = PoolRequest['op'];
 
@@ -22,6 +23,7 @@ export interface PoolResults {
   stop: null;
   resume: null;
   state: RuntimeState;
+  exitReport: ExitReport;
 }
 
 export interface WireError {
@@ -51,6 +53,7 @@ const FALLBACK_CODE: Record<PoolOp, ErrorCode> = {
   stop: 'STOP_FAILED',
   resume: 'STOP_FAILED',
   state: 'NOT_RUNNING',
+  exitReport: 'NOT_RUNNING',
 };
 
 /** Details survive the thread hop only as JSON; anything else (functions, cycles) is dropped. */
@@ -73,6 +76,7 @@ const KNOWN_CODES: Record<ErrorCode, true> = {
   READY_TIMEOUT: true,
   STOP_FAILED: true,
   NOT_RUNNING: true,
+  SERVICE_FAILED: true,
   NETWORK_SETUP: true,
   NATIVE_UNAVAILABLE: true,
   ABORTED: true,

@@ -4,6 +4,7 @@
  * half-started services behind). Children spawned here are detached and unref'd: they outlive
  * this thread.
  */
+import { vanishedReport } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
 import type { PoolRequest, PoolResponse } from './protocol.js';
 import { epochNow, toWireError } from './protocol.js';
@@ -30,6 +31,8 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
         return { ok: true, value: null };
       case 'state':
         return { ok: true, value: await backend.state(req.handle, req.spec) };
+      case 'exitReport':
+        return { ok: true, value: backend.exitReport ? await backend.exitReport(req.handle, req.spec) : vanishedReport(backend.name) };
     }
   } catch (err) {
     return { ok: false, error: toWireError(err, req.op) };

@@ -1,4 +1,4 @@
-import type { Backend, BackendHandle, BackendName, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
+import { vanishedReport, type Backend, type BackendHandle, type BackendName, type ExitReport, type RuntimeState, type ServiceSpec, type StopMode } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import { epochNow } from '../pool/protocol.js';
 
@@ -15,6 +15,8 @@ export interface BackendCalls {
   stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void>;
   resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void>;
   state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState>;
+  /** How a service that was ready ended (status, signal, log tail). */
+  exitReport(handle: BackendHandle, spec: ServiceSpec): Promise<ExitReport>;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,10 @@ export function directCalls(lookup: (name: BackendName) => Backend): BackendCall
       await backend.resume(handle, spec, AbortSignal.timeout(ms));
     },
     state: (handle, spec) => lookup(spec.backend).state(handle, spec),
+    exitReport: async (handle, spec) => {
+      const backend = lookup(spec.backend);
+      return backend.exitReport ? backend.exitReport(handle, spec) : vanishedReport(backend.name);
+    },
     close: async () => undefined,
   };
 }

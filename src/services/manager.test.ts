@@ -12,6 +12,7 @@ import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
 import { directCalls } from './calls.js';
 import { ServiceManager } from './manager.js';
 import { buildSpec } from './spec.js';
+import { manualExitWatcher, type ManualExitWatcher } from '../supervise/testing.js';
 
 function recordingMasker(events: string[]): BootMasker {
   return {
@@ -38,7 +39,8 @@ describe('ServiceManager lifecycle', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  function manager(services: string[], flags: Record<string, string> = {}): { mgr: ServiceManager; store: StateStore } {
+  function manager(services: string[], flags: Record<string, string> = {}): { mgr: ServiceManager; store: StateStore; exits: ManualExitWatcher } {
+    const exits = manualExitWatcher();
     const raw = { flags: new Map(Object.entries({ state: dir, delay: '0', ...flags }).map(([k, v]) => [k, [v]])), services: services.map(parseServiceArg) };
     const config = validateConfig(raw, { defaultForwarders: () => [], backend: () => fake });
     const store = new StateStore(dir);
@@ -49,9 +51,11 @@ describe('ServiceManager lifecycle', () => {
       store,
       logger: silentLogger,
       metrics: new MetricsRegistry(),
+      exitWatcher: exits.watcher,
+      backend: () => fake,
       now: () => clock,
     });
-    return { mgr, store };
+    return { mgr, store, exits };
   }
 
   it('boots once however many queries race, and answers all of them', async () => {
@@ -189,6 +193,105 @@ describe('ServiceManager lifecycle', () => {
     await mgr.stopAll();
     await expect(mgr.lookup('web.jitsu.test')!.ensureUp()).rejects.toMatchObject({ code: 'ABORTED' });
     expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(0);
+  });
+
+  describe('supervision', () => {
+    const until = async (cond: () => boolean, ms = 2000): Promise<void> => {
+      const deadline = Date.now() + ms;
+      while (!cond()) {
+        if (Date.now() > deadline) throw new Error('condition not met in time');
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
+
+    it('sees a ready service die, logs and counts it, cleans up, and boots it again on the next query', async () => {
+      const { mgr, exits, store } = manager(['dns=web.jitsu.test,ip=10.0.0.5,mask=handshake']);
+      const runtime = mgr.runtime('web.jitsu.test')!;
+      mgr.lookup('web.jitsu.test')!.ensureUp();
+      await until(() => runtime.phase === 'ready');
+      const pid = runtime.handle!.pid!;
+      expect(exits.watched()).toEqual([pid]);
+      exits.exit(pid);
+      expect(runtime.phase).toBe('stopping'); // no longer answered as ready, at once
+      await until(() => runtime.phase === 'stopped');
+      expect(fake.calls).toContain('exitReport web.jitsu.test');
+      expect(fake.calls.at(-1)).toBe('stop web.jitsu.test destroy');
+      expect(events).toContain('stopped web.jitsu.test'); // Synjitsu resets what it relays
+      expect(runtime.status()).toMatchObject({ state: 'stopped', exits: 1, lastExit: 'killed by SIGKILL', pid: null });
+      expect(mgr.status()[0]!.lastError).toMatch(/exited after ready: killed by SIGKILL/);
+      const metricsText = (mgr as unknown as { deps: { metrics: MetricsRegistry } }).deps.metrics.render();
+      expect(metricsText).toMatch(/jitsu_service_exits_total\{service="web.jitsu.test",reason="killed"\} 1/);
+      // restart=no: nothing until the next query, which boots it again.
+      await new Promise((r) => setTimeout(r, 30));
+      expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(1);
+      mgr.lookup('web.jitsu.test')!.ensureUp();
+      await until(() => runtime.phase === 'ready');
+      expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
+      await store.flush();
+    });
+
+    it('ignores the exit of a service it stopped itself', async () => {
+      const { mgr, exits } = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+      const runtime = mgr.runtime('web.jitsu.test')!;
+      await mgr.lookup('web.jitsu.test')!.ensureUp();
+      const pid = runtime.handle!.pid!;
+      await runtime.stop('destroy');
+      expect(exits.watched()).toEqual([]);
+      exits.exit(pid);
+      expect(runtime.status()).toMatchObject({ state: 'stopped', exits: 0 });
+    });
+
+    it('restart=on-failure brings a crashed service back by itself, with backoff', async () => {
+      const { mgr, exits } = manager(['dns=web.jitsu.test,ip=10.0.0.5,restart=on-failure,restart_sec=0.01']);
+      const runtime = mgr.runtime('web.jitsu.test')!;
+      await mgr.lookup('web.jitsu.test')!.ensureUp();
+      exits.exit(runtime.handle!.pid!);
+      await until(() => runtime.phase === 'ready' && fake.calls.filter((c) => c.startsWith('start')).length === 2);
+      // A clean exit is no failure: on-failure leaves it stopped.
+      fake.exitWith = { reason: 'exited', cause: 'exited with status 0', logTail: [] };
+      exits.exit(runtime.handle!.pid!);
+      await until(() => runtime.phase === 'stopped');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
+    });
+
+    it('puts a crash-looping service in failed for the cool-down: SERVFAIL at once, no boot, then boots again', async () => {
+      const { mgr } = manager(['dns=bad.jitsu.test,ip=10.0.0.7,start_limit_burst=3,start_limit_interval=60,cooldown=30']);
+      const runtime = mgr.runtime('bad.jitsu.test')!;
+      fake.failNext = 3;
+      for (let i = 0; i < 3; i++) await expect(mgr.lookup('bad.jitsu.test')!.ensureUp()).rejects.toMatchObject({ code: 'BOOT_FAILED' });
+      expect(runtime.phase).toBe('failed');
+      const status = runtime.status();
+      expect(status.failedUntil).not.toBeNull();
+      expect(Date.parse(status.failedUntil!) - Date.now()).toBeGreaterThan(25_000);
+      await expect(mgr.lookup('bad.jitsu.test')!.ensureUp()).rejects.toMatchObject({ code: 'SERVICE_FAILED', message: expect.stringMatching(/crash loop.*exited with status 1/) });
+      expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(3);
+      clock += 30_000;
+      await mgr.lookup('bad.jitsu.test')!.ensureUp();
+      expect(runtime.phase).toBe('ready');
+    });
+
+    it('resets what Synjitsu took for a failed service on summon-on-SYN', async () => {
+      const { mgr } = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=handshake,start_limit_burst=1']);
+      const runtime = mgr.runtime('vm.jitsu.test')!;
+      fake.failNext = 1;
+      mgr.summon('vm.jitsu.test');
+      await until(() => runtime.phase === 'failed');
+      events.length = 0;
+      mgr.summon('vm.jitsu.test');
+      await until(() => events.length > 0);
+      expect(events[0]).toMatch(/^failed vm.jitsu.test .*crash loop/);
+    });
+
+    it('sees a poll-watched service gone on the next sweep', async () => {
+      const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+      const runtime = mgr.runtime('web.jitsu.test')!;
+      await mgr.lookup('web.jitsu.test')!.ensureUp();
+      fake.running.set('web.jitsu.test', 'stopped'); // destroyed behind our back
+      mgr.sweep();
+      await until(() => runtime.phase === 'stopped');
+      expect(runtime.status().exits).toBe(1);
+    });
   });
 
   it('finds the zone of names inside configured zones only', () => {

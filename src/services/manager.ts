@@ -1,14 +1,16 @@
 import type { Config } from '../config/types.js';
 import type { ServiceAnswer, Summoner } from '../dns/types.js';
-import { errorMessage } from '../errors.js';
+import { errorCode, errorMessage } from '../errors.js';
+import { SYNJITSU_MASKS } from './spec.js';
 import type { Logger } from '../observe/log.js';
 import type { MetricsRegistry } from '../observe/metrics.js';
 import type { PersistedService, StateStore } from '../state/store.js';
 import type { BootMasker } from '../synjitsu/masker.js';
 import type { BackendCalls } from './calls.js';
 import { serviceMetrics } from './metrics.js';
-import { ServiceRuntime, type RuntimeStatus } from './runtime.js';
-import type { ServiceSpec } from '../backends/backend.js';
+import { PHASES, ServiceRuntime, type RuntimeStatus } from './runtime.js';
+import type { Backend, BackendHandle, BackendName, ServiceSpec } from '../backends/backend.js';
+import { watchedProcess, type ExitWatcher, type Unwatch } from '../supervise/exit-watch.js';
 
 export interface ManagerDeps {
   /** One spec per configured service, in config order (buildSpec); built once by the caller. */
@@ -18,6 +20,10 @@ export interface ManagerDeps {
   store: StateStore;
   logger: Logger;
   metrics: MetricsRegistry;
+  /** Sees a pid-watched service's main process exit (pidfd); see src/supervise. */
+  exitWatcher: ExitWatcher;
+  /** Backend capabilities by name (the registry in the daemon, a fake in unit tests). */
+  backend: (name: BackendName) => Backend;
   now?: () => number;
 }
 
@@ -37,6 +43,12 @@ export class ServiceManager implements Summoner {
     const metrics = serviceMetrics(deps.metrics);
     config.services.forEach((service, i) => {
       const spec = deps.specs[i]!;
+      const capabilities = deps.backend(spec.backend).capabilities;
+      const watchExit = (handle: BackendHandle, onExit: () => void): Unwatch | undefined => {
+        if (capabilities.exitWatch !== 'pid') return undefined;
+        const target = watchedProcess(handle);
+        return target ? deps.exitWatcher.watch(target, onExit) : undefined;
+      };
       const runtime = new ServiceRuntime(spec, service.dns, service.responseDelay * 1000, {
         calls: deps.calls,
         masker: deps.masker,
@@ -46,6 +58,9 @@ export class ServiceManager implements Summoner {
         bootTimeoutMs: config.bootTimeout * 1000,
         stopTimeoutMs: 15_000,
         now: this.now,
+        policy: service.policy,
+        watchExit,
+        ownsNetns: capabilities.netns,
       });
       this.runtimes.set(service.name, runtime);
       for (const name of service.dns) {
@@ -60,7 +75,7 @@ export class ServiceManager implements Summoner {
       }
     });
     const states = deps.metrics.gauge('jitsu_services', 'Services by lifecycle state');
-    for (const phase of ['stopped', 'booting', 'ready', 'stopping'] as const) {
+    for (const phase of PHASES) {
       states.labels({ state: phase }).collect = () => [...this.runtimes.values()].filter((r) => r.phase === phase).length;
     }
   }
@@ -84,10 +99,17 @@ export class ServiceManager implements Summoner {
     return this.runtimes.get(service);
   }
 
-  /** Summon-on-SYN (Synjitsu) and other non-DNS triggers; failures are logged by the runtime. */
+  /**
+   * Summon-on-SYN (Synjitsu) and other non-DNS triggers; boot failures are logged by the runtime. A
+   * service that refuses at once (failed, cool-down) has the connections Synjitsu took for it reset.
+   */
   summon(service: string): void {
-    const result = this.runtimes.get(service)?.summon();
-    if (result !== undefined && result !== true) result.catch(() => undefined);
+    const runtime = this.runtimes.get(service);
+    const result = runtime?.summon();
+    if (runtime === undefined || result === undefined || result === true) return;
+    result.catch((err: unknown) => {
+      if (errorCode(err) === 'SERVICE_FAILED' && SYNJITSU_MASKS.has(runtime.spec.mask)) this.deps.masker.failed(runtime.maskTarget, errorMessage(err));
+    });
   }
 
   /**
@@ -122,8 +144,15 @@ export class ServiceManager implements Summoner {
     this.reaper = undefined;
   }
 
-  /** Stop every ready service that had no query for the idle timeout. */
+  /**
+   * Every sweep: ask poll-watched backends whether their services still exist, account traffic and
+   * open connections as activity (idle=traffic), and stop every ready service idle for the timeout.
+   */
   sweep(): void {
+    for (const runtime of this.runtimes.values()) {
+      void runtime.checkAlive();
+      runtime.observeActivity();
+    }
     const cutoff = this.now() - this.config.idleTimeout * 1000;
     for (const runtime of this.runtimes.values()) {
       if (runtime.phase === 'ready' && runtime.lastActivity < cutoff) {

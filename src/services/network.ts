@@ -5,9 +5,8 @@ import type { Config } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { ensureBridge, ensureHostAddresses, prepareServiceNetns, removeBridge, removeHostAddresses, removeServiceNetns } from '../network/index.js';
 import type { Logger } from '../observe/log.js';
+import { getBackend } from '../backends/registry.js';
 
-/** Backends whose services live in a netns the daemon prepares ahead of the first boot. */
-const NETNS_BACKENDS = new Set(['process', 'container']);
 
 /**
  * The daemon's part of the service network: the bridge, the host's gateway address in every service
@@ -25,7 +24,8 @@ export class ServiceNetworkSetup {
     private readonly logger: Logger,
   ) {}
 
-  async prepare(specs: readonly ServiceSpec[]): Promise<void> {
+  /** `adopting`: services the daemon adopts from its state; every other namespace of ours is rebuilt. */
+  async prepare(specs: readonly ServiceSpec[], adopting: ReadonlySet<string> = new Set()): Promise<void> {
     if (specs.length === 0) return;
     const started = performance.now();
     const inherited = await this.predecessorMadeBridge();
@@ -35,8 +35,8 @@ export class ServiceNetworkSetup {
     this.hostCidrs = [...new Set(specs.map((s) => `${s.network.gateway}/${s.network.prefixLength}`))];
     await ensureHostAddresses(this.config.bridge, this.hostCidrs);
     for (const spec of specs) {
-      if (!NETNS_BACKENDS.has(spec.backend)) continue;
-      await prepareServiceNetns(spec.network, spec.service);
+      if (!getBackend(spec.backend).capabilities.netns) continue;
+      await prepareServiceNetns(spec.network, spec.service, { replace: !adopting.has(spec.service) });
       this.netnsServices.push(spec.service);
     }
     this.logger.info('service network ready', {

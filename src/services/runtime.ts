@@ -1,5 +1,8 @@
-import type { BackendHandle, MaskMode, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
+import type { BackendHandle, ExitReport, MaskMode, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
 import { JitsuError, errorCode, errorMessage } from '../errors.js';
+import { sampleActivity, wasActive, type ActivitySample } from '../supervise/activity.js';
+import type { Unwatch } from '../supervise/exit-watch.js';
+import { StartLimiter, type Ending, type SupervisionPolicy } from '../supervise/policy.js';
 import type { Logger } from '../observe/log.js';
 import type { PersistedService } from '../state/store.js';
 import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
@@ -8,7 +11,9 @@ import { epochNow } from '../pool/protocol.js';
 import type { ServiceMetrics } from './metrics.js';
 import { SYNJITSU_MASKS, maskTargetOf } from './spec.js';
 
-export type Phase = 'stopped' | 'booting' | 'ready' | 'stopping';
+/** `failed`: in a crash-loop cool-down; queries get SERVFAIL at once until it ends. */
+export type Phase = 'stopped' | 'booting' | 'ready' | 'stopping' | 'failed';
+export const PHASES: readonly Phase[] = ['stopped', 'booting', 'ready', 'stopping', 'failed'];
 
 export interface RuntimeDeps {
   calls: BackendCalls;
@@ -20,6 +25,14 @@ export interface RuntimeDeps {
   bootTimeoutMs: number;
   stopTimeoutMs: number;
   now: () => number;
+  policy: SupervisionPolicy;
+  /**
+   * Watch the service's main process from now on; `onExit` runs when it is gone. Undefined when
+   * this backend's services are only seen gone by polling `state()` (checkAlive, every sweep).
+   */
+  watchExit: (handle: BackendHandle, onExit: () => void) => Unwatch | undefined;
+  /** The service lives in its own netns with its pid inside: its open connections can be counted. */
+  ownsNetns: boolean;
 }
 
 /** Masks under which a DNS answer may go out before the service is ready: Synjitsu holds the clients. */
@@ -39,12 +52,21 @@ export interface RuntimeStatus {
   lastError: string | null;
   idleSeconds: number | null;
   pid: number | null;
+  restart: SupervisionPolicy['restart'];
+  /** Unplanned ends after ready (crashes, exits), since the daemon started. */
+  exits: number;
+  lastExit: string | null;
+  /** ISO time the crash-loop cool-down ends (state `failed`). */
+  failedUntil: string | null;
 }
 
 /**
- * One service's lifecycle: stopped -> booting -> ready -> stopping -> stopped. A boot is single-flight:
- * however many queries race, they share one boot promise. A failed boot returns the service to stopped
- * (so the next query retries), resets masked connections, and carries its cause to every waiter.
+ * One service's lifecycle: stopped -> booting -> ready -> stopping -> stopped (and `failed` during a
+ * crash-loop cool-down). A boot is single-flight: however many queries race, they share one boot
+ * promise. A failed boot returns the service to stopped (so the next query retries), resets masked
+ * connections, and carries its cause to every waiter. Nothing here is assumed: `ready` is what the
+ * backend observed, and a ready service whose process dies (or whose domain vanishes) is seen,
+ * logged with its cause, cleaned up and moved to stopped; the restart policy says what follows.
  */
 export class ServiceRuntime {
   phase: Phase = 'stopped';
@@ -52,15 +74,21 @@ export class ServiceRuntime {
   suspended = false;
   bootCount = 0;
   bootFailures = 0;
+  exits = 0;
   lastBootMs: number | undefined;
   lastError: string | undefined;
-  /** Time of the last query (or SYN) for this service, from deps.now(). */
+  lastExit: string | undefined;
+  /** Time of the last query, SYN or observed traffic for this service, from deps.now(). */
   lastActivity = 0;
   private boot: Promise<void> | undefined;
   /** The backend start call of the boot in flight: short, and its handle must never escape a shutdown. */
   private starting: Promise<unknown> | undefined;
   private stopping: Promise<void> | undefined;
   private closing = false;
+  private unwatch: Unwatch | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private lastSample: ActivitySample | undefined;
+  private readonly limiter: StartLimiter;
   private readonly log: Logger;
 
   constructor(
@@ -70,6 +98,7 @@ export class ServiceRuntime {
     private readonly deps: RuntimeDeps,
   ) {
     this.log = deps.logger.child({ service: spec.service });
+    this.limiter = new StartLimiter(deps.policy);
   }
 
   get maskTarget(): MaskTarget {
@@ -85,6 +114,11 @@ export class ServiceRuntime {
     if (this.phase === 'ready') return true;
     // A SYN can still arrive while the daemon stops its services: never start a boot then.
     if (this.closing) return Promise.reject(new JitsuError('ABORTED', `${this.spec.service}: the daemon is shutting down`));
+    if (this.phase === 'failed') {
+      const until = this.limiter.coolingDownUntil(this.deps.now());
+      if (until !== undefined) return Promise.reject(this.coolingDownError(until));
+      this.phase = 'stopped';
+    }
     if (this.phase === 'booting') return ANSWER_AT_ONCE.has(this.spec.mask) ? true : this.boot!;
     const boot = this.startBoot(epochNow());
     if (ANSWER_AT_ONCE.has(this.spec.mask)) {
@@ -95,8 +129,17 @@ export class ServiceRuntime {
     return boot;
   }
 
+  private coolingDownError(until: number): JitsuError {
+    const inS = Math.max(0, Math.ceil((until - this.deps.now()) / 1000));
+    return new JitsuError('SERVICE_FAILED', `service ${this.spec.service} is failed (crash loop) for ${inS} s more; last error: ${this.lastError ?? 'unknown'}`, {
+      service: this.spec.service,
+      retryInSeconds: inS,
+    });
+  }
+
   /** `summonedAt`: epoch ms (epochNow), comparable with the worker's time of the backend call. */
   private startBoot(summonedAt: number): Promise<void> {
+    this.cancelRestart();
     const previousStop = this.stopping;
     this.phase = 'booting';
     const boot: Promise<void> = (previousStop ? previousStop.then(() => this.runBoot(summonedAt)) : this.runBoot(summonedAt)).finally(() => {
@@ -137,8 +180,10 @@ export class ServiceRuntime {
         metrics.orchestration.labels({ step: 'ready_to_handover' }).observe((epochNow() - readyAt) / 1000);
       }
       this.phase = 'ready';
+      this.watch(this.handle!);
       this.lastBootMs = this.deps.now() - startedAt;
       this.lastError = undefined;
+      this.lastSample = undefined;
       metrics.boots.labels({ service: this.spec.service, result: 'ok' }).inc();
       metrics.bootSeconds.labels({ backend: this.spec.backend }).observe(this.lastBootMs / 1000);
       this.log.info('ready', { boot_ms: this.lastBootMs.toFixed(1), pid: this.handle!.pid });
@@ -158,8 +203,10 @@ export class ServiceRuntime {
     this.lastError = message;
     this.deps.metrics.boots.labels({ service: this.spec.service, result: 'failed' }).inc();
     const details = typeof err === 'object' && err !== null && 'details' in err ? (err as { details: Record<string, unknown> }).details : {};
-    this.log.error('boot failed', { code: errorCode(err) ?? 'UNKNOWN', cause: message, detail: details['logTail'] !== undefined ? String(details['logTail']) : undefined });
+    const tail = details['logTail'];
+    this.log.error('boot failed', { code: errorCode(err) ?? 'UNKNOWN', cause: message, detail: Array.isArray(tail) ? tail.join(' | ') : tail !== undefined ? String(tail) : undefined });
     if (ANSWER_AT_ONCE.has(this.spec.mask)) this.deps.masker.failed(this.maskTarget, message);
+    this.stopWatching();
     const handle = this.handle;
     this.handle = undefined;
     this.suspended = false;
@@ -174,6 +221,117 @@ export class ServiceRuntime {
     // Only now may a new query start the next attempt: the half-started one is gone.
     this.phase = 'stopped';
     await this.save();
+    if (!this.closing && errorCode(err) !== 'ABORTED') this.ended({ kind: 'boot-failed' });
+  }
+
+  private watch(handle: BackendHandle): void {
+    this.stopWatching();
+    this.unwatch = this.deps.watchExit(handle, () => this.exited(handle));
+  }
+
+  private stopWatching(): void {
+    this.unwatch?.();
+    this.unwatch = undefined;
+  }
+
+  /**
+   * Poll-watched backends (and a second look for any other): ask the backend whether a ready or
+   * suspended service still exists. Called by the manager on every sweep.
+   */
+  async checkAlive(): Promise<void> {
+    const handle = this.handle;
+    if (!handle || (this.phase !== 'ready' && !(this.phase === 'stopped' && this.suspended))) return;
+    const state = await this.deps.calls.state(handle, this.spec).catch((): RuntimeState => 'unknown');
+    if (state === 'stopped' && this.handle === handle) this.exited(handle);
+  }
+
+  /** The service ended on its own (or was killed behind our back): log, count, clean up, apply the policy. */
+  private exited(handle: BackendHandle): void {
+    if (this.closing || this.handle !== handle) return;
+    const wasSuspended = this.phase === 'stopped' && this.suspended;
+    if (this.phase !== 'ready' && !wasSuspended) return; // a planned stop or a boot in flight sees it itself
+    this.stopWatching();
+    this.phase = 'stopping';
+    const cleanup = this.cleanUpAfterExit(handle).finally(() => {
+      if (this.stopping === cleanup) this.stopping = undefined;
+    });
+    this.stopping = cleanup;
+  }
+
+  private async cleanUpAfterExit(handle: BackendHandle): Promise<void> {
+    const { calls, metrics } = this.deps;
+    // Connections Synjitsu still holds or relays for it are reset now, not when they time out.
+    if (ANSWER_AT_ONCE.has(this.spec.mask)) this.deps.masker.stopped(this.maskTarget);
+    const report = await calls.exitReport(handle, this.spec).catch(
+      (err: unknown): ExitReport => ({ reason: 'vanished', cause: `gone (no exit report: ${errorMessage(err)})`, logTail: [] }),
+    );
+    this.exits++;
+    this.lastExit = report.cause;
+    this.lastError = `exited after ready: ${report.cause}`;
+    metrics.exits.labels({ service: this.spec.service, reason: report.reason }).inc();
+    this.log.error('service exited', { reason: report.reason, cause: report.cause, pid: handle.pid, detail: report.logTail.slice(-5).join(' | ') || undefined });
+    try {
+      // What it leaves behind (tap, link up, container state) goes the way of a destroy.
+      await calls.stop(handle, this.spec, 'destroy', this.deps.stopTimeoutMs);
+    } catch (err) {
+      this.log.warn('cleanup after exit failed', { cause: errorMessage(err) });
+    }
+    if (this.handle === handle) this.handle = undefined;
+    this.suspended = false;
+    this.phase = 'stopped';
+    await this.save();
+    this.ended({ kind: 'exited', reason: report.reason });
+  }
+
+  /** After an unplanned end: wait for the next query, restart (with backoff), or cool down. */
+  private ended(ending: Ending): void {
+    if (this.closing) return;
+    const verdict = this.limiter.record(ending, this.deps.now());
+    const { policy } = this.deps;
+    if (verdict.action === 'cool-down') {
+      this.phase = 'failed';
+      const until = new Date(Date.now() + (verdict.untilMs - this.deps.now()));
+      this.log.error('crash loop: failed, queries get SERVFAIL until the cool-down ends', {
+        failures: verdict.failures,
+        within_s: policy.startLimitIntervalMs / 1000,
+        until: until.toISOString(),
+        last_error: this.lastError,
+      });
+      this.deps.metrics.crashLoops.labels({ service: this.spec.service }).inc();
+      // A service meant to run comes back by itself once the cool-down is over.
+      if (policy.restart !== 'no') this.scheduleRestart(verdict.untilMs - this.deps.now());
+      return;
+    }
+    if (verdict.action === 'restart') this.scheduleRestart(verdict.delayMs);
+  }
+
+  private scheduleRestart(delayMs: number): void {
+    this.cancelRestart();
+    this.log.info('restarting', { policy: this.deps.policy.restart, in_ms: Math.round(delayMs) });
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.closing || (this.phase !== 'stopped' && this.phase !== 'failed')) return;
+      this.deps.metrics.restarts.labels({ service: this.spec.service }).inc();
+      const boot = this.summon();
+      if (boot !== true) boot.catch(() => undefined);
+    }, Math.max(0, delayMs));
+    this.restartTimer.unref();
+  }
+
+  private cancelRestart(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+  }
+
+  /**
+   * Idle accounting for the sweep (`idle=traffic`): traffic on the service's link or a connection
+   * open in its netns since the last sample counts as activity, like a query does.
+   */
+  observeActivity(): void {
+    if (this.phase !== 'ready' || !this.handle || this.deps.policy.idle !== 'traffic') return;
+    const sample = sampleActivity(this.handle, this.deps.ownsNetns);
+    if (wasActive(this.lastSample, sample)) this.lastActivity = this.deps.now();
+    this.lastSample = sample;
   }
 
   /** Stop a ready service. Booting services are left alone; stopping twice shares one stop. */
@@ -190,6 +348,8 @@ export class ServiceRuntime {
 
   private async runStop(mode: StopMode): Promise<void> {
     const handle = this.handle!;
+    // A planned stop: its exit is ours, not a crash. (A suspended process keeps its watch.)
+    if (mode !== 'suspend') this.stopWatching();
     this.log.info('stopping', { mode });
     try {
       await this.deps.calls.stop(handle, this.spec, mode, this.deps.stopTimeoutMs);
@@ -199,8 +359,10 @@ export class ServiceRuntime {
       if (state === 'running') {
         // Still up: keep serving it; the next sweep tries again.
         this.phase = 'ready';
+        this.watch(handle);
         return;
       }
+      this.stopWatching();
     }
     this.suspended = mode === 'suspend';
     if (!this.suspended) this.handle = undefined;
@@ -216,6 +378,8 @@ export class ServiceRuntime {
    */
   async shutdown(): Promise<void> {
     this.closing = true;
+    this.cancelRestart();
+    this.stopWatching();
     await this.starting;
     await this.stopping;
     const handle = this.handle;
@@ -243,12 +407,14 @@ export class ServiceRuntime {
       this.lastActivity = this.deps.now();
       // Synjitsu starts out watching every masked IP as stopped: tell it this one is up, or it would answer for it.
       if (ANSWER_AT_ONCE.has(this.spec.mask)) await this.deps.masker.ready(this.maskTarget, entry.handle);
+      this.watch(entry.handle);
       this.log.info('adopted running service', { pid: entry.handle.pid });
       return true;
     }
     if (state === 'paused' || (state === 'running' && entry.suspended)) {
       this.handle = entry.handle;
       this.suspended = true;
+      this.watch(entry.handle);
       this.log.info('adopted suspended service', { pid: entry.handle.pid });
       return true;
     }
@@ -264,6 +430,7 @@ export class ServiceRuntime {
   }
 
   status(): RuntimeStatus {
+    const until = this.phase === 'failed' ? this.limiter.coolingDownUntil(this.deps.now()) : undefined;
     return {
       service: this.spec.service,
       backend: this.spec.backend,
@@ -278,6 +445,10 @@ export class ServiceRuntime {
       lastError: this.lastError ?? null,
       idleSeconds: this.phase === 'ready' ? Math.round((this.deps.now() - this.lastActivity) / 100) / 10 : null,
       pid: this.handle?.pid ?? null,
+      restart: this.deps.policy.restart,
+      exits: this.exits,
+      lastExit: this.lastExit ?? null,
+      failedUntil: until === undefined ? null : new Date(Date.now() + (until - this.deps.now())).toISOString(),
     };
   }
 

@@ -8,9 +8,9 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
-import { isLinkUp, linkExists, netnsName, prepareServiceNetns, setLinkUp } from '../../network/index.js';
+import { isLinkUp, linkExists, netnsName, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
 import { activatePath } from '../process/launcher.js';
 import { LOG_MAX_BYTES, logTail } from '../process/logs.js';
 import { listeningTcpPorts, readProcStat } from '../process/proc.js';
@@ -213,7 +213,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
   const backend: Backend = {
     name: 'container',
     summary: 'OCI containers run by crun in the service netns, with socket activation (port=)',
-    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], maskModes: ['none', 'activate', 'park', 'handshake'], defaultMask: 'activate' },
+    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'pid', netns: true, maskModes: ['none', 'activate', 'park', 'handshake'], defaultMask: 'activate' },
     options: containerOptions,
 
     async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
@@ -336,9 +336,18 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         const deadline = Date.now() + shutdownTimeoutMs;
         while (alive(handle) && Date.now() < deadline && !signal.aborted) await sleep(Math.max(pollMs, 10));
       }
+      // Its clients get a RST now, while the link is still up (see network/reset.ts).
+      const netns = handle.data['netns'];
+      if (typeof netns === 'string') await resetConnections(netns);
       if (alive(handle)) await crun('kill', f, crunArgv.kill(f.id, 'KILL')).catch(() => undefined);
       await remove(f);
       await linkDown(f);
+    },
+
+    async exitReport(handle): Promise<ExitReport> {
+      // The container's init is reaped by crun's reaper, not us: no status, but its last words.
+      const f = facts(handle);
+      return { reason: 'vanished', cause: `the container's main process ${handle.pid ?? '?'} ended`, logTail: logSince(f.log, f.logStart) };
     },
 
     async resume(handle, _spec, signal) {

@@ -1,4 +1,4 @@
-import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError } from '../../errors.js';
 import { abortableSleep } from '../sleep.js';
 
@@ -12,6 +12,8 @@ export interface FakeBackend extends Backend {
   bootMs: number;
   readyMs: number;
   failNext: number;
+  /** What exitReport() says about a service that ended. */
+  exitWith: ExitReport;
 }
 
 const timedOut = (): JitsuError => new JitsuError('BOOT_TIMEOUT', 'timed out');
@@ -21,13 +23,14 @@ export function createFakeBackend(): FakeBackend {
   const fake: FakeBackend = {
     name: 'process',
     summary: 'fake backend for unit tests',
-    capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], maskModes: ['none', 'park', 'handshake', 'activate'], defaultMask: 'none' },
+    capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], exitWatch: 'pid', netns: false, maskModes: ['none', 'park', 'handshake', 'activate'], defaultMask: 'none' },
     options: [],
     calls: [],
     running: new Map(),
     bootMs: 20,
     readyMs: 5,
     failNext: 0,
+    exitWith: { reason: 'killed', cause: 'killed by SIGKILL', logTail: ['last words'] },
     async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
       fake.calls.push(`start ${spec.service}`);
       await abortableSleep(fake.bootMs, signal, timedOut);
@@ -36,7 +39,8 @@ export function createFakeBackend(): FakeBackend {
         throw new JitsuError('BOOT_FAILED', `${spec.service} exited with status 1`, { logTail: 'exec: not found' });
       }
       fake.running.set(spec.service, 'running');
-      return { backend: 'process', service: spec.service, pid: nextPid++, data: {} };
+      // startTime: a pid-watched handle names its process by pid and start time.
+      return { backend: 'process', service: spec.service, pid: nextPid++, data: { startTime: 1 } };
     },
     async ready(handle: BackendHandle, _spec: ServiceSpec, signal: AbortSignal): Promise<void> {
       fake.calls.push(`ready ${handle.service}`);
@@ -52,6 +56,10 @@ export function createFakeBackend(): FakeBackend {
     },
     async state(handle: BackendHandle): Promise<RuntimeState> {
       return fake.running.get(handle.service) ?? 'stopped';
+    },
+    async exitReport(handle: BackendHandle): Promise<ExitReport> {
+      fake.calls.push(`exitReport ${handle.service}`);
+      return fake.exitWith;
     },
   };
   return fake;

@@ -15,6 +15,8 @@ export interface RunPaths {
   pidfile: string;
   console: string;
   log: string;
+  /** QEMU's exit status, written by the worker thread that reaps it: {"code":C,"signal":S}. */
+  exit: string;
 }
 
 export function runPaths(runDir: string): RunPaths {
@@ -23,6 +25,7 @@ export function runPaths(runDir: string): RunPaths {
     pidfile: join(runDir, 'qemu.pid'),
     console: join(runDir, 'console.log'),
     log: join(runDir, 'qemu.log'),
+    exit: join(runDir, 'qemu.exit'),
   };
 }
 

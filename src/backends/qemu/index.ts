@@ -5,8 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, closeSync, constants, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import type { Backend, BackendHandle, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { accessSync, closeSync, constants, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { describeExit } from '../exit-cause.js';
 import { JitsuError } from '../../errors.js';
 import { resolveAccel } from './accel.js';
 import { buildCmdline, buildQemuArgs, hostCpuKhz, runPaths, type Accel, type RunPaths } from './argv.js';
@@ -41,6 +42,8 @@ interface QemuData {
   shutdownTimeoutMs: number;
   /** rx_packets of the tap when QEMU started: frames past it come from the guest. */
   rxBaseline: number;
+  /** Where QEMU's exit status lands (absent in handles of older daemons). */
+  exit?: string;
 }
 
 const hash8 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 8);
@@ -125,7 +128,7 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   const cmdline = buildCmdline(cfg, spec.service, spec.network, hostCpuKhz(), verdict.accel);
   const args = buildQemuArgs(cfg, cmdline, verdict.accel, paths);
 
-  for (const p of [paths.qmp, paths.pidfile]) rmSync(p, { force: true });
+  for (const p of [paths.qmp, paths.pidfile, paths.exit]) rmSync(p, { force: true });
   writeFileSync(paths.console, '');
   await createTap(cfg.tap, cfg.bridge);
   const rxBaseline = rxPackets(cfg.tap) ?? 0;
@@ -140,6 +143,12 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   }
   child.on('exit', (code, sig) => {
     exitedHow = sig ? `signal ${sig}` : `status ${code}`;
+    // This thread is the only one that learns the status: leave it for exitReport().
+    try {
+      writeFileSync(paths.exit, JSON.stringify({ code, signal: sig }));
+    } catch {
+      // the run dir is gone (daemon shutting down)
+    }
   });
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
   spawnError.then((err) => {
@@ -174,6 +183,7 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     acpi: cfg.acpi,
     shutdownTimeoutMs: cfg.shutdownTimeoutMs,
     rxBaseline,
+    exit: paths.exit,
   };
   return { backend: 'qemu', service: spec.service, link: cfg.tap, mac: cfg.mac, pid, data: data as unknown as { [key: string]: JsonValue } };
 }
@@ -258,6 +268,37 @@ async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
   }
 }
 
+/** Console lines that say how the guest ended, most telling first. */
+const GUEST_PANIC = /Kernel panic|Oops:|BUG:/;
+const GUEST_POWEROFF = /reboot: (Power down|Restarting system)|System halted/;
+
+/**
+ * How a ready guest ended. QEMU exits on every guest end it is configured for (`-no-reboot` and
+ * `panic=-1` turn a panic or reboot into an exit, and there is no `-no-shutdown`), so its exit
+ * status plus the console's last words tell a panic, a power-off and a kill apart.
+ */
+async function exitReport(handle: BackendHandle): Promise<ExitReport> {
+  const d = dataOf(handle);
+  const consoleTail = fileTail(d.console, 15);
+  let status: { code: number | null; signal: string | null } | undefined;
+  for (let i = 0; i < 40 && d.exit !== undefined && status === undefined; i++) {
+    try {
+      status = JSON.parse(readFileSync(d.exit, 'utf8')) as { code: number | null; signal: string | null };
+    } catch {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+  const qemu = describeExit(status?.code ?? null, status?.signal ?? null);
+  const qemuSays = fileTail(d.log, 3).join(' | ');
+  if (consoleTail.some((l) => GUEST_PANIC.test(l))) {
+    return { reason: 'panicked', cause: `guest kernel panic (QEMU pid ${handle.pid} ${qemu.cause})`, logTail: consoleTail };
+  }
+  if (consoleTail.some((l) => GUEST_POWEROFF.test(l))) {
+    return { reason: 'exited', cause: `the guest powered off (QEMU pid ${handle.pid} ${qemu.cause})`, logTail: consoleTail };
+  }
+  return { reason: qemu.reason, cause: `QEMU pid ${handle.pid} ${qemu.cause}${qemuSays ? `: ${qemuSays}` : ''}`, logTail: consoleTail };
+}
+
 async function state(handle: BackendHandle): Promise<RuntimeState> {
   const d = dataOf(handle);
   capConsole(d.console);
@@ -276,11 +317,12 @@ async function state(handle: BackendHandle): Promise<RuntimeState> {
 export const backend: Backend = {
   name: 'qemu',
   summary: 'QEMU -M microvm guests on a tap on the service bridge; KVM when a probe boot proves it works, else TCG',
-  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], maskModes: ['none', 'park', 'handshake'], defaultMask: 'handshake' },
+  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'pid', netns: false, maskModes: ['none', 'park', 'handshake'], defaultMask: 'handshake' },
   options: qemuOptions,
   start,
   ready,
   stop,
   resume,
   state,
+  exitReport,
 };
