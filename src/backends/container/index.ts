@@ -5,17 +5,18 @@
  * kernel's accept queue instead of being refused.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
 import { isLinkUp, linkExists, netnsName, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
-import { activatePath } from '../process/launcher.js';
+import { claimedAll, findInRoot, notPreBoundNote, preloadWorks, programLinkage, servingProbe } from '../process/activation.js';
+import { activatePath, preloadPath } from '../process/launcher.js';
 import { LOG_MAX_BYTES, logTail } from '../process/logs.js';
 import { listeningTcpPorts, readProcStat } from '../process/proc.js';
 import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
-import { defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
+import { CLAIMS_FILE, containerProgram, defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
 import {
   crunArgv,
   crunCommand,
@@ -53,9 +54,15 @@ interface ContainerFacts {
   log: string;
   crunLog: string;
   hostLink: string;
+  /** Ports pre-bound and handed in (socket activation through jitsu-preload.so). */
   activated: boolean;
-  /** mask park/handshake: the veth stays down until ready(), so Synjitsu sees the early SYNs. */
+  /**
+   * The veth stays down until ready(): with mask park/handshake (Synjitsu sees the early SYNs), and
+   * when the program binds its ports itself (not pre-bound: its kernel would reset early SYNs).
+   */
   parked: boolean;
+  /** Host path of the preload library's claims report (activated only; absent in older handles). */
+  claims?: string;
   ports: number[];
   startTime: number;
   /** Size of the container log when this container started: its own output begins there. */
@@ -221,8 +228,17 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       const base = await loadBaseConfig(spec.service, config);
       if (signal.aborted) throw aborted('start', spec.service, signal);
       const id = containerId(spec.service);
-      const activated = spec.mask === 'activate' && config.ports.length > 0;
-      const parked = spec.mask === 'park' || spec.mask === 'handshake';
+      // Pre-bound sockets reach a program that binds its own port only through jitsu-preload.so,
+      // which a static (or non-glibc) program never loads: such a program binds the port itself.
+      let selfBound: string | undefined;
+      if (spec.mask === 'activate' && config.ports.length > 0) {
+        const { root, program, path } = containerProgram(base, config, config.bundle);
+        const linkage = program === undefined ? 'unknown' : programLinkage(findInRoot(program, path, root) ?? program, root);
+        if (!preloadWorks(linkage)) selfBound = notPreBoundNote(program ?? 'the container process', linkage, config.ports);
+      }
+      const activated = spec.mask === 'activate' && config.ports.length > 0 && selfBound === undefined;
+      const parked = spec.mask === 'park' || spec.mask === 'handshake' || selfBound !== undefined;
+      const reportDir = join(spec.runDir, 'activation');
       const f: ContainerFacts = {
         id,
         root: join(spec.runDir, 'crun'),
@@ -235,25 +251,33 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         ports: config.ports,
         startTime: 0,
         logStart: 0,
+        ...(activated ? { claims: join(reportDir, CLAIMS_FILE) } : {}),
       };
       const [net] = await Promise.all([
         // Up at once (activated sockets queue SYNs; unmasked clients come after ready), except when parked.
         serviceNetns(spec, !parked),
         mkdir(f.root, { recursive: true }),
         mkdir(f.bundle, { recursive: true }),
+        activated ? mkdir(reportDir, { recursive: true }) : undefined,
       ]);
       f.hostLink = net.hostLink;
-      const oci = serviceOciConfig(base, { config, hostname: id, netnsPath: net.netnsPath, listenPorts: activated ? config.ports : [] }, config.bundle);
+      const oci = serviceOciConfig(
+        base,
+        { config, hostname: id, netnsPath: net.netnsPath, listenPorts: activated ? config.ports : [], ...(activated ? { preload: { library: preloadPath(), reportDir } } : {}) },
+        config.bundle,
+      );
       const pidFile = join(spec.runDir, 'container.pid');
       await Promise.all([
         writeFile(join(f.bundle, 'config.json'), JSON.stringify(oci)),
         writeFile(f.crunLog, ''),
         rm(pidFile, { force: true }),
+        f.claims ? rm(f.claims, { force: true }) : undefined,
         // A container left by a previous daemon or a failed stop would make `crun run` fail on the id.
         remove(f),
       ]);
 
       f.logStart = (await stat(f.log).catch(() => undefined))?.size ?? 0;
+      if (selfBound) appendFileSync(f.log, selfBound);
       const any = spec.network.family === 6 ? '[::]' : '';
       const launcher = [activatePath()];
       if (activated) {
@@ -303,13 +327,15 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
 
     async ready(handle, spec, signal) {
       const f = facts(handle);
-      // Activated sockets already listen (the kernel queues connections): ready at once.
-      if (f.activated) return;
-      const port = spec.ready?.port ?? f.ports[0];
+      // Serving means: every pre-bound port taken over by the program (its claims report), and every
+      // other probed port (ready=tcp:PORT, else the first port=) listening in its netns.
+      const wanted = spec.ready ? [spec.ready.port] : f.activated ? f.ports : f.ports.slice(0, 1);
+      const probe = servingProbe(wanted, f.activated && f.claims ? f.ports : []);
       for (;;) {
         if (signal.aborted) throw aborted('ready', handle.service, signal);
         if (!alive(handle)) throw bootFailure(handle.service, f, 'exited before it was ready');
-        if (port === undefined || listeningTcpPorts(handle.pid!).has(port)) break;
+        const claimed = probe.claim.length === 0 || claimedAll(f.claims!, probe.claim);
+        if (claimed && (probe.listen === 'any' || probe.listen.length === 0 || probe.listen.every((p) => listeningTcpPorts(handle.pid!).has(p)))) break;
         await sleep(pollMs);
       }
       // Parked: from here the container's own kernel answers ARP and SYNs (Synjitsu hands over now).

@@ -16,7 +16,22 @@ export interface OciInputs {
   netnsPath: string;
   /** Ports pre-bound by the launcher and preserved as fds 3.. (empty: no socket activation). */
   listenPorts: readonly number[];
+  /**
+   * jitsu-preload.so for a program that binds its own ports: bind-mounted read-only into the
+   * container and put in front of its LD_PRELOAD; `reportDir` (host) is mounted writable for its
+   * claims report. Only with listenPorts.
+   */
+  preload?: { library: string; reportDir: string };
 }
+
+/**
+ * Where the preload library and its report directory appear inside the container: in its /dev
+ * tmpfs, so crun creates the mount points there, never in the (possibly read-only, shared) rootfs.
+ */
+export const PRELOAD_IN_CONTAINER = '/dev/.jitsu/preload.so';
+export const REPORT_DIR_IN_CONTAINER = '/dev/.jitsu/run';
+/** The claims report file, in the report directory (same name inside and on the host). */
+export const CLAIMS_FILE = 'claims';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const CAPS = ['CAP_NET_BIND_SERVICE'];
@@ -55,7 +70,23 @@ function isRecord(v: JsonValue | undefined): v is { [key: string]: JsonValue } {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const ACTIVATION_ENV = /^LISTEN_(FDS|PID|FDNAMES)=/;
+const ACTIVATION_ENV = /^(LISTEN_(FDS|PID|FDNAMES)|JITSU_READY_REPORT)=/;
+
+function rootPathOf(base: OciConfig, bundleDir: string | undefined): string {
+  const root = isRecord(base['root']) ? base['root'] : {};
+  const rootPath = typeof root['path'] === 'string' ? root['path'] : 'rootfs';
+  return bundleDir !== undefined && !isAbsolute(rootPath) ? resolve(bundleDir, rootPath) : rootPath;
+}
+
+/** The program the container runs (process.args[0], after `exec=`), its root (host path) and PATH. */
+export function containerProgram(base: OciConfig, config: ContainerConfig, bundleDir?: string): { root: string; program: string | undefined; path: string } {
+  const proc = isRecord(base['process']) ? base['process'] : {};
+  const baseArgs = Array.isArray(proc['args']) ? proc['args'] : [];
+  const first = config.args ? config.args[0] : baseArgs[0];
+  const env = [...(Array.isArray(proc['env']) ? proc['env'] : []), ...config.env].filter((e): e is string => typeof e === 'string');
+  const path = env.filter((e) => e.startsWith('PATH=')).at(-1) ?? DEFAULT_PATH;
+  return { root: rootPathOf(base, bundleDir), program: typeof first === 'string' ? first : undefined, path: path.slice('PATH='.length) };
+}
 
 /**
  * Lays the service over a base config (a bundle's, or `defaultOciConfig`). `bundleDir` resolves a
@@ -66,8 +97,7 @@ export function serviceOciConfig(base: OciConfig, inputs: OciInputs, bundleDir?:
   const { config } = inputs;
 
   const root = isRecord(out['root']) ? out['root'] : {};
-  const rootPath = typeof root['path'] === 'string' ? root['path'] : 'rootfs';
-  root['path'] = bundleDir !== undefined && !isAbsolute(rootPath) ? resolve(bundleDir, rootPath) : rootPath;
+  root['path'] = rootPathOf(base, bundleDir);
   if (config.readonly !== undefined) root['readonly'] = config.readonly;
   out['root'] = root;
   out['hostname'] = inputs.hostname;
@@ -84,6 +114,17 @@ export function serviceOciConfig(base: OciConfig, inputs: OciInputs, bundleDir?:
   if (inputs.listenPorts.length > 0) {
     // crun sets LISTEN_PID itself (to the container process) when it runs with LISTEN_FDS in its env.
     env.push(`LISTEN_FDS=${inputs.listenPorts.length}`, `LISTEN_FDNAMES=${inputs.listenPorts.map((p) => `tcp-${p}`).join(':')}`);
+  }
+  if (inputs.preload && inputs.listenPorts.length > 0) {
+    const previous = env.findIndex((e) => e.startsWith('LD_PRELOAD='));
+    const others = previous >= 0 ? env.splice(previous, 1)[0]!.slice('LD_PRELOAD='.length) : '';
+    env.push(`LD_PRELOAD=${PRELOAD_IN_CONTAINER}${others ? `:${others}` : ''}`, `JITSU_READY_REPORT=${REPORT_DIR_IN_CONTAINER}/${CLAIMS_FILE}`);
+    const mounts = Array.isArray(out['mounts']) ? out['mounts'] : [];
+    mounts.push(
+      { destination: PRELOAD_IN_CONTAINER, type: 'bind', source: inputs.preload.library, options: ['bind', 'ro', 'nosuid', 'nodev'] },
+      { destination: REPORT_DIR_IN_CONTAINER, type: 'bind', source: inputs.preload.reportDir, options: ['bind', 'rw', 'nosuid', 'nodev', 'noexec'] },
+    );
+    out['mounts'] = mounts;
   }
   proc['env'] = env;
   out['process'] = proc;
