@@ -4,7 +4,7 @@
  * counted, cleaned up and booted again on the next query; a crash loop ends in `failed` with
  * SERVFAIL at once; restart=always brings a service back by itself; idle means no query, no
  * connection and no traffic; a stopped service's clients get a RST, never a black hole.
- * Interface prefix jsv, subnets 10.204.N.0/24.
+ * Interface prefix jsv, subnets 10.207.N.0/24.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CLI, DEMO_HTTP, cleanupNetwork, curl, dig, haveCommand, isRoot, startDaemon, tempDir, type DaemonProcess } from '../helpers/daemon.js';
 import { buildGuest } from '../helpers/vm-env.js';
+import { rootfs } from '../helpers/container-net.js';
 
 const canRun = isRoot() && haveCommand('dig') && haveCommand('curl') && existsSync(CLI);
 const why = canRun ? '' : '(needs root, dig, curl and a build: npm run build:ts)';
@@ -20,7 +21,7 @@ let seq = 0;
 
 function unique(): { id: string; bridge: string; subnet: string } {
   seq++;
-  return { id: `${PREFIX}${seq}`, bridge: `${PREFIX}b${seq}`, subnet: `10.204.${seq}` };
+  return { id: `${PREFIX}${seq}`, bridge: `${PREFIX}b${seq}`, subnet: `10.207.${seq}` };
 }
 
 interface ServiceStatus {
@@ -176,6 +177,28 @@ describe.skipIf(!canRun)(`supervision: the daemon watches every service it runs 
     // The kept service was never stopped during its transfer, and stops once it is really idle.
     expect(d.logs()).not.toMatch(new RegExp(`msg="idle, stopping" service=${id} `));
     await d.waitForLog(new RegExp(`msg="idle, stopping" service=${id} `), 10_000);
+  });
+});
+
+describe.skipIf(!canRun || !haveCommand('crun'))('supervision of a crun container', () => {
+  it('sees the container killed at once and boots a fresh one on the next query', async () => {
+    const { id, bridge, subnet } = unique();
+    const d = await daemon({
+      bridge,
+      services: [`name=${id},dns=${id}.jitsu.test,ip=${subnet}.10,backend=container,mask=none,rootfs=${rootfs('busybox')},exec=/bin/httpd -f -p 80 -h /www,port=80`],
+    });
+    await dig(d.port, `${id}.jitsu.test`);
+    expect(await curl(`http://${subnet}.10/`)).toBe('hello from a jitsu container\n');
+    const init = (await status(d)).pid!;
+    process.kill(init, 'SIGKILL');
+    const seenMs = await waitStatus(d, (s) => s.state !== 'ready');
+    console.log(`[supervision] SIGKILL of a container's init seen ${seenMs.toFixed(1)} ms later`);
+    expect(seenMs).toBeLessThan(100);
+    await d.waitForLog(/msg="service exited" service=\S+ reason=vanished cause="the container's main process \d+ ended"/);
+    await waitStatus(d, (s) => s.state === 'stopped');
+    expect((await dig(d.port, `${id}.jitsu.test`)).status).toBe('NOERROR');
+    expect(await curl(`http://${subnet}.10/`)).toBe('hello from a jitsu container\n');
+    expect(await status(d)).toMatchObject({ bootCount: 2, exits: 1 });
   });
 });
 
