@@ -7,12 +7,14 @@
  * Interface prefix jsv, subnets 10.207.N.0/24.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CLI, DEMO_HTTP, cleanupNetwork, curl, dig, haveCommand, isRoot, startDaemon, tempDir, type DaemonProcess } from '../helpers/daemon.js';
 import { buildGuest } from '../helpers/vm-env.js';
 import { rootfs } from '../helpers/container-net.js';
+import { defineDomain, microvmDomainXml, removeDomain, startLibvirtd, stopLibvirtd, virshRun } from '../helpers/vm-libvirt.js';
+import { stableMac } from '../../src/network/index.js';
 
 const canRun = isRoot() && haveCommand('dig') && haveCommand('curl') && existsSync(CLI);
 const why = canRun ? '' : '(needs root, dig, curl and a build: npm run build:ts)';
@@ -225,5 +227,48 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('supervision of a
     expect((await dig(d.port, `${id}.jitsu.test`)).status).toBe('NOERROR');
     expect(await curl(`http://${subnet}.10/`, ['--max-time', '60'])).toBe(`jitsu guest ${id}\n`);
     expect(await status(d)).toMatchObject({ bootCount: 2, exits: 1 });
+  }, 240_000);
+});
+
+describe.skipIf(!canRun || !existsSync('/usr/sbin/libvirtd') || !haveCommand('virsh') || !haveCommand('qemu-system-x86_64'))('supervision of a libvirt domain', () => {
+  let startedLibvirtd = false;
+  const domains: string[] = [];
+  afterAll(async () => {
+    for (const name of domains) await removeDomain(name);
+    if (startedLibvirtd) await stopLibvirtd();
+  });
+
+  it('sees a domain destroyed behind its back within one sweep, and the next query starts it again', async () => {
+    const guest = await buildGuest();
+    startedLibvirtd = await startLibvirtd();
+    const { id, bridge, subnet } = unique();
+    const consoleDir = tempDir('jitsu-sv-lv-');
+    dirs.push(consoleDir);
+    chmodSync(consoleDir, 0o777); // libvirt runs QEMU as libvirt-qemu
+    domains.push(id);
+    await removeDomain(id);
+    const d = await daemon({
+      bridge,
+      args: ['-x', 'libvirt', '--boot-timeout', '90', '--sweep-interval', '0.5', '-d', '0'],
+      services: [`name=${id},dns=${id}.jitsu.test,ip=${subnet}.10,mask=none`],
+    });
+    await defineDomain(
+      join(consoleDir, 'domain.xml'),
+      microvmDomainXml({
+        name: id, kernel: guest.stock, initrd: guest.initrd, bridge, mac: stableMac(`service:${id}`), ip: `${subnet}.10`,
+        gateway: `${subnet}.1`, tap: `${id}v`, consolePath: join(consoleDir, 'console.log'),
+      }),
+    );
+    expect((await dig(d.port, `${id}.jitsu.test`)).status).toBe('NOERROR');
+    expect(await curl(`http://${subnet}.10/`, ['--max-time', '60'])).toBe(`jitsu guest ${id}\n`);
+    await virshRun(['destroy', id]);
+    const seenMs = await waitStatus(d, (s) => s.state !== 'ready', 10_000);
+    console.log(`[supervision] virsh destroy seen ${seenMs.toFixed(0)} ms later (sweep every 500 ms)`);
+    expect(seenMs).toBeLessThan(1500);
+    await d.waitForLog(/msg="service exited" service=\S+ reason=vanished/);
+    await waitStatus(d, (s) => s.state === 'stopped');
+    expect((await dig(d.port, `${id}.jitsu.test`)).status).toBe('NOERROR');
+    expect(await curl(`http://${subnet}.10/`, ['--max-time', '60'])).toBe(`jitsu guest ${id}\n`);
+    expect(await status(d)).toMatchObject({ state: 'ready', bootCount: 2, exits: 1 });
   }, 240_000);
 });
