@@ -3,8 +3,8 @@
  * be loaded into a program, and has the program taken its pre-bound sockets over yet? Shared by the
  * process and container backends.
  */
-import { closeSync, lstatSync, openSync, readFileSync, readSync, readlinkSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
+import { closeSync, lstatSync, openSync, readFileSync, readSync, readlinkSync, watch } from 'node:fs';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 
 /**
  * How a program is linked, as far as LD_PRELOAD cares:
@@ -144,6 +144,24 @@ export function claimedAll(path: string, ports: readonly number[]): boolean {
   }
   const claimed = parseClaims(text);
   return ports.every((p) => claimed.has(p));
+}
+
+/**
+ * Call `onClaim` as soon as the claims report at `path` is written (inotify on its directory), so a
+ * poll loop need not poll fast to notice a claim at once. Returns the function that stops watching;
+ * if the directory cannot be watched, nothing is called and the caller's polling still works.
+ */
+export function watchClaims(path: string, onClaim: () => void): () => void {
+  const name = basename(path);
+  try {
+    const watcher = watch(dirname(path), { persistent: false }, (_event, file) => {
+      if (file === null || file === name) onClaim();
+    });
+    watcher.on('error', () => watcher.close());
+    return () => watcher.close();
+  } catch {
+    return () => undefined;
+  }
 }
 
 /**

@@ -15,7 +15,7 @@ import { describeExit } from '../exit-cause.js';
 import { abortableSleep } from '../sleep.js';
 import { JitsuError } from '../../errors.js';
 import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
-import { claimedAll, notPreBoundNote, preloadWorks, programLinkage, servingProbe, type ServingProbe } from './activation.js';
+import { claimedAll, notPreBoundNote, preloadWorks, programLinkage, servingProbe, watchClaims, type ServingProbe } from './activation.js';
 import { activatePath, preloadPath } from './launcher.js';
 import { LOG_MAX_BYTES, logTail, startLog } from './logs.js';
 import { parseProcessOptions, processOptions } from './options.js';
@@ -177,6 +177,29 @@ function probeText(probe: ServingProbe): string {
 /** Poll until the process is in its netns and serving per `probe`; BOOT_FAILED if it dies first. */
 async function waitServing(spec: ServiceSpec, pid: number, data: ProcessData, probe: ServingProbe, signal: AbortSignal, timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT'): Promise<void> {
   const nsLink = netnsLink(data.netnsPath);
+  // A claim wakes the loop at once (inotify), whatever the poll interval has backed off to.
+  let wake: (() => void) | undefined;
+  const unwatch = probe.claim.length > 0 && data.claimsPath ? watchClaims(data.claimsPath, () => wake?.()) : () => undefined;
+  try {
+    await pollServing(spec, pid, data, probe, nsLink, signal, timeoutCode, (ms) => new Promise<void>((resolve, reject) => {
+      wake = resolve;
+      abortableSleep(ms, signal).then(resolve, reject);
+    }));
+  } finally {
+    unwatch();
+  }
+}
+
+async function pollServing(
+  spec: ServiceSpec,
+  pid: number,
+  data: ProcessData,
+  probe: ServingProbe,
+  nsLink: string,
+  signal: AbortSignal,
+  timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT',
+  pause: (ms: number) => Promise<void>,
+): Promise<void> {
   for (let i = 0, delay = 1; ; i++) {
     const l = liveness(pid, data.startTime);
     if (l.state === 'exited' || l.state === 'gone') {
@@ -195,8 +218,9 @@ async function waitServing(spec: ServiceSpec, pid: number, data: ProcessData, pr
       // (a timer of "1 ms" is several ms on a busy box), then back off to timers for slow boots.
       if (i < SPIN_POLLS) await yieldTo(signal);
       else {
-        await abortableSleep(delay, signal);
-        delay = Math.min(delay * 2, 4);
+        await pause(delay);
+        // Watched claims wake the loop themselves: then the timers only pace the liveness checks.
+        delay = Math.min(delay * 2, probe.claim.length > 0 ? 20 : 4);
       }
     } catch {
       const tail = logTail(data.logPath, 10);
