@@ -2,13 +2,22 @@
 import { readFileSync } from 'node:fs';
 import { loadConfigFile, mergeRaw } from '../config/file.js';
 import { DEMO_IP, DEMO_NAME, demoConfig } from '../config/embedded.js';
+import { ConfigError } from '../config/errors.js';
+import type { Config } from '../config/types.js';
 import { validateConfig, type RawConfig } from '../config/validate.js';
 import { startDaemon, VERSION } from '../daemon.js';
 import { parseResolvConf } from '../dns/forwarder.js';
 import { errorCode, errorMessage } from '../errors.js';
-import { createLogger } from '../observe/log.js';
+import { createLogger, openLogFile, stderrOutput, type LogOutput } from '../observe/log.js';
 import { parseArgv } from './argv.js';
 import { helpText } from './help.js';
+import { ProcessLifecycle } from './lifecycle.js';
+
+// A closed or failing stdout/stderr (a consumer that exited: EPIPE; a terminal gone: EIO; EBADF)
+// reports an 'error' event, which without a listener is an uncaught exception. The banner and
+// usage lines are best effort; the log output (src/observe/log.ts) counts what it could not write.
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
 
 function resolvConfNameservers(): string[] {
   try {
@@ -16,6 +25,54 @@ function resolvConfNameservers(): string[] {
   } catch {
     return [];
   }
+}
+
+const OPEN_FAILURES: Record<string, string> = {
+  EISDIR: 'is a directory',
+  ENOENT: 'its directory does not exist',
+  ENOTDIR: 'a part of the path is not a directory',
+  EACCES: 'is not writable',
+  EPERM: 'is not writable',
+  EROFS: 'is on a read-only file system',
+};
+
+/** stderr, or the --log-file (a path that cannot be appended to is a bad flag value). */
+function openLogOutput(config: Config): LogOutput {
+  const path = config.logFile;
+  if (path === undefined) return stderrOutput();
+  try {
+    return openLogFile(path, {
+      // Where the loss of the file can still be noted; its lines are counted from now on.
+      onLost: (err) => process.stderr.write(`jitsu: log file ${path} failed (${errorCode(err) ?? errorMessage(err)}): lines are dropped until SIGUSR1 reopens it\n`),
+    });
+  } catch (err) {
+    const code = errorCode(err) ?? '';
+    throw new ConfigError('--log-file', `cannot append to ${path}: ${OPEN_FAILURES[code] ?? errorMessage(err)}: give a writable file in an existing directory`);
+  }
+}
+
+/**
+ * Test-only fault injection (JITSU_TEST_FAULT, read here and nowhere else), so the integration tests
+ * can prove that a fault in any component ends in an orderly shutdown. Comma-separated stages:
+ * `startup` throws while start-up is under way, `exception` / `rejection` throw an uncaught
+ * exception / leave a rejection unhandled once the daemon is ready, and `shutdown` throws again
+ * once the shutdown has begun (a second fault).
+ */
+function injectTestFault(stage: 'startup' | 'ready'): void {
+  const stages = new Set((process.env['JITSU_TEST_FAULT'] ?? '').split(',').filter(Boolean));
+  const fault = (what: string): Error => new Error(`JITSU_TEST_FAULT: injected ${what}`);
+  const raise = (what: string): void => void setImmediate(() => {
+    throw fault(what);
+  });
+  if (stages.has('shutdown') && stage === 'startup') {
+    // Whatever begins the shutdown (a fault, SIGTERM), a second fault follows right after.
+    const again = (): void => raise('second fault during shutdown');
+    process.once('uncaughtException', again);
+    process.once('SIGTERM', again);
+  }
+  if (stages.has('startup') && stage === 'startup') raise('exception during start-up');
+  if (stages.has('exception') && stage === 'ready') raise('uncaught exception');
+  if (stages.has('rejection') && stage === 'ready') void Promise.reject(fault('unhandled rejection'));
 }
 
 /** Exit 2 with one line: the contract for every bad flag, key or value. */
@@ -26,6 +83,7 @@ function usageError(message: string): never {
 
 async function main(argv: readonly string[]): Promise<void> {
   let config;
+  let output: LogOutput;
   let demo = false;
   try {
     const parsed = parseArgv(argv);
@@ -42,23 +100,30 @@ async function main(argv: readonly string[]): Promise<void> {
     if (parsed.demo) raw = mergeRaw(demoConfig(), raw);
     demo = parsed.demo;
     config = validateConfig(raw, { defaultForwarders: resolvConfNameservers });
+    output = openLogOutput(config);
   } catch (err) {
     if (errorCode(err) === 'CONFIG_INVALID') usageError(errorMessage(err));
     throw err;
   }
   if (config.services.length === 0) usageError('no services: give SERVICE arguments (dns=NAME,ip=ADDR,...), --config FILE, or --demo');
 
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, (line) => output.write(line));
+  const lifecycle = new ProcessLifecycle(logger, output);
+  lifecycle.install();
+  injectTestFault('startup');
   let daemon;
   try {
-    daemon = await startDaemon(config, logger);
+    daemon = await startDaemon(config, logger, { signal: lifecycle.startup.signal });
   } catch (err) {
-    const code = errorCode(err);
-    const hint = code === 'NETWORK_SETUP' && process.getuid?.() !== 0 ? ' (bridges and network namespaces need root)' : '';
-    logger.error('startup failed', { code: code ?? 'UNKNOWN', cause: errorMessage(err) + hint });
-    if (code === 'CONFIG_INVALID') usageError(errorMessage(err));
-    process.exit(1);
+    if (errorCode(err) === 'CONFIG_INVALID') usageError(errorMessage(err));
+    lifecycle.startFailed(err);
+    return;
   }
+  const dropped = daemon.metrics.counter('jitsu_log_lines_dropped_total', 'Log lines not written: the log destination was backed up or had failed');
+  dropped.inc(output.dropped);
+  output.onDrop = (lines) => dropped.inc(lines);
+  lifecycle.started(daemon);
+  injectTestFault('ready');
 
   if (demo) {
     const port = daemon.dnsAddresses()[0]?.port ?? config.port;
@@ -75,25 +140,6 @@ async function main(argv: readonly string[]): Promise<void> {
       ].join('\n') + '\n',
     );
   }
-
-  let signalled = 0;
-  const shutdown = (signal: string): void => {
-    if (++signalled > 1) {
-      logger.warn('second signal: exiting without cleanup', { signal });
-      process.exit(1);
-    }
-    logger.info('shutting down', { signal });
-    daemon.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error('shutdown failed', { cause: errorMessage(err) });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGHUP', () => logger.info('SIGHUP ignored: restart the daemon to reload (running services are adopted)'));
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

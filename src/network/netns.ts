@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import type { ServiceNetwork } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import { ip, ipBatch } from './exec.js';
@@ -27,6 +27,12 @@ export interface PrepareOptions {
    * brings it up when the service can accept. An adopted netns keeps its current state unless given.
    */
   hostLinkUp?: boolean;
+  /**
+   * Nothing of ours runs in this namespace (the daemon adopts no service there), so an existing one
+   * is a dead daemon's leftover: every process still inside is killed and the namespace and veth are
+   * rebuilt, never adopted. Without this, a stale service would keep the ports a boot needs.
+   */
+  replace?: boolean;
 }
 
 interface AddrInfo {
@@ -76,7 +82,8 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
   const netns = netnsName(service);
   const hostLink = hostLinkName(service);
   const result = { service, netns, netnsPath: netnsPath(netns), hostLink };
-  if (await matches(network, netns, hostLink)) {
+  if (opts.replace) await killNetnsProcesses(netns);
+  else if (await matches(network, netns, hostLink)) {
     // Cheap and idempotent: the gateway (host CIDR) may have changed while the address did not.
     await ipBatch([`route replace default via ${network.gateway} dev ${NETNS_LINK} onlink`, gatewayNeighbour(network)], { netns });
     if (opts.hostLinkUp !== undefined && isLinkUp(hostLink) !== opts.hostLinkUp) await setLinkUp(hostLink, opts.hostLinkUp);
@@ -116,6 +123,45 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
     throw err;
   }
   return { ...result, adopted: false };
+}
+
+/** PIDs of the processes whose network namespace is `netns` (what `ip netns pids` reports). */
+function netnsPids(netns: string): number[] {
+  let inode: number;
+  try {
+    inode = statSync(netnsPath(netns)).ino;
+  } catch {
+    return [];
+  }
+  const target = `net:[${inode}]`;
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/ns/net`) === target) pids.push(Number(entry));
+    } catch {
+      // Exited meanwhile, or a kernel thread: not inside.
+    }
+  }
+  return pids;
+}
+
+/** SIGKILL everything inside the namespace and wait (bounded) until it is gone. */
+async function killNetnsProcesses(netns: string, timeoutMs = 2000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (let pids = netnsPids(netns); pids.length > 0; pids = netnsPids(netns)) {
+    if (performance.now() > deadline) {
+      throw new JitsuError('NETWORK_SETUP', `network setup failed: processes ${pids.join(', ')} in stale namespace ${netns} did not exit after SIGKILL`, { netns, pids });
+    }
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 /**
