@@ -178,13 +178,26 @@ function probeText(probe: ServingProbe): string {
 async function waitServing(spec: ServiceSpec, pid: number, data: ProcessData, probe: ServingProbe, signal: AbortSignal, timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT'): Promise<void> {
   const nsLink = netnsLink(data.netnsPath);
   // A claim wakes the loop at once (inotify), whatever the poll interval has backed off to.
+  // `written` keeps a claim that lands between a check and the next pause from being missed.
   let wake: (() => void) | undefined;
-  const unwatch = probe.claim.length > 0 && data.claimsPath ? watchClaims(data.claimsPath, () => wake?.()) : () => undefined;
-  try {
-    await pollServing(spec, pid, data, probe, nsLink, signal, timeoutCode, (ms) => new Promise<void>((resolve, reject) => {
+  let written = false;
+  const onClaim = (): void => {
+    written = true;
+    wake?.();
+  };
+  const unwatch = probe.claim.length > 0 && data.claimsPath ? watchClaims(data.claimsPath, onClaim) : () => undefined;
+  const pause = (ms: number): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      if (written) {
+        written = false;
+        resolve();
+        return;
+      }
       wake = resolve;
       abortableSleep(ms, signal).then(resolve, reject);
-    }));
+    });
+  try {
+    await pollServing(spec, pid, data, probe, nsLink, signal, timeoutCode, pause);
   } finally {
     unwatch();
   }
