@@ -1,19 +1,66 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for Jitsu, idempotently: Debian packages (scripts/apt-packages.txt),
 # npm packages (npm ci, which also builds the native addon), the TypeScript build, and with --test
-# the artefacts the test suite boots (guest kernel + initramfs, container rootfs).
+# the artefacts the test suite boots (guest kernel + initramfs, container rootfs), and the `jitsu`
+# command on PATH ($JITSU_BIN_DIR/jitsu, default /usr/local/bin/jitsu, running this checkout's build).
 # Run as root: the daemon creates bridges and network namespaces.
+#   --install-command  only (re)install the jitsu command     --uninstall  remove it again
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd -P)
 
 want_test_artefacts=0
+only=""
 for arg in "$@"; do
   case "$arg" in
     --test) want_test_artefacts=1 ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown argument $arg (use --test)" >&2; exit 2 ;;
+    --install-command|--uninstall) only="$arg" ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument $arg (use --test, --install-command or --uninstall)" >&2; exit 2 ;;
   esac
 done
+
+# The command is a two-line sh wrapper rather than a symlink to dist/src/cli/main.js: it survives a
+# clean rebuild (tsc does not keep the executable bit) and pins the node it was installed with.
+# The marker line is how re-runs and --uninstall know the file is ours and never touch anyone else's.
+command_path="${JITSU_BIN_DIR:-/usr/local/bin}/jitsu"
+marker="# jitsu command installed by scripts/setup.sh"
+quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+ours() { [ ! -e "$command_path" ] || grep -qxF "$marker" "$command_path" 2>/dev/null; }
+
+install_command() {
+  if ! ours; then
+    echo "setup.sh: $command_path exists and was not installed by setup.sh: remove it, or set JITSU_BIN_DIR to install elsewhere" >&2
+    exit 2
+  fi
+  local node tmp
+  node=$(command -v node) || { echo "setup.sh: node is not on PATH" >&2; exit 2; }
+  mkdir -p "$(dirname "$command_path")"
+  tmp=$(mktemp "$(dirname "$command_path")/.jitsu.XXXXXX")
+  {
+    echo '#!/bin/sh'
+    echo "$marker"
+    echo "# from $repo; remove with: $(quote "$repo/scripts/setup.sh") --uninstall"
+    echo "exec $(quote "$node") $(quote "$repo/dist/src/cli/main.js") \"\$@\""
+  } >"$tmp"
+  chmod 755 "$tmp"
+  mv -f "$tmp" "$command_path" # atomic: a concurrent run never sees half a file
+  echo "installed $command_path ($("$command_path" --version))"
+}
+
+uninstall_command() {
+  if ! ours; then
+    echo "setup.sh: $command_path was not installed by setup.sh: left alone" >&2
+    exit 2
+  fi
+  rm -f "$command_path"
+  echo "removed $command_path"
+}
+
+case "$only" in
+  --install-command) install_command; exit 0 ;;
+  --uninstall) uninstall_command; exit 0 ;;
+esac
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages; the daemon needs CAP_NET_ADMIN)" >&2
@@ -51,5 +98,8 @@ if [ "$want_test_artefacts" -eq 1 ]; then
     fi
   done
 fi
+
+step "jitsu command"
+install_command
 
 step "ready"
