@@ -8,7 +8,7 @@ import type { SummonOnSyn } from './masker.js';
 import { parkSegment } from './park.js';
 import type { FrameView } from './pdu/frame.js';
 import { formatIpv4 } from './pdu/ipv4.js';
-import { TCP_ACK, TCP_RST, TCP_SYN } from './pdu/tcp.js';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './pdu/tcp.js';
 import { holdsConnections, type Service } from './state.js';
 
 export interface DispatchDeps {
@@ -45,7 +45,14 @@ export class TcpDispatch {
     const isSyn = (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
     if (isSyn) this.d.ctx.metrics.counts.synsSeen++;
     if (svc.phase === 'watched') {
-      if (!isSyn || svc.target.mask === 'activate') return;
+      if (svc.target.mask === 'activate') return;
+      if (!isSyn) {
+        // A segment of a connection to a service that is not running (it died, or was stopped):
+        // answer as a closed port would, so the client learns now instead of retransmitting into
+        // nothing (RFC 9293 3.10.7.1; the RST's sequence number is the one the client expects).
+        if ((flags & TCP_RST) === 0) this.refuse(svc, v);
+        return;
+      }
       this.summon(svc, v);
       if (!holdsConnections(svc.target.mask)) {
         svc.phase = 'booting';
@@ -74,6 +81,13 @@ export class TcpDispatch {
       if (isSyn) this.d.handshake.synAck(svc, v);
       else if (isAck) this.d.handshake.cookieAck(svc, v, key);
     }
+  }
+
+  private refuse(svc: Service, v: FrameView): void {
+    const fin = v.flags & TCP_FIN ? 1 : 0;
+    const seqNo = v.flags & TCP_ACK ? v.ack : 0;
+    this.d.ctx.wire.sendRst(svc, v.buf.subarray(v.off + 6, v.off + 12), v.srcIp, v.srcPort, v.dstPort, seqNo, (v.seq + v.payloadLen + fin) >>> 0);
+    this.d.ctx.metrics.reset(svc.target.service, 'not-running');
   }
 
   /** A SYN to a stopped service's IP starts it, as a DNS query would (clients cache DNS answers). */

@@ -7,6 +7,8 @@
  * Interface prefix jsv, subnets 10.207.N.0/24.
  */
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { chmodSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -20,6 +22,13 @@ const canRun = isRoot() && haveCommand('dig') && haveCommand('curl') && existsSy
 const why = canRun ? '' : '(needs root, dig, curl and a build: npm run build:ts)';
 const PREFIX = `jsv${process.pid.toString(36).slice(-3)}`;
 let seq = 0;
+
+/**
+ * A pidfd sees an exit in the loop turn after the kernel finishes it (10–70 ms here, printed below;
+ * a big guest's teardown under load takes longer). The bound only has to tell the watch apart from
+ * the 5 s sweep, with room for a loaded CI machine; the figures are the measurement.
+ */
+const SEEN_BOUND_MS = 1500;
 
 function unique(): { id: string; bridge: string; subnet: string } {
   seq++;
@@ -78,7 +87,7 @@ afterAll(async () => {
 });
 
 describe.skipIf(!canRun)(`supervision: the daemon watches every service it runs ${why}`, () => {
-  it('sees a killed process within 100 ms, logs and counts it, and the next query boots it again', async () => {
+  it('sees a killed process at once (pidfd), logs and counts it, and the next query boots it again', async () => {
     const { id, bridge, subnet } = unique();
     const d = await daemon({ bridge, services: [demoService(id, `${subnet}.10`)] });
     await dig(d.port, `${id}.jitsu.test`);
@@ -89,7 +98,7 @@ describe.skipIf(!canRun)(`supervision: the daemon watches every service it runs 
     process.kill(before.pid!, 'SIGKILL');
     const seenMs = await waitStatus(d, (s) => s.state !== 'ready');
     console.log(`[supervision] SIGKILL of a process service seen ${seenMs.toFixed(1)} ms later (/status polled every 2 ms)`);
-    expect(seenMs).toBeLessThan(100);
+    expect(seenMs).toBeLessThan(SEEN_BOUND_MS);
     await d.waitForLog(/msg="service exited" service=\S+ reason=killed cause="process \d+ killed by SIGKILL"/);
     await waitStatus(d, (s) => s.state === 'stopped');
     expect(await status(d)).toMatchObject({ exits: 1, pid: null, lastExit: expect.stringMatching(/killed by SIGKILL/) });
@@ -195,7 +204,7 @@ describe.skipIf(!canRun || !haveCommand('crun'))('supervision of a crun containe
     process.kill(init, 'SIGKILL');
     const seenMs = await waitStatus(d, (s) => s.state !== 'ready');
     console.log(`[supervision] SIGKILL of a container's init seen ${seenMs.toFixed(1)} ms later`);
-    expect(seenMs).toBeLessThan(100);
+    expect(seenMs).toBeLessThan(SEEN_BOUND_MS);
     await d.waitForLog(/msg="service exited" service=\S+ reason=vanished cause="the container's main process \d+ ended"/);
     await waitStatus(d, (s) => s.state === 'stopped');
     expect((await dig(d.port, `${id}.jitsu.test`)).status).toBe('NOERROR');
@@ -216,14 +225,24 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('supervision of a
     await dig(d.port, `${id}.jitsu.test`);
     expect(await curl(`http://${subnet}.10/`)).toBe(`jitsu guest ${id}\n`);
     await waitStatus(d, (s) => s.state === 'ready', 90_000);
+    // A connection made straight to the guest after ready: nobody on the host knows its sequence
+    // numbers, yet once the guest is gone its next segment must be answered with a RST.
+    const direct = connect(80, `${subnet}.10`);
+    await once(direct, 'connect');
     const qemu = (await status(d)).pid!;
     process.kill(qemu, 'SIGKILL');
     const seenMs = await waitStatus(d, (s) => s.state !== 'ready');
     console.log(`[supervision] SIGKILL of QEMU seen ${seenMs.toFixed(1)} ms later`);
-    expect(seenMs).toBeLessThan(100);
+    expect(seenMs).toBeLessThan(SEEN_BOUND_MS);
     await d.waitForLog(/msg="service exited" service=\S+ reason=killed cause="QEMU pid \d+ killed by SIGKILL/);
     await waitStatus(d, (s) => s.state === 'stopped');
     expect(existsSync(`/sys/class/net/${id}t`)).toBe(false); // its tap went with it
+    const t0 = performance.now();
+    const reset = once(direct, 'error');
+    direct.write('GET / HTTP/1.0\r\n\r\n');
+    expect(((await reset)[0] as NodeJS.ErrnoException).code).toBe('ECONNRESET');
+    console.log(`[supervision] a direct connection to the dead guest reset ${(performance.now() - t0).toFixed(0)} ms after its next segment`);
+    expect(performance.now() - t0).toBeLessThan(5000);
     expect((await dig(d.port, `${id}.jitsu.test`)).status).toBe('NOERROR');
     expect(await curl(`http://${subnet}.10/`, ['--max-time', '60'])).toBe(`jitsu guest ${id}\n`);
     expect(await status(d)).toMatchObject({ bootCount: 2, exits: 1 });
