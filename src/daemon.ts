@@ -75,11 +75,12 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
     await Promise.all(specs.map((s) => mkdir(s.runDir, { recursive: true, mode: 0o700 })));
 
     const network = new ServiceNetworkSetup(config, logger);
+    // Registered first: teardown undoes exactly what prepare got to, should it fail half-way.
+    cleanups.push(() => network.teardown());
     // Services in the saved state are adopted, so their namespaces are kept; any other namespace
     // of ours is a dead daemon's leftover and is replaced.
     await network.prepare(specs, new Set(Object.keys(saved)));
     opts.signal?.throwIfAborted();
-    cleanups.push(() => network.teardown());
 
     // All workers start now: a thread spawned on demand would load its modules inside some boot.
     const pool = new BackendPool({ minThreads: config.workers, maxThreads: config.workers, logger });

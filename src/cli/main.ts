@@ -52,27 +52,29 @@ function openLogOutput(config: Config): LogOutput {
 }
 
 /**
- * Test-only fault injection (JITSU_TEST_FAULT, read here and nowhere else), so the integration tests
- * can prove that a fault in any component ends in an orderly shutdown. Comma-separated stages:
- * `startup` throws while start-up is under way, `exception` / `rejection` throw an uncaught
- * exception / leave a rejection unhandled once the daemon is ready, and `shutdown` throws again
- * once the shutdown has begun (a second fault).
+ * Test-only fault injection: JITSU_TEST_FAULT (read here and nowhere else) lets the integration
+ * tests prove that a fault in any component ends in an orderly shutdown. Comma-separated:
+ *   exception | rejection   on SIGUSR2, throw an uncaught exception / leave a rejection unhandled
+ *   startup                 throw while start-up is under way
+ *   shutdown                throw once more right after a shutdown began (a second fault)
  */
-function injectTestFault(stage: 'startup' | 'ready'): void {
+function armTestFaults(): void {
   const stages = new Set((process.env['JITSU_TEST_FAULT'] ?? '').split(',').filter(Boolean));
   const fault = (what: string): Error => new Error(`JITSU_TEST_FAULT: injected ${what}`);
   const raise = (what: string): void => void setImmediate(() => {
     throw fault(what);
   });
-  if (stages.has('shutdown') && stage === 'startup') {
-    // Whatever begins the shutdown (a fault, SIGTERM), a second fault follows right after.
-    const again = (): void => raise('second fault during shutdown');
-    process.once('uncaughtException', again);
-    process.once('SIGTERM', again);
+  if (stages.has('startup')) raise('exception during start-up');
+  if (stages.has('exception')) process.on('SIGUSR2', () => raise('uncaught exception'));
+  if (stages.has('rejection')) process.on('SIGUSR2', () => void Promise.reject(fault('unhandled rejection')));
+  if (stages.has('shutdown')) {
+    let raised = false;
+    const again = (): void => {
+      if (!raised) raise('second fault during shutdown');
+      raised = true;
+    };
+    for (const event of ['uncaughtException', 'unhandledRejection', 'SIGTERM'] as const) process.once(event, again);
   }
-  if (stages.has('startup') && stage === 'startup') raise('exception during start-up');
-  if (stages.has('exception') && stage === 'ready') raise('uncaught exception');
-  if (stages.has('rejection') && stage === 'ready') void Promise.reject(fault('unhandled rejection'));
 }
 
 /** Exit 2 with one line: the contract for every bad flag, key or value. */
@@ -110,7 +112,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const logger = createLogger(config.logLevel, (line) => output.write(line));
   const lifecycle = new ProcessLifecycle(logger, output);
   lifecycle.install();
-  injectTestFault('startup');
+  armTestFaults();
   let daemon;
   try {
     daemon = await startDaemon(config, logger, { signal: lifecycle.startup.signal });
@@ -123,7 +125,6 @@ async function main(argv: readonly string[]): Promise<void> {
   dropped.inc(output.dropped);
   output.onDrop = (lines) => dropped.inc(lines);
   lifecycle.started(daemon);
-  injectTestFault('ready');
 
   if (demo) {
     const port = daemon.dnsAddresses()[0]?.port ?? config.port;

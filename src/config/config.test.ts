@@ -51,6 +51,12 @@ describe('flags', () => {
     expect(validate(['--persistdb', '/tmp/x']).stateDir).toBe('/tmp/x');
   });
 
+  it('makes --log-file absolute (SIGUSR1 reopens it by path) and logs to stderr without it', () => {
+    expect(validate([]).logFile).toBeUndefined();
+    expect(validate(['--log-file', 'logs/jitsu.log']).logFile).toBe(`${process.cwd()}/logs/jitsu.log`);
+    expect(() => validate(['--log-file', '/var/log/'])).toThrow(/^--log-file: "\/var\/log\/" is not a file path: give a file/);
+  });
+
   it.each([
     [['--nope'], /^--nope: unknown option/],
     [['-l'], /^--port: needs a value/],

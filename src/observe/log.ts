@@ -158,6 +158,11 @@ function appendStream(path: string): Writable {
   return createWriteStream(path, { fd, autoClose: true });
 }
 
+/** Log to a stream someone else owns (stderr, a pipe): never closed here, never reopened. */
+export function streamLogOutput(stream: Writable, opts: LogOutputOptions = {}): LogOutput {
+  return new StreamLogOutput(stream, opts.maxPendingBytes ?? MAX_PENDING_LOG_BYTES, undefined, opts.onLost);
+}
+
 /** Append to `path` (`--log-file`); opened at once, so a bad path throws here, with the fs error's code. */
 export function openLogFile(path: string, opts: LogOutputOptions = {}): LogOutput {
   return new StreamLogOutput(appendStream(path), opts.maxPendingBytes ?? MAX_PENDING_LOG_BYTES, () => appendStream(path), opts.onLost);
@@ -167,5 +172,5 @@ let sharedStderr: LogOutput | undefined;
 
 /** The process's one stderr output; every logger without a sink of its own writes through it. */
 export function stderrOutput(): LogOutput {
-  return (sharedStderr ??= new StreamLogOutput(process.stderr, MAX_PENDING_LOG_BYTES, undefined, undefined));
+  return (sharedStderr ??= streamLogOutput(process.stderr));
 }
