@@ -8,6 +8,10 @@ import type { BootMasker } from './synjitsu/masker.js';
 import { noMasker } from './synjitsu/masker.js';
 import type { Config } from './config/types.js';
 import { createDnsHandler } from './dns/handler.js';
+import { ResponseRateLimiter } from './dns/rrl.js';
+import { AddressSet } from './dns/source.js';
+import { BootGate } from './services/boot-gate.js';
+import { ensurePrivateDir } from './state/private-dir.js';
 import { createDnsServer, type DnsServer } from './dns/server.js';
 import { createForwarder, withoutSelf, type Forwarder } from './dns/forwarder.js';
 import { errorMessage } from './errors.js';
@@ -68,7 +72,7 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
     }
   };
   try {
-    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    await ensurePrivateDir(config.stateDir, '--state');
     const store = new StateStore(config.stateDir);
     const saved = await store.load();
     const specs = config.services.map((s) => buildSpec(s, config));
@@ -91,7 +95,8 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
     cleanups.push(() => masker.close());
     masker.configure(specs.filter((s) => SYNJITSU_MASKS.has(s.mask)).map(maskTargetOf));
 
-    manager = new ServiceManager(config, { specs, calls: pool, masker, store, logger, metrics, exitWatcher: createExitWatcher(logger), backend: getBackend });
+    const bootGate = new BootGate({ maxBooting: config.maxBooting, summonRate: config.summonRate, metrics });
+    manager = new ServiceManager(config, { specs, calls: pool, masker, store, logger, metrics, exitWatcher: createExitWatcher(logger), backend: getBackend, bootGate });
     const mgr = manager;
     await mgr.adopt(saved);
     mgr.startReaper();
@@ -111,7 +116,15 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
       const fwd = forwarder;
       cleanups.push(() => fwd.close());
     }
-    const handler = createDnsHandler({ summoner: mgr, forwarder, metrics, logger, ttl: config.ttl });
+    const handler = createDnsHandler({
+      summoner: mgr,
+      forwarder,
+      metrics,
+      logger,
+      ttl: config.ttl,
+      allowForward: new AddressSet(config.allowForward),
+      rrl: config.rrlRate > 0 ? new ResponseRateLimiter({ rate: config.rrlRate, slip: config.rrlSlip }) : undefined,
+    });
     const dns: DnsServer = await createDnsServer({ addresses: config.bind, port: config.port, handler, logger, metrics });
     cleanups.push(() => dns.close());
 

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'STOP_FAILED'
   | 'NOT_RUNNING'
   | 'SERVICE_FAILED'
+  /** A boot not started: --max-booting boots already run, or the client is over its --summon-rate. */
+  | 'BOOT_REFUSED'
   | 'NETWORK_SETUP'
   | 'NATIVE_UNAVAILABLE'
   | 'ABORTED'

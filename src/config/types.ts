@@ -33,6 +33,12 @@ export interface Config {
   /** Upstream resolvers; empty = forwarding disabled (-f 0.0.0.0). */
   forwarders: string[];
   forwarderPort: number;
+  /** Client prefixes (CIDR) whose queries for names we do not own may be forwarded (--allow-forward). */
+  allowForward: string[];
+  /** Our UDP answers per second per client prefix; 0 = no rate limiting (--rrl-rate). */
+  rrlRate: number;
+  /** Every rrlSlip-th limited answer goes out truncated, the rest are dropped; 0 = drop all (--rrl-slip). */
+  rrlSlip: number;
   backend: BackendName;
   backendUri?: string;
   responseDelay: number;
@@ -49,6 +55,10 @@ export interface Config {
   /** Explicit host address on the bridge (CIDR), instead of the .1 of each service's /24. */
   hostCidr?: string;
   bootTimeout: number;
+  /** Boots under way at once, daemon-wide (--max-booting). */
+  maxBooting: number;
+  /** New boots per second per client prefix; 0 = no per-client limit (--summon-rate). */
+  summonRate: number;
   /** Seconds without a query before a ready service is stopped (default 2×TTL). */
   idleTimeout: number;
   sweepInterval: number;

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { Backend, BackendName, MaskMode, ReadyProbe } from '../backends/backend.js';
 import { MASK_MODES, STOP_MODES } from '../backends/backend.js';
 import { getBackend, isBackendName } from '../backends/registry.js';
+import { defaultGateway } from '../network/addr.js';
 import { LOG_LEVELS } from '../observe/log.js';
 import { ConfigError } from './errors.js';
 import { SUPERVISION_KEYS, isSupervisionKey, parsePolicy } from './supervision-keys.js';
@@ -73,11 +74,19 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
   const hostCidr = flag('host-cidr');
   const backendUri = flag('backend-uri');
 
+  const allowForward = list(f, 'allow-forward')?.map(parseAllowedClient);
+  if (allowForward !== undefined && allowForward.length === 0) {
+    throw new ConfigError('--allow-forward', 'no prefix given: give CIDRs (e.g. --allow-forward 192.0.2.0/24), or -f 0.0.0.0 to forward for nobody');
+  }
+
   const config: Config = {
     bind,
     port,
     forwarders,
     forwarderPort,
+    allowForward: allowForward ?? [],
+    rrlRate: parseInteger('--rrl-rate', flag('rrl-rate') ?? '200', 0, 1_000_000_000),
+    rrlSlip: parseInteger('--rrl-slip', flag('rrl-slip') ?? '2', 0, 100),
     backend: backendName,
     responseDelay: parseNumber('--delay', flag('delay') ?? '0.1', 0, 60),
     ttl,
@@ -86,6 +95,8 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
     logLevel: parseEnum('--log-level', flag('log-level') ?? 'info', LOG_LEVELS),
     bridge: parseIfName('--bridge', flag('bridge') ?? 'jitsu0'),
     bootTimeout: parseNumber('--boot-timeout', flag('boot-timeout') ?? '30', 0.01, 3600),
+    maxBooting: parseInteger('--max-booting', flag('max-booting') ?? '8', 1, 10_000),
+    summonRate: parseInteger('--summon-rate', flag('summon-rate') ?? '20', 0, 1_000_000),
     idleTimeout: parseNumber('--idle-timeout', flag('idle-timeout') ?? String(2 * ttl), 0.01, 31 * 86400),
     sweepInterval: parseNumber('--sweep-interval', flag('sweep-interval') ?? '5', 0.01, 3600),
     workers: parseInteger('--workers', flag('workers') ?? '2', 1, 64),
@@ -103,11 +114,34 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
 
   config.services = raw.services.map((pairs) => validateService(pairs, config, ctx.backend ?? getBackend));
   checkUnique(config.services);
+  if (allowForward === undefined) config.allowForward = defaultAllowForward(config);
   // park/handshake need the packet path; default it to the daemon's own bridge rather than fail.
   if (config.synjitsu === undefined && config.services.some((s) => s.mask === 'park' || s.mask === 'handshake')) {
     config.synjitsu = config.bridge;
   }
   return config;
+}
+
+/** `ADDRESS/PREFIX`, or a bare address for one host; stored as a CIDR. */
+function parseAllowedClient(raw: string): string {
+  if (!raw.includes('/')) {
+    const { ip, family } = parseIp('--allow-forward', raw);
+    return `${ip}/${family === 4 ? 32 : 128}`;
+  }
+  const cidr = parseCidr('--allow-forward', raw);
+  return `${cidr.ip}/${cidr.prefixLength}`;
+}
+
+/**
+ * Who may use us as a resolver when --allow-forward is not given: this host (loopback) and the
+ * services we run (each one's /24 or /64, or the --host-cidr subnet they all sit in).
+ */
+function defaultAllowForward(config: Config): string[] {
+  const subnets = config.hostCidr !== undefined ? [config.hostCidr] : config.services.map((s) => {
+    const net = defaultGateway(s.ip);
+    return `${net.gateway}/${net.prefixLength}`;
+  });
+  return [...new Set(['127.0.0.0/8', '::1/128', ...subnets])];
 }
 
 /** A file path, made absolute (SIGUSR1 reopens it by that path). Whether it can be opened is known only by opening it: the CLI does, at start. */

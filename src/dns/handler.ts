@@ -4,8 +4,11 @@
  * - Configured names get authoritative answers (AA): A/AAAA as configured, NODATA + SOA for
  *   other types. A/AAAA/ANY first call `ensureUp()`; a pending boot answers later, a failed boot
  *   answers SERVFAIL.
- * - Other names: forwarded when forwarding is on. Without forwarding, names inside one of our
- *   zones get NXDOMAIN + SOA (the apex: NODATA + SOA, or its SOA), the rest REFUSED.
+ * - Other names: forwarded when forwarding is on and the client is in `allowForward`. Otherwise
+ *   (forwarding off, or a client outside it: we are no open resolver) names inside one of our zones
+ *   get NXDOMAIN + SOA (the apex: NODATA + SOA, or its SOA), the rest REFUSED.
+ * - Our own UDP answers go through RRL when `rrl` is given (rrl.ts): over the rate they are dropped
+ *   or slipped (TC=1). Forwarded replies and TCP are not limited.
  * - Non-QUERY opcodes: NOTIMP. qdcount != 1 or duplicate OPT: FORMERR. EDNS version > 0:
  *   BADVERS. Received responses (QR=1) and malformed messages are dropped and counted.
  *
@@ -33,6 +36,8 @@ import {
 import type { Forwarder } from './forwarder.js';
 import { DnsMetrics, type AnswerPath } from './metrics.js';
 import { lowerNameWire, ParsedQuery, parseQuery, sameName } from './query.js';
+import type { ResponseRateLimiter } from './rrl.js';
+import { copySource, type AddressSet, type QuerySource } from './source.js';
 import type { DnsHandler, ServiceAnswer, Summoner, Transport } from './types.js';
 
 export interface HandlerOptions {
@@ -52,6 +57,13 @@ export interface HandlerOptions {
    * flood during a long boot cannot grow memory without bound. Default 10000.
    */
   maxPendingSummons?: number;
+  /**
+   * Clients whose queries for names we do not own may be forwarded; others are answered as if
+   * forwarding were off. Undefined: every client (the daemon always passes its --allow-forward).
+   */
+  allowForward?: AddressSet | undefined;
+  /** Rate limit for our own UDP answers; undefined = off. */
+  rrl?: ResponseRateLimiter | undefined;
 }
 
 export interface QueryHandler extends DnsHandler {
@@ -127,6 +139,8 @@ class Handler implements QueryHandler {
   private readonly ra: number;
   private readonly maxPendingSummons: number;
   private pendingSummons = 0;
+  private readonly allowForward: AddressSet | undefined;
+  private readonly rrl: ResponseRateLimiter | undefined;
 
   constructor(opts: HandlerOptions) {
     this.summoner = opts.summoner;
@@ -138,6 +152,8 @@ class Handler implements QueryHandler {
     this.cacheLimit = opts.cacheEntries ?? 4096;
     this.ra = this.forwarder ? Flag.RA : 0;
     this.maxPendingSummons = opts.maxPendingSummons ?? 10_000;
+    this.allowForward = opts.allowForward;
+    this.rrl = opts.rrl;
   }
 
   clearCache(): void {
@@ -145,15 +161,15 @@ class Handler implements QueryHandler {
     this.cachedReplies = 0;
   }
 
-  handle(msg: Buffer, transport: Transport): Buffer | null | Promise<Buffer | null> {
-    if ((++this.tick & SAMPLE_MASK) !== 0) return this.dispatch(msg, transport);
+  handle(msg: Buffer, transport: Transport, source?: QuerySource): Buffer | null | Promise<Buffer | null> {
+    if ((++this.tick & SAMPLE_MASK) !== 0) return this.dispatch(msg, transport, source);
     const t0 = performance.now();
-    const out = this.dispatch(msg, transport);
+    const out = this.dispatch(msg, transport, source);
     if (out !== null && !(out instanceof Promise)) this.metrics.latencyByPath.sync.observe((performance.now() - t0) / 1000);
     return out;
   }
 
-  private dispatch(msg: Buffer, transport: Transport): Buffer | null | Promise<Buffer | null> {
+  private dispatch(msg: Buffer, transport: Transport, source: QuerySource | undefined): Buffer | null | Promise<Buffer | null> {
     if (msg.length < HEADER_SIZE) {
       this.metrics.malformed[transport].inc();
       return null;
@@ -186,15 +202,15 @@ class Handler implements QueryHandler {
             const cached = cachedReply(entry, q.qtype, ednsVariant(q));
             if (cached !== undefined) {
               if (isAddressType(q.qtype)) {
-                const up = answer.ensureUp();
-                if (up !== true) return this.summonLater(msg, snapshot(q), transport, entry.name, answer, up);
+                const up = answer.ensureUp(source);
+                if (up !== true) return this.summonLater(msg, snapshot(q), transport, source, entry.name, answer, up);
               }
-              return this.emit(cached, msg, q, transport);
+              return this.emit(cached, msg, q, transport, source);
             }
           } else this.forget(q.hash, entry);
         }
       }
-      return this.slow(msg, q, transport);
+      return this.slow(msg, q, transport, source);
     } catch (err) {
       // A bug here or in the service layer must cost one SERVFAIL, not the listener.
       this.logger.warn('dns handler failed', { error: errorMessage(err) });
@@ -203,37 +219,44 @@ class Handler implements QueryHandler {
   }
 
   /** Everything not served from the cache. `q` is only valid synchronously. */
-  private slow(msg: Buffer, q: ParsedQuery, transport: Transport): Buffer | null | Promise<Buffer | null> {
+  private slow(msg: Buffer, q: ParsedQuery, transport: Transport, source: QuerySource | undefined): Buffer | null | Promise<Buffer | null> {
     const name = asciiLower(decodeName(msg, HEADER_SIZE).name);
     const inClass = q.qclass === QClass.IN || q.qclass === QClass.ANY;
     if (inClass) {
       const answer = this.summoner.lookup(name);
       if (answer !== undefined) {
         if (isAddressType(q.qtype)) {
-          const up = answer.ensureUp();
-          if (up !== true) return this.summonLater(msg, snapshot(q), transport, name, answer, up);
+          const up = answer.ensureUp(source);
+          if (up !== true) return this.summonLater(msg, snapshot(q), transport, source, name, answer, up);
         }
         const reply = this.authoritative(msg, q, name, answer);
         if (q.cacheable && q.qclass === QClass.IN) this.remember(msg, q, name, answer, reply);
-        return this.emit(reply, msg, q, transport);
+        return this.emit(reply, msg, q, transport, source);
       }
     }
-    if (this.forwarder) return this.forward(msg, snapshot(q), transport);
+    if (this.forwarder) {
+      if (source === undefined || this.allowForward === undefined || this.allowForward.contains(source)) return this.forward(msg, snapshot(q), transport);
+      this.metrics.forwardRefused.inc();
+    }
     const zone = inClass ? this.summoner.zoneOf(name) : undefined;
-    if (zone === undefined) return this.minimal(msg, q, transport, Rcode.REFUSED, 0);
+    if (zone === undefined) {
+      const limited = this.rateLimit(msg, q, transport, source, Rcode.REFUSED, 0);
+      return limited !== undefined ? limited : this.minimal(msg, q, transport, Rcode.REFUSED, 0);
+    }
     const apex = name === zone;
     const soa = this.soa(zone, this.ttl);
     const reply = this.encode(msg, q, apex ? Rcode.NOERROR : Rcode.NXDOMAIN, {
       answers: apex && (q.qtype === QType.SOA || q.qtype === QType.ANY) ? [soa] : [],
       authorities: apex && (q.qtype === QType.SOA || q.qtype === QType.ANY) ? [] : [soa],
     });
-    return this.emit(reply, msg, q, transport);
+    return this.emit(reply, msg, q, transport, source);
   }
 
   private summonLater(
     msg: Buffer,
     q: ParsedQuery,
     transport: Transport,
+    source: QuerySource | undefined,
     name: string,
     answer: ServiceAnswer,
     up: Promise<void>,
@@ -246,14 +269,15 @@ class Handler implements QueryHandler {
     }
     this.pendingSummons++;
     const t0 = performance.now();
-    // The server may reuse msg's memory once handle() returns (batched UDP): keep a copy.
+    // The server may reuse msg's (and source's) memory once handle() returns (batched UDP): keep copies.
     msg = Buffer.from(msg);
+    const client = source === undefined ? undefined : copySource(source);
     return up.then(
       () => {
         this.pendingSummons--;
         this.observe('summon', t0);
         try {
-          return this.emit(this.authoritative(msg, q, name, answer), msg, q, transport);
+          return this.emit(this.authoritative(msg, q, name, answer), msg, q, transport, client);
         } catch (err) {
           this.logger.warn('dns handler failed', { error: errorMessage(err) });
           return this.minimal(msg, q, transport, Rcode.SERVFAIL, 0);
@@ -262,8 +286,10 @@ class Handler implements QueryHandler {
       (err: unknown) => {
         this.pendingSummons--;
         this.metrics.summonFailures.inc();
-        // A failed service refuses every query of its cool-down: the runtime logged why, once.
-        const level = errorCode(err) === 'SERVICE_FAILED' ? 'debug' : 'warn';
+        // A failed service refuses every query of its cool-down, and a refused boot is counted
+        // (jitsu_summons_refused_total): a line per query would flood the log.
+        const code = errorCode(err);
+        const level = code === 'SERVICE_FAILED' || code === 'BOOT_REFUSED' ? 'debug' : 'warn';
         this.logger[level]('service did not come up; answering SERVFAIL', {
           service: answer.service,
           name,
@@ -418,8 +444,11 @@ class Handler implements QueryHandler {
   /**
    * Sends a (possibly cached) reply to this query: a copy with the query's ID, RD/CD bits and
    * question bytes (so 0x20 case comes back as asked), truncated if it does not fit a datagram.
+   * Over the client's answer rate (RRL) it is dropped (null) or slipped (truncated).
    */
-  private emit(template: Buffer, msg: Buffer, q: ParsedQuery, transport: Transport): Buffer {
+  private emit(template: Buffer, msg: Buffer, q: ParsedQuery, transport: Transport, source: QuerySource | undefined): Buffer | null {
+    const limited = this.rateLimit(msg, q, transport, source, template[3]! & 0xf, ((template[2]! << 8) | template[3]!) & Flag.AA);
+    if (limited !== undefined) return limited;
     if (transport === 'udp' && template.length > udpLimit(q)) {
       this.metrics.truncated.inc();
       return this.minimal(msg, q, transport, template[3]! & 0xf, ((template[2]! << 8) | template[3]!) & Flag.AA, Flag.TC);
@@ -434,6 +463,21 @@ class Handler implements QueryHandler {
     for (let i = HEADER_SIZE; i < q.nameEnd; i++) out[i] = msg[i]!;
     this.metrics.query(transport, template[3]! & 0xf);
     return out;
+  }
+
+  /**
+   * RRL for one of our own answers (rcode, AA as given): undefined = within the client's rate (or
+   * not limited: TCP, no limiter, an in-process caller); null = drop it; else the slipped reply
+   * (TC=1, question only) to send instead.
+   */
+  private rateLimit(msg: Buffer, q: ParsedQuery, transport: Transport, source: QuerySource | undefined, rcode: number, aa: number): Buffer | null | undefined {
+    if (this.rrl === undefined || source === undefined || transport !== 'udp') return undefined;
+    const verdict = this.rrl.check(source);
+    if (verdict === 'send') return undefined;
+    this.metrics.rrlLimited.inc();
+    if (verdict === 'drop') return null;
+    this.metrics.rrlSlipped.inc();
+    return this.minimal(msg, q, transport, rcode, aa, Flag.TC);
   }
 
   /** Passes an upstream reply on, truncated if it does not fit the client's datagram size. */

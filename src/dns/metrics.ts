@@ -29,6 +29,12 @@ export class DnsMetrics {
   private readonly upstreamFailures;
   readonly summonFailures: CounterChild;
   readonly summonOverload: CounterChild;
+  /** Queries for names we do not own from clients outside --allow-forward: never forwarded. */
+  readonly forwardRefused: CounterChild;
+  /** Our UDP answers over a client prefix's --rrl-rate (dropped or slipped). */
+  readonly rrlLimited: CounterChild;
+  /** Of those, the ones sent truncated (TC=1) so a real client retries over TCP. */
+  readonly rrlSlipped: CounterChild;
   readonly tcpConnections: Gauge;
   readonly tcpRejected: CounterChild;
   private readonly latency;
@@ -62,6 +68,13 @@ export class DnsMetrics {
     this.summonOverload = registry
       .counter('jitsu_dns_summon_overload_total', 'Queries answered SERVFAIL because too many already wait for booting services')
       .labels();
+    this.forwardRefused = registry
+      .counter('jitsu_dns_forward_refused_total', 'Queries for names we do not own from clients outside --allow-forward, answered without forwarding (REFUSED, or NXDOMAIN inside our zones)')
+      .labels();
+    this.rrlLimited = registry
+      .counter('jitsu_dns_rrl_limited_total', 'UDP answers over the per-prefix rate (--rrl-rate): dropped, or slipped (sent truncated)')
+      .labels();
+    this.rrlSlipped = registry.counter('jitsu_dns_rrl_slipped_total', 'Rate-limited UDP answers sent truncated (TC=1, --rrl-slip)').labels();
     this.tcpConnections = registry.gauge('jitsu_dns_tcp_connections', 'Open DNS-over-TCP connections');
     this.tcpRejected = registry
       .counter('jitsu_dns_tcp_rejected_total', 'TCP connections closed for a bad frame, idle timeout or over the limit')

@@ -25,6 +25,7 @@ import {
   type UdpSocketStats,
 } from '../native/udp.js';
 import { DnsMetrics } from './metrics.js';
+import { sourceFromText, type QuerySource } from './source.js';
 import type { DnsHandler } from './types.js';
 
 export interface TcpLimits {
@@ -217,7 +218,7 @@ class Server implements DnsServer {
     sock.on('message', (msg, rinfo) => {
       let reply: Buffer | null | Promise<Buffer | null>;
       try {
-        reply = handler.handle(msg, 'udp');
+        reply = handler.handle(msg, 'udp', sourceFromText(rinfo.address));
       } catch (err) {
         logger.error('dns handler threw', { error: errorMessage(err) });
         return;
@@ -247,8 +248,11 @@ class Server implements DnsServer {
     const logger = this.opts.logger;
     const metrics = this.metrics;
     let b: BatchedUdp;
+    // The sender of datagram i is the raw sockaddr at i * UDP_ADDR_STRIDE in addrs: one reused view.
+    const source: QuerySource = { bytes: new Uint8Array(0), offset: 0 };
     const onBatch = (count: number): void => {
       const { socket, meta, outData, outMeta, addrs, slotSize } = b;
+      source.bytes = addrs;
       const arena = b.data.buffer;
       const base = b.data.byteOffset;
       const outCap = outData.length;
@@ -261,8 +265,9 @@ class Server implements DnsServer {
         }
         const msg = Buffer.from(arena, base + i * slotSize, meta[2 * i]!);
         let reply: Buffer | null | Promise<Buffer | null>;
+        source.offset = i * UDP_ADDR_STRIDE;
         try {
-          reply = handler.handle(msg, 'udp');
+          reply = handler.handle(msg, 'udp', source);
         } catch (err) {
           logger.error('dns handler threw', { error: errorMessage(err) });
           continue;
@@ -341,6 +346,12 @@ class Server implements DnsServer {
       sock.destroy();
       return;
     }
+    // Gone before we looked (reset right after the handshake): nothing to answer.
+    if (sock.remoteAddress === undefined) {
+      sock.destroy();
+      return;
+    }
+    const source = sourceFromText(sock.remoteAddress);
     this.connections.add(sock);
     const handler = this.opts.handler;
     let inFlight = 0;
@@ -410,7 +421,7 @@ class Server implements DnsServer {
         off += 2 + len;
         let reply: Buffer | null | Promise<Buffer | null>;
         try {
-          reply = handler.handle(msg, 'tcp');
+          reply = handler.handle(msg, 'tcp', source);
         } catch (err) {
           this.opts.logger.error('dns handler threw', { error: errorMessage(err) });
           reply = null;

@@ -1,3 +1,5 @@
+import type { QuerySource } from './source.js';
+
 /**
  * The contract between the DNS layer and the service layer. The DNS layer asks `Summoner` about
  * names; the service layer owns lifecycles, boot locks and idle tracking.
@@ -9,8 +11,10 @@ export interface ServiceAnswer {
   ttl: number; // seconds
   /** Makes sure the service is up. `true` = answer now (ready, or booting with masking on).
    *  A promise resolves when the answer may go out (ready + response delay) and rejects on boot
-   *  failure/timeout (=> SERVFAIL). Called only for A/AAAA/ANY queries of the name. */
-  ensureUp(): true | Promise<void>;
+   *  failure/timeout (=> SERVFAIL), or at once when the boot is refused (too many booting, or this
+   *  client summons too fast). Called only for A/AAAA/ANY queries of the name. `source`: the
+   *  querying client (valid during the call only); undefined when the caller has none. */
+  ensureUp(source?: QuerySource): true | Promise<void>;
 }
 
 export interface Summoner {
@@ -30,5 +34,6 @@ export type Transport = 'udp' | 'tcp';
  * batch): a handler that answers later must copy what it keeps.
  */
 export interface DnsHandler {
-  handle(message: Buffer, transport: Transport): Buffer | null | Promise<Buffer | null>;
+  /** `source`: the client (valid during the call only, like `message`); undefined for in-process callers. */
+  handle(message: Buffer, transport: Transport, source?: QuerySource): Buffer | null | Promise<Buffer | null>;
 }

@@ -77,6 +77,7 @@ const KNOWN_CODES: Record<ErrorCode, true> = {
   STOP_FAILED: true,
   NOT_RUNNING: true,
   SERVICE_FAILED: true,
+  BOOT_REFUSED: true,
   NETWORK_SETUP: true,
   NATIVE_UNAVAILABLE: true,
   ABORTED: true,

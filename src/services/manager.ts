@@ -8,6 +8,7 @@ import type { PersistedService, StateStore } from '../state/store.js';
 import type { BootMasker } from '../synjitsu/masker.js';
 import type { BackendCalls } from './calls.js';
 import { serviceMetrics } from './metrics.js';
+import { unlimitedBootGate, type BootGate } from './boot-gate.js';
 import { PHASES, ServiceRuntime, type RuntimeStatus } from './runtime.js';
 import type { Backend, BackendHandle, BackendName, ServiceSpec } from '../backends/backend.js';
 import { watchedProcess, type ExitWatcher, type Unwatch } from '../supervise/exit-watch.js';
@@ -24,6 +25,8 @@ export interface ManagerDeps {
   exitWatcher: ExitWatcher;
   /** Backend capabilities by name (the registry in the daemon, a fake in unit tests). */
   backend: (name: BackendName) => Backend;
+  /** Admits every boot (--max-booting, --summon-rate); default: no limit. */
+  bootGate?: BootGate;
   now?: () => number;
 }
 
@@ -41,6 +44,7 @@ export class ServiceManager implements Summoner {
   ) {
     this.now = deps.now ?? (() => performance.now());
     const metrics = serviceMetrics(deps.metrics);
+    const bootGate = deps.bootGate ?? unlimitedBootGate(deps.metrics);
     config.services.forEach((service, i) => {
       const spec = deps.specs[i]!;
       const capabilities = deps.backend(spec.backend).capabilities;
@@ -61,6 +65,7 @@ export class ServiceManager implements Summoner {
         policy: service.policy,
         watchExit,
         ownsNetns: capabilities.netns,
+        bootGate,
       });
       this.runtimes.set(service.name, runtime);
       for (const name of service.dns) {
@@ -69,7 +74,7 @@ export class ServiceManager implements Summoner {
           ipv4: service.family === 4 ? [service.ip] : [],
           ipv6: service.family === 6 ? [service.ip] : [],
           ttl: config.ttl,
-          ensureUp: () => runtime.summon(),
+          ensureUp: (source) => runtime.summon(source),
         });
         this.zones.add(name.slice(name.indexOf('.') + 1));
       }
@@ -101,14 +106,16 @@ export class ServiceManager implements Summoner {
 
   /**
    * Summon-on-SYN (Synjitsu) and other non-DNS triggers; boot failures are logged by the runtime. A
-   * service that refuses at once (failed, cool-down) has the connections Synjitsu took for it reset.
+   * service that refuses at once (failed, cool-down, boot refused by the gate) has the connections
+   * Synjitsu took for it reset.
    */
   summon(service: string): void {
     const runtime = this.runtimes.get(service);
     const result = runtime?.summon();
     if (runtime === undefined || result === undefined || result === true) return;
     result.catch((err: unknown) => {
-      if (errorCode(err) === 'SERVICE_FAILED' && SYNJITSU_MASKS.has(runtime.spec.mask)) this.deps.masker.failed(runtime.maskTarget, errorMessage(err));
+      const code = errorCode(err);
+      if ((code === 'SERVICE_FAILED' || code === 'BOOT_REFUSED') && SYNJITSU_MASKS.has(runtime.spec.mask)) this.deps.masker.failed(runtime.maskTarget, errorMessage(err));
     });
   }
 

@@ -7,6 +7,8 @@ import type { Logger } from '../observe/log.js';
 import type { PersistedService } from '../state/store.js';
 import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
 import type { BackendCalls } from './calls.js';
+import type { BootGate } from './boot-gate.js';
+import type { QuerySource } from '../dns/source.js';
 import { epochNow } from '../pool/protocol.js';
 import type { ServiceMetrics } from './metrics.js';
 import { SYNJITSU_MASKS, maskTargetOf } from './spec.js';
@@ -33,6 +35,8 @@ export interface RuntimeDeps {
   watchExit: (handle: BackendHandle, onExit: () => void) => Unwatch | undefined;
   /** The service lives in its own netns with its pid inside: its open connections can be counted. */
   ownsNetns: boolean;
+  /** Admits (or refuses) every boot: --max-booting, --summon-rate. */
+  bootGate: BootGate;
 }
 
 /** Masks under which a DNS answer may go out before the service is ready: Synjitsu holds the clients. */
@@ -109,7 +113,7 @@ export class ServiceRuntime {
    * Make sure the service is up. `true`: answer now (ready, or booting behind park/handshake masking).
    * Otherwise a promise that resolves when an answer may go out and rejects if the boot fails.
    */
-  summon(): true | Promise<void> {
+  summon(source?: QuerySource): true | Promise<void> {
     this.lastActivity = this.deps.now();
     if (this.phase === 'ready') return true;
     // A SYN can still arrive while the daemon stops its services: never start a boot then.
@@ -120,7 +124,8 @@ export class ServiceRuntime {
       this.phase = 'stopped';
     }
     if (this.phase === 'booting') return ANSWER_AT_ONCE.has(this.spec.mask) ? true : this.boot!;
-    const boot = this.startBoot(epochNow());
+    const boot = this.deps.bootGate.start(this.spec.service, source, () => this.startBoot(epochNow()));
+    if (boot instanceof JitsuError) return Promise.reject(boot);
     if (ANSWER_AT_ONCE.has(this.spec.mask)) {
       // Queries answered at once never see this promise: keep its rejection from going unhandled.
       boot.catch(() => undefined);
