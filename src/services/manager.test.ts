@@ -39,6 +39,15 @@ describe('ServiceManager lifecycle', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+  /** Wait for a condition the lifecycle reaches asynchronously, instead of a fixed sleep. */
+  const until = async (cond: () => boolean, ms = 2000): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error('condition not met in time');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+
   function manager(services: string[], flags: Record<string, string> = {}): { mgr: ServiceManager; store: StateStore; exits: ManualExitWatcher } {
     const exits = manualExitWatcher();
     const raw = { flags: new Map(Object.entries({ state: dir, delay: '0', ...flags }).map(([k, v]) => [k, [v]])), services: services.map(parseServiceArg) };
@@ -74,7 +83,7 @@ describe('ServiceManager lifecycle', () => {
     expect(mgr.lookup('vm.jitsu.test')!.ensureUp()).toBe(true);
     expect(mgr.runtime('vm.jitsu.test')!.phase).toBe('booting');
     expect(events).toEqual(['booting vm.jitsu.test']);
-    await new Promise((r) => setTimeout(r, 60));
+    await until(() => events.length === 2);
     expect(events).toEqual(['booting vm.jitsu.test', 'ready vm.jitsu.test']);
     expect(mgr.runtime('vm.jitsu.test')!.phase).toBe('ready');
   });
@@ -96,7 +105,7 @@ describe('ServiceManager lifecycle', () => {
     const { mgr } = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=park']);
     fake.failNext = 1;
     expect(mgr.lookup('vm.jitsu.test')!.ensureUp()).toBe(true);
-    await new Promise((r) => setTimeout(r, 60));
+    await until(() => events.length === 2);
     expect(events).toEqual(['booting vm.jitsu.test', 'failed vm.jitsu.test vm.jitsu.test exited with status 1']);
   });
 
@@ -112,12 +121,10 @@ describe('ServiceManager lifecycle', () => {
     await mgr.lookup('web.jitsu.test')!.ensureUp();
     clock = 19_000;
     mgr.sweep();
-    await new Promise((r) => setTimeout(r, 10));
-    expect(mgr.runtime('web.jitsu.test')!.phase).toBe('ready');
+    expect(mgr.runtime('web.jitsu.test')!.phase).toBe('ready'); // a stop would have begun synchronously
     clock = 20_001;
     mgr.sweep();
-    await new Promise((r) => setTimeout(r, 10));
-    expect(mgr.runtime('web.jitsu.test')!.phase).toBe('stopped');
+    await until(() => mgr.runtime('web.jitsu.test')!.phase === 'stopped');
     expect(fake.calls).toContain('stop web.jitsu.test shutdown');
     await mgr.lookup('web.jitsu.test')!.ensureUp();
     expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
@@ -128,7 +135,7 @@ describe('ServiceManager lifecycle', () => {
     await mgr.lookup('web.jitsu.test')!.ensureUp();
     clock = 5_000;
     mgr.sweep();
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => mgr.runtime('web.jitsu.test')!.phase === 'stopped');
     expect(mgr.runtime('web.jitsu.test')!.status()).toMatchObject({ state: 'stopped', suspended: true });
     await mgr.lookup('web.jitsu.test')!.ensureUp();
     expect(fake.calls.filter((c) => /^(start|resume)/.test(c))).toEqual(['start web.jitsu.test', 'resume web.jitsu.test']);
@@ -170,7 +177,7 @@ describe('ServiceManager lifecycle', () => {
   it('tells Synjitsu that an adopted masked service is up, so it stops answering for it', async () => {
     const first = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=handshake']);
     first.mgr.lookup('vm.jitsu.test')!.ensureUp();
-    await new Promise((r) => setTimeout(r, 60));
+    await until(() => first.mgr.runtime('vm.jitsu.test')!.phase === 'ready');
     await first.store.flush();
     events.length = 0;
     const second = manager(['dns=vm.jitsu.test,ip=10.0.0.6,mask=handshake']);
@@ -196,14 +203,6 @@ describe('ServiceManager lifecycle', () => {
   });
 
   describe('supervision', () => {
-    const until = async (cond: () => boolean, ms = 2000): Promise<void> => {
-      const deadline = Date.now() + ms;
-      while (!cond()) {
-        if (Date.now() > deadline) throw new Error('condition not met in time');
-        await new Promise((r) => setTimeout(r, 2));
-      }
-    };
-
     it('sees a ready service die, logs and counts it, cleans up, and boots it again on the next query', async () => {
       const { mgr, exits, store } = manager(['dns=web.jitsu.test,ip=10.0.0.5,mask=handshake']);
       const runtime = mgr.runtime('web.jitsu.test')!;
