@@ -1,10 +1,11 @@
-import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { ServiceNetwork } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import { ip, ipBatch } from './exec.js';
 import { isLinkUp, linkExists, linkMaster, setLinkUp } from './link.js';
 import { NETNS_LINK, hostLinkName, netnsName, netnsPath } from './names.js';
 import { stableMac } from './mac.js';
+import { allPids, killUntilGone } from './procs.js';
 
 /** Listen queue depth allowed inside every service namespace (jitsu-activate asks for this much). */
 export const SERVICE_LISTEN_BACKLOG = 65535;
@@ -82,7 +83,7 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
   const netns = netnsName(service);
   const hostLink = hostLinkName(service);
   const result = { service, netns, netnsPath: netnsPath(netns), hostLink };
-  if (opts.replace) await killNetnsProcesses(netns);
+  if (opts.replace) await killUntilGone(() => netnsPids(netns), `stale namespace ${netns}`);
   else if (await matches(network, netns, hostLink)) {
     // Cheap and idempotent: the gateway (host CIDR) may have changed while the address did not.
     await ipBatch([`route replace default via ${network.gateway} dev ${NETNS_LINK} onlink`, gatewayNeighbour(network)], { netns });
@@ -134,34 +135,13 @@ function netnsPids(netns: string): number[] {
     return [];
   }
   const target = `net:[${inode}]`;
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+  return allPids().filter((pid) => {
     try {
-      if (readlinkSync(`/proc/${entry}/ns/net`) === target) pids.push(Number(entry));
+      return readlinkSync(`/proc/${pid}/ns/net`) === target;
     } catch {
-      // Exited meanwhile, or a kernel thread: not inside.
+      return false; // exited meanwhile, or a kernel thread
     }
-  }
-  return pids;
-}
-
-/** SIGKILL everything inside the namespace and wait (bounded) until it is gone. */
-async function killNetnsProcesses(netns: string, timeoutMs = 2000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (let pids = netnsPids(netns); pids.length > 0; pids = netnsPids(netns)) {
-    if (performance.now() > deadline) {
-      throw new JitsuError('NETWORK_SETUP', `network setup failed: processes ${pids.join(', ')} in stale namespace ${netns} did not exit after SIGKILL`, { netns, pids });
-    }
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  });
 }
 
 /**
