@@ -27,6 +27,10 @@ function resolvConfNameservers(): string[] {
   }
 }
 
+function errnoCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
 const OPEN_FAILURES: Record<string, string> = {
   EISDIR: 'is a directory',
   ENOENT: 'its directory does not exist',
@@ -43,11 +47,11 @@ function openLogOutput(config: Config): LogOutput {
   try {
     return openLogFile(path, {
       // Where the loss of the file can still be noted; its lines are counted from now on.
-      onLost: (err) => process.stderr.write(`jitsu: log file ${path} failed (${errorCode(err) ?? errorMessage(err)}): lines are dropped until SIGUSR1 reopens it\n`),
+      onLost: (err) => process.stderr.write(`jitsu: log file ${path} failed (${errnoCode(err) ?? err.message}): lines are dropped until SIGUSR1 reopens it\n`),
     });
   } catch (err) {
-    const code = errorCode(err) ?? '';
-    throw new ConfigError('--log-file', `cannot append to ${path}: ${OPEN_FAILURES[code] ?? errorMessage(err)}: give a writable file in an existing directory`);
+    const reason = OPEN_FAILURES[errnoCode(err) ?? ''] ?? errorMessage(err);
+    throw new ConfigError('--log-file', `cannot append to ${path}: ${reason}: give a writable file in an existing directory`);
   }
 }
 
@@ -102,12 +106,12 @@ async function main(argv: readonly string[]): Promise<void> {
     if (parsed.demo) raw = mergeRaw(demoConfig(), raw);
     demo = parsed.demo;
     config = validateConfig(raw, { defaultForwarders: resolvConfNameservers });
+    if (config.services.length === 0) usageError('no services: give SERVICE arguments (dns=NAME,ip=ADDR,...), --config FILE, or --demo');
     output = openLogOutput(config);
   } catch (err) {
     if (errorCode(err) === 'CONFIG_INVALID') usageError(errorMessage(err));
     throw err;
   }
-  if (config.services.length === 0) usageError('no services: give SERVICE arguments (dns=NAME,ip=ADDR,...), --config FILE, or --demo');
 
   const logger = createLogger(config.logLevel, (line) => output.write(line));
   const lifecycle = new ProcessLifecycle(logger, output);
