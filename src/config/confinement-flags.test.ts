@@ -8,10 +8,10 @@ const fake = createFakeBackend();
 const validate = (argv: string[]) => validateConfig(parseArgv(argv).raw, { defaultForwarders: () => ['192.0.2.53'], backend: () => fake });
 
 describe('confinement flags', () => {
-  it('defaults: forward for loopback and the services subnets, RRL 200/s slip 2, 8 boots at once, 20 summons/s per client', () => {
+  it('defaults: forward for loopback and the services subnets, RRL 200/s slip 2, 16 boots at once, 20 summons/s per client', () => {
     const c = validate(['dns=a.jitsu.test,ip=10.0.0.2', 'dns=b.jitsu.test,ip=10.0.0.3', 'dns=c.jitsu.test,ip=fd00:1::5']);
     expect(c.allowForward).toEqual(['127.0.0.0/8', '::1/128', '10.0.0.1/24', 'fd00:1::1/64']);
-    expect(c).toMatchObject({ rrlRate: 200, rrlSlip: 2, maxBooting: 8, summonRate: 20 });
+    expect(c).toMatchObject({ rrlRate: 200, rrlSlip: 2, maxBooting: 16, summonRate: 20 });
   });
 
   it('the --host-cidr subnet replaces the per-service ones in the default', () => {

@@ -39,7 +39,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { long: 'log-file', metavar: 'PATH', defaultText: 'stderr', help: 'append logs to this file; SIGUSR1 reopens it at PATH (log rotation)' },
   { long: 'bridge', metavar: 'NAME', defaultText: 'jitsu0', help: 'bridge the services hang off (created if missing, removed on exit if we made it)' },
   { long: 'host-cidr', metavar: 'CIDR', help: "host address on the bridge (default: the .1 of each service's /24, ::1 of its /64)" },
-  { long: 'max-booting', metavar: 'N', defaultText: '8', help: 'boots under way at once, daemon-wide; a query that would start one more gets SERVFAIL at once' },
+  { long: 'max-booting', metavar: 'N', defaultText: '16', help: 'boots under way at once, daemon-wide; a query that would start one more gets SERVFAIL at once' },
   { long: 'summon-rate', metavar: 'N', defaultText: '20', help: 'new boots per second one client /24 (IPv6 /56) may start (burst N); beyond it SERVFAIL at once; 0 = no limit' },
   { long: 'boot-timeout', metavar: 'SECONDS', defaultText: '30', help: 'a boot not ready by then fails: SERVFAIL, logged with its cause' },
   { long: 'idle-timeout', metavar: 'SECONDS', defaultText: '2×TTL', help: 'stop a ready service after this long without a query' },

@@ -95,7 +95,7 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
     logLevel: parseEnum('--log-level', flag('log-level') ?? 'info', LOG_LEVELS),
     bridge: parseIfName('--bridge', flag('bridge') ?? 'jitsu0'),
     bootTimeout: parseNumber('--boot-timeout', flag('boot-timeout') ?? '30', 0.01, 3600),
-    maxBooting: parseInteger('--max-booting', flag('max-booting') ?? '8', 1, 10_000),
+    maxBooting: parseInteger('--max-booting', flag('max-booting') ?? '16', 1, 10_000),
     summonRate: parseInteger('--summon-rate', flag('summon-rate') ?? '20', 0, 1_000_000),
     idleTimeout: parseNumber('--idle-timeout', flag('idle-timeout') ?? String(2 * ttl), 0.01, 31 * 86400),
     sweepInterval: parseNumber('--sweep-interval', flag('sweep-interval') ?? '5', 0.01, 3600),
