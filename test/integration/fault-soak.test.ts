@@ -11,7 +11,8 @@
  * JITSU_SOAK_SECONDS changes the length of the fault phase (default 90).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +112,8 @@ class DaemonUnderTest {
   up = false;
   pipesClosed = false;
   readonly unexpectedExits: string[] = [];
+  /** What each instance logged until it exited (or until its pipes were closed). */
+  readonly instanceLogs: string[] = [];
   private expectingExit = false;
   private lifetime = new AbortController();
   private operation: Promise<unknown> = Promise.resolve();
@@ -158,7 +161,9 @@ class DaemonUnderTest {
       this.lifetime = new AbortController();
       this.up = true;
       const lifetime = this.lifetime;
+      const instance = this.instance;
       d.child.once('exit', (code, signal) => {
+        this.instanceLogs.push(`===== daemon instance ${instance} (pid ${d.child.pid}), exit code ${code} signal ${signal} =====\n${d.logs()}`);
         if (this.expectingExit || this.current !== d) return;
         // Not our doing: a bug. What was in flight is lost, and the soak goes on with a new daemon.
         this.up = false;
@@ -547,7 +552,7 @@ describe.skipIf(!canRun)(`fault soak: process, container, QEMU and a crash loop 
         const again = await servedAgain(svc);
         console.log(`[fault-soak] ${at()} ${kind} pid=${before.pid}: seen=${seen !== undefined}, served again ${again.ok ? `in ${again.ms.toFixed(0)} ms` : `NO (${again.detail})`}`);
         if (again.ok) tally.recovered[kind]++;
-        else notRecovered.push(`${at()} ${kind}: ${svc.name} not served again on its next query: ${again.detail}`);
+        else notRecovered.push(`${at()} ${kind}: ${svc.name} not served again on its next query: ${again.detail}; status now ${JSON.stringify(await daemon.serviceStatus(svc.name))}`);
       } finally {
         windows.closeFor([svc.name]);
       }
@@ -579,6 +584,10 @@ describe.skipIf(!canRun)(`fault soak: process, container, QEMU and a crash loop 
         if (again.every((a) => a.ok)) tally.recovered['kill-daemon']++;
         again.forEach((a, i) => {
           if (!a.ok) notRecovered.push(`${at()} kill-daemon: ${SERVED[i]!.name} not served after the restart: ${a.detail}`);
+        });
+        const statusNow = await daemon.status().catch(() => []);
+        again.forEach((a, i) => {
+          if (!a.ok) notRecovered.push(`${at()}   status of ${SERVED[i]!.name}: ${JSON.stringify(statusNow.find((s) => s.service === SERVED[i]!.name))}`);
         });
       } finally {
         windows.closeFor(all);
@@ -654,6 +663,14 @@ describe.skipIf(!canRun)(`fault soak: process, container, QEMU and a crash loop 
       ].join('\n'),
     );
 
+    const broken = [daemon.unexpectedExits, lostQueries, wrongAnswers, notRecovered, notAdopted, longWaits, unblamedRequestFailures, crashLoopViolations, processes].some((l) => l.length > 0);
+    if (broken) {
+      // The daemon's own account, for the report: every instance's log up to its exit (or its closed pipes).
+      const logFile = join(tmpdir(), `jitsu-soak-${seed}.log`);
+      writeFileSync(logFile, daemon.instanceLogs.join('\n'));
+      console.log(`[fault-soak] daemon logs: ${logFile}`);
+    }
+
     // Every promise at once, so one failure does not hide the others.
     expect.soft(daemon.unexpectedExits, 'the daemon never exits by itself').toEqual([]);
     expect.soft(lostQueries, 'every query sent while the daemon ran got an answer').toEqual([]);
@@ -674,4 +691,55 @@ describe.skipIf(!canRun)(`fault soak: process, container, QEMU and a crash loop 
     expect.soft(pgrepDemo, 'pgrep finds no demo server').toEqual([]);
     expect.soft(tables, 'no nft table left').toEqual([]);
   }, 225_000);
+});
+
+/**
+ * The soak's first finding, on its own and deterministic: queries that arrive while the daemon
+ * cleans up after a killed service (state `stopping`) must share one boot. Each round kills the
+ * service, then sends a query every millisecond for 600 ms (five rounds: the window is a few ms).
+ */
+describe.skipIf(!canRun)(`fault soak, reduced: queries during the cleanup after a kill ${why}`, () => {
+  let d: DaemonProcess | undefined;
+  afterAll(async () => {
+    await d?.stop();
+    await cleanupNetwork(PREFIX);
+  }, 60_000);
+
+  it('start exactly one boot, and every one of them is answered NOERROR', async () => {
+    const name = `${PREFIX}r`;
+    d = await startDaemon({
+      bridge: `${PREFIX}rb`,
+      metrics: true,
+      args: ['-f', '0.0.0.0', '-d', '0', '--boot-timeout', String(BOOT_TIMEOUT_S)],
+      services: [`name=${name},dns=${fqdn(name)},ip=10.206.${1 + ((process.pid + 1) % 250)}.10,port=80,exec="${process.execPath} ${DEMO_HTTP} --port 80 --message hello-${name}",start_limit_burst=1000`],
+    });
+    const daemonUnderTest = d;
+    const query = (): ReturnType<typeof udpQuery> => udpQuery({ port: daemonUnderTest.port, name: fqdn(name), timeoutMs: QUERY_TIMEOUT_MS });
+    const status = async (): Promise<ServiceStatus> =>
+      ((await (await fetch(`http://127.0.0.1:${daemonUnderTest.metricsPort}/status`)).json()) as { services: ServiceStatus[] }).services[0]!;
+    expect(await query()).toMatchObject({ kind: 'answer', rcode: 'NOERROR' });
+    for (let round = 0; round < 5; round++) {
+      const before = await status();
+      expect(before, `round ${round}: ready before the kill`).toMatchObject({ state: 'ready', pid: expect.any(Number) });
+      const from = daemonUnderTest.logs().length;
+      process.kill(before.pid!, 'SIGKILL');
+      const answers: Promise<Awaited<ReturnType<typeof udpQuery>>>[] = [];
+      const t0 = performance.now();
+      for (let i = 0; i < 1000 && performance.now() - t0 < 600; i++) {
+        answers.push(query());
+        await sleep(1);
+      }
+      const rcodes: Record<string, number> = {};
+      for (const a of await Promise.all(answers)) {
+        const key = a.kind === 'answer' ? a.rcode : a.kind;
+        rcodes[key] = (rcodes[key] ?? 0) + 1;
+      }
+      const boots = (daemonUnderTest.logs().slice(from).match(/msg=booting service=/g) ?? []).length;
+      const after = await status();
+      const running = await pidsMatching(`hello-${name}`);
+      console.log(`[fault-soak reduced] round ${round}: ${boots} boot(s) after one kill; answers ${JSON.stringify(rcodes)}; then ${after.state} pid ${after.pid}, running ${JSON.stringify(running)}`);
+      // One boot, all answers NOERROR, and the one copy that runs is the one the daemon knows of.
+      expect({ boots, rcodes, state: after.state, running }, `round ${round}`).toEqual({ boots: 1, rcodes: { NOERROR: answers.length }, state: 'ready', running: [after.pid] });
+    }
+  }, 60_000);
 });
