@@ -1,7 +1,9 @@
 /**
  * Section `dns`: queries per second for names of running services, with dnsperf, against our daemon
  * (full CLI, services pre-warmed), the DNS layer alone, dnsmasq and unbound (1 and 2 threads) — same
- * names, same query file, same machine, one run. Ratios are to dnsmasq.
+ * names, same query file, same machine, one run. Ratios are to dnsmasq. The daemon also runs with
+ * RRL off and on for a client that is not loopback (RRL exempts loopback): dnsperf then sends from
+ * the host's address on the services' bridge.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,6 +42,8 @@ interface Peer {
   id: string;
   label: string;
   port: number;
+  /** Where dnsperf sends from and to (default 127.0.0.1). */
+  address?: string;
   /** Processes whose CPU counts as the server's. */
   pids: () => number[];
   stop(): Promise<void>;
@@ -72,7 +76,8 @@ function parseDnsperf(text: string): { qps: number; completedPct: number; lost: 
 async function runDnsperf(peer: Peer, queryFile: string, seconds: number): Promise<DnsperfResult> {
   const serverBefore = peer.pids().reduce((s, pid) => s + (cpuSeconds(pid) ?? 0), 0);
   const t0 = Date.now();
-  const proc = start('dnsperf', ['-s', '127.0.0.1', '-p', String(peer.port), '-d', queryFile, '-l', String(seconds), ...DNSPERF_ARGS]);
+  const from = peer.address === undefined ? [] : ['-a', peer.address];
+  const proc = start('dnsperf', ['-s', peer.address ?? '127.0.0.1', ...from, '-p', String(peer.port), '-d', queryFile, '-l', String(seconds), ...DNSPERF_ARGS]);
   const cpu = trackCpu(proc.pid);
   const killer = setTimeout(() => void proc.kill(1000), (seconds + 15) * 1000);
   const code = await proc.exited;
@@ -86,7 +91,7 @@ async function runDnsperf(peer: Peer, queryFile: string, seconds: number): Promi
 
 async function checkAnswers(peer: Peer, names: readonly NameEntry[]): Promise<void> {
   for (const n of names) {
-    const a = await queryA('127.0.0.1', peer.port, n.name, 3000);
+    const a = await queryA(peer.address ?? '127.0.0.1', peer.port, n.name, 3000);
     if (a.rcode !== 0 || !a.addresses.includes(n.ip)) {
       throw new Error(`${peer.label} answered ${n.name} with rcode ${a.rcode} [${a.addresses.join(',')}], expected ${n.ip}`);
     }
@@ -195,14 +200,23 @@ async function dnsLayerPeer(ctx: BenchContext, names: readonly NameEntry[], work
   return { id, label, port, pids: () => [proc.pid, ...childPids(proc.pid)], stop };
 }
 
-async function daemonPeer(ctx: BenchContext, names: readonly NameEntry[]): Promise<Peer> {
+/** The host's address on the services' bridge (the .1 of their /24): a local source that is not loopback. */
+const BRIDGE_HOST = '10.205.1.1';
+
+/**
+ * `rrl`: undefined = the daemon's defaults, queried over loopback (exempt from RRL); 'off' / 'on' =
+ * queried from BRIDGE_HOST with --rrl-rate 0, or with a rate no run reaches (every answer pays for
+ * its bucket, none is limited: the cost of RRL, not its effect).
+ */
+async function daemonPeer(ctx: BenchContext, names: readonly NameEntry[], rrl?: 'off' | 'on'): Promise<Peer> {
   const services = SERVICES.map(
     (s) => `name=${s.name},${names.filter((n) => n.service === s.name).map((n) => `dns=${n.name}`).join(',')},ip=${s.ip},exec=${busyboxHttpdExec()}`,
   );
   const daemon: RunningDaemon = await startJitsu({
     root: ctx.root,
-    flags: ['--bridge', 'jt6qbr', '-d', '0', '--idle-timeout', '3600', '--log-level', 'info'],
+    flags: ['--bridge', 'jt6qbr', '-d', '0', '--idle-timeout', '3600', '--log-level', 'info', ...(rrl === undefined ? [] : ['--rrl-rate', rrl === 'on' ? '1000000000' : '0'])],
     services,
+    ...(rrl === undefined ? {} : { extraBind: [BRIDGE_HOST] }),
   });
   try {
     // Pre-warm: the first query of each service boots it; later ones are answers for a running service.
@@ -215,7 +229,15 @@ async function daemonPeer(ctx: BenchContext, names: readonly NameEntry[]): Promi
     await daemon.stop();
     throw new Error(`${err instanceof Error ? err.message : String(err)}; daemon log: ${log}`);
   }
-  return { id: 'jitsu-daemon', label: 'jitsu daemon (CLI, running services)', port: daemon.dnsPort, pids: () => [daemon.pid], stop: daemon.stop };
+  if (rrl === undefined) return { id: 'jitsu-daemon', label: 'jitsu daemon (CLI, running services)', port: daemon.dnsPort, pids: () => [daemon.pid], stop: daemon.stop };
+  return {
+    id: `jitsu-daemon-rrl-${rrl}`,
+    label: `jitsu daemon, client ${BRIDGE_HOST} (not loopback), RRL ${rrl === 'on' ? 'on (accounting every answer, rate never reached)' : 'off (--rrl-rate 0)'}`,
+    port: daemon.dnsPort,
+    address: BRIDGE_HOST,
+    pids: () => [daemon.pid],
+    stop: daemon.stop,
+  };
 }
 
 export const dnsQpsBenchmark: Benchmark = {
@@ -241,6 +263,8 @@ export const dnsQpsBenchmark: Benchmark = {
       { id: 'jitsu-dns-layer-dgram', make: () => dnsLayerPeer(ctx, names, 0, 'dgram') },
       { id: 'jitsu-dns-layer-2w', make: () => dnsLayerPeer(ctx, names, 2, 'auto') },
       { id: 'jitsu-daemon', make: () => daemonPeer(ctx, names) },
+      { id: 'jitsu-daemon-rrl-off', make: () => daemonPeer(ctx, names, 'off') },
+      { id: 'jitsu-daemon-rrl-on', make: () => daemonPeer(ctx, names, 'on') },
     ];
     // Rounds interleave the servers, so a burst of load from elsewhere hits them all alike.
     const rounds = ctx.quick ? 1 : 3;
@@ -316,6 +340,7 @@ export const dnsQpsBenchmark: Benchmark = {
       'dnsperf and the server share the same 2 cores (and the machine is shared with other work): the client takes most of one core, so figures are lower bounds for a dedicated server; the CPU columns show who used what.',
       'Server CPU µs/query = server CPU time / queries answered: what one answer costs, less sensitive to the load of other jobs than qps. Compare with the micro benchmark of the handler\'s cached-answer path to see how much of it is the DNS logic and how much the socket path.',
       'Every server answers the same names (checked with a query per name before each run) from the same query file; jitsu answers are authoritative A records of running services (the cached-answer path).',
+      `RRL off/on: the same daemon queried from ${BRIDGE_HOST} (its address on the services' bridge, so the client is not loopback, which RRL exempts); "on" uses a rate no run reaches, so every answer pays for its bucket and none is limited.`,
     );
   },
 };
