@@ -229,6 +229,23 @@ describe('ServiceManager lifecycle', () => {
       await store.flush();
     });
 
+    it('queries during the cleanup after an exit share one boot (found by the fault soak)', async () => {
+      const { mgr, exits, store } = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
+      const runtime = mgr.runtime('web.jitsu.test')!;
+      const answer = mgr.lookup('web.jitsu.test')!;
+      await answer.ensureUp();
+      fake.bootMs = 50;
+      exits.exit(runtime.handle!.pid!);
+      const during = answer.ensureUp(); // chained on the cleanup
+      await until(() => fake.calls.includes('stop web.jitsu.test destroy'));
+      await new Promise((r) => setImmediate(r));
+      const after = answer.ensureUp(); // the cleanup is over, the boot is not
+      await Promise.all([during, after]);
+      expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
+      expect(runtime.phase).toBe('ready');
+      await store.flush();
+    });
+
     it('ignores the exit of a service it stopped itself', async () => {
       const { mgr, exits } = manager(['dns=web.jitsu.test,ip=10.0.0.5']);
       const runtime = mgr.runtime('web.jitsu.test')!;

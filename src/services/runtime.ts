@@ -283,15 +283,26 @@ export class ServiceRuntime {
     }
     if (this.handle === handle) this.handle = undefined;
     this.suspended = false;
-    this.phase = 'stopped';
+    this.settleStopped();
     await this.save();
     this.ended({ kind: 'exited', reason: report.reason });
+  }
+
+  /**
+   * The end of a stop or a cleanup. A query that came meanwhile has already chained the next boot
+   * on it (startBoot): the service is `booting` then, and must stay so, or the next query would
+   * start a second boot beside it.
+   */
+  private settleStopped(): void {
+    if (this.phase !== 'booting') this.phase = 'stopped';
   }
 
   /** After an unplanned end: wait for the next query, restart (with backoff), or cool down. */
   private ended(ending: Ending): void {
     if (this.closing) return;
     const verdict = this.limiter.record(ending, this.deps.now());
+    // A query already started the next boot; the end still counts towards the start limit.
+    if (this.phase === 'booting') return;
     const { policy } = this.deps;
     if (verdict.action === 'cool-down') {
       this.phase = 'failed';
@@ -371,7 +382,7 @@ export class ServiceRuntime {
     }
     this.suspended = mode === 'suspend';
     if (!this.suspended) this.handle = undefined;
-    this.phase = 'stopped';
+    this.settleStopped();
     if (ANSWER_AT_ONCE.has(this.spec.mask)) this.deps.masker.stopped(this.maskTarget);
     this.deps.metrics.stops.labels({ service: this.spec.service, mode }).inc();
     await this.save();
