@@ -5,7 +5,8 @@
  *
  *   jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR]
  *                  [--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE]
- *                  [--preload LIB] -- COMMAND ARGS...
+ *                  [--preload LIB] [--report FILE] [--uid N --gid N] [--private-tmp] [--read-only]
+ *                  [--rlimit as|nproc=N]... [--cgroup DIR] [--open-low-ports] -- COMMAND ARGS...
  *
  * ADDR is an IPv4 address, `[IPv6]`, or empty (`tcp::80` = 0.0.0.0). Sockets land on fds 3..N in
  * the order given; LISTEN_FDS, LISTEN_PID (exec keeps our pid) and LISTEN_FDNAMES (`tcp-80`, ...)
@@ -24,9 +25,26 @@
  * launcher, its logger and supervisor never load it). jitsu-preload.so (native/preload.c) is that
  * library: it hands the pre-bound sockets to a command that binds its ports itself.
  *
+ * With --report FILE, FILE is opened here (as root, so its directory may be private to the daemon)
+ * and handed to the command as JITSU_READY_REPORT=/proc/self/fd/N: where jitsu-preload.so appends
+ * its claims, whatever user the command runs as.
+ *
+ * Confinement, applied to the command only (the logger and supervisor were forked before and stay
+ * root, so the log, exit record and report stay the daemon's files), in this order, just before
+ * exec: --cgroup DIR (join DIR/cgroup.procs), --rlimit (as = RLIMIT_AS bytes, nproc = RLIMIT_NPROC),
+ * --private-tmp / --read-only (a private mount namespace, slave to the host's; `/` and everything
+ * under it recursively read-only; an empty 64 MiB tmpfs on /tmp), then with --uid/--gid: every
+ * capability dropped from the bounding and ambient sets, supplementary groups cleared, gid and uid
+ * set, the inheritable set cleared (effective/permitted go with the uid change) and no_new_privs;
+ * the --chdir is done again last, so it is checked as the service sees the filesystem. --open-low-ports
+ * sets net.ipv4.ip_unprivileged_port_start=0 in the --netns namespace (which holds only this
+ * service's address), so an unprivileged command that binds its own port below 1024 can.
+ *
  * Exit codes (one line on stderr says why): 64 usage, 65 open netns, 66 setns, 67 socket setup,
- * 68 chdir, 69 fd/env setup, 70 log setup, 71 supervisor setup, 126 exec failed, 127 command not
- * found (with --supervise, 126/127 are the command's status in EXITFILE).
+ * 68 chdir, 69 fd/env setup, 70 log setup, 71 supervisor setup, 72 cgroup join, 73 rlimit,
+ * 74 mount namespace (unshare, read-only remount, /tmp), 75 user/group switch, 76 capability drop
+ * or no_new_privs, 77 open low ports (sysctl), 78 report file, 126 exec failed, 127 command not
+ * found (with --supervise, 68 and 72..78 and 126/127 are the command's status in EXITFILE).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,7 +56,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -56,6 +78,13 @@ enum {
   EXIT_FDS = 69,
   EXIT_LOG = 70,
   EXIT_SUPERVISE = 71,
+  EXIT_CGROUP = 72,
+  EXIT_RLIMIT = 73,
+  EXIT_MOUNTS = 74,
+  EXIT_IDENTITY = 75,
+  EXIT_CAPS = 76,
+  EXIT_LOW_PORTS = 77,
+  EXIT_REPORT = 78,
   EXIT_EXEC = 126,
   EXIT_NOTFOUND = 127,
 };
@@ -67,6 +96,20 @@ static int ready_fd = -1;
 
 /* --preload: library prepended to the command's LD_PRELOAD, or NULL. */
 static const char *preload_lib = NULL;
+
+/* --report: the claims file, held open on this fd (-1: none); above the ready fd. */
+static int report_fd = -1;
+
+#define MAX_RLIMITS 4
+
+/* What confine() does to the command just before exec (see the header comment). */
+static struct {
+  long uid, gid; /* -1: keep the caller's identity and capabilities */
+  int private_tmp, read_only;
+  const char *cgroup, *dir;
+  int nlimits;
+  struct { int resource; rlim_t value; const char *text; } limits[MAX_RLIMITS];
+} confinement = {-1, -1, 0, 0, NULL, NULL, 0, {{0, 0, NULL}}};
 
 struct listen_spec {
   int type; /* SOCK_STREAM or SOCK_DGRAM */
@@ -273,6 +316,84 @@ static void report_ready(const char *msg, size_t len) {
   ready_fd = -1;
 }
 
+/* --rlimit as=BYTES | nproc=N (soft = hard: the command cannot raise it back). */
+static void parse_rlimit(const char *text) {
+  if (confinement.nlimits == MAX_RLIMITS) die(EXIT_USAGE, "too many --rlimit", NULL, 0);
+  const char *eq = strchr(text, '=');
+  int resource;
+  if (eq && (size_t)(eq - text) == 2 && strncmp(text, "as", 2) == 0) resource = RLIMIT_AS;
+  else if (eq && (size_t)(eq - text) == 5 && strncmp(text, "nproc", 5) == 0) resource = RLIMIT_NPROC;
+  else die(EXIT_USAGE, "--rlimit must be as=BYTES or nproc=N, got", text, 0);
+  long v = parse_long(eq + 1, 1, LONG_MAX, "--rlimit value must be a positive integer:");
+  confinement.limits[confinement.nlimits].resource = resource;
+  confinement.limits[confinement.nlimits].value = (rlim_t)v;
+  confinement.limits[confinement.nlimits++].text = text;
+}
+
+static void write_file(int code, const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die(code, "open", path, errno);
+  ssize_t len = (ssize_t)strlen(text);
+  if (write(fd, text, (size_t)len) != len) die(code, "write", path, errno);
+  close(fd);
+}
+
+/* Every capability out of the bounding set (needs CAP_SETPCAP: before the uid change). */
+static void drop_bounding_set(void) {
+  for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) die(EXIT_CAPS, "PR_CAPBSET_DROP", NULL, errno);
+  }
+}
+
+/* Applies `confinement` to this process (the command, just before exec). */
+static void confine(void) {
+  char pid[32];
+  if (confinement.cgroup) {
+    char procs[PATH_MAX];
+    if (snprintf(procs, sizeof procs, "%s/cgroup.procs", confinement.cgroup) >= (int)sizeof procs) die(EXIT_CGROUP, "--cgroup path too long", NULL, 0);
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    write_file(EXIT_CGROUP, procs, pid);
+  }
+  for (int i = 0; i < confinement.nlimits; i++) {
+    struct rlimit rl = {confinement.limits[i].value, confinement.limits[i].value};
+    if (setrlimit(confinement.limits[i].resource, &rl) != 0) die(EXIT_RLIMIT, "setrlimit", confinement.limits[i].text, errno);
+  }
+  if (confinement.private_tmp || confinement.read_only) {
+    if (unshare(CLONE_NEWNS) != 0) die(EXIT_MOUNTS, "unshare(CLONE_NEWNS)", NULL, errno);
+    /* Slave: the host's later mounts still reach us, ours never reach the host. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) die(EXIT_MOUNTS, "make / a slave mount", NULL, errno);
+    if (confinement.read_only) {
+      struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+      if (syscall(SYS_mount_setattr, -1, "/", AT_RECURSIVE, &attr, sizeof attr) != 0) die(EXIT_MOUNTS, "remount / read-only", NULL, errno);
+    }
+    if (confinement.private_tmp && mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m") != 0) {
+      die(EXIT_MOUNTS, "mount a private tmpfs on /tmp", NULL, errno);
+    }
+  }
+  if (confinement.uid >= 0) {
+    drop_bounding_set();
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) die(EXIT_CAPS, "clear ambient capabilities", NULL, errno);
+    gid_t gid = (gid_t)confinement.gid;
+    if (setgroups(1, &gid) != 0) die(EXIT_IDENTITY, "setgroups", NULL, errno);
+    if (setgid(gid) != 0) die(EXIT_IDENTITY, "setgid", NULL, errno);
+    if (setuid((uid_t)confinement.uid) != 0) die(EXIT_IDENTITY, "setuid", NULL, errno);
+    /* setuid() away from 0 empties effective and permitted; inheritable stays unless cleared. */
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
+    memset(none, 0, sizeof none);
+    if (syscall(SYS_capset, &header, none) != 0) die(EXIT_CAPS, "capset (clear all)", NULL, errno);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die(EXIT_CAPS, "PR_SET_NO_NEW_PRIVS", NULL, errno);
+  }
+  if (confinement.dir && chdir(confinement.dir) != 0) die(EXIT_CHDIR, "chdir", confinement.dir, errno);
+  if (report_fd >= 0) {
+    char value[48];
+    /* Inherited across exec (only the command's copy: the supervisor closes its own). */
+    if (fcntl(report_fd, F_SETFD, 0) != 0) die(EXIT_REPORT, "fcntl report fd", NULL, errno);
+    snprintf(value, sizeof value, "/proc/self/fd/%d", report_fd);
+    if (setenv("JITSU_READY_REPORT", value, 1) != 0) die(EXIT_REPORT, "setenv JITSU_READY_REPORT", NULL, errno);
+  }
+}
+
 static void exec_command(char **cmd) {
   execvp(cmd[0], cmd);
   int err = errno;
@@ -297,6 +418,7 @@ static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, c
     set_preload_env();
     close(exit_fd);
     if (ready_fd >= 0) close(ready_fd);
+    confine();
     exec_command(cmd);
   }
 
@@ -307,6 +429,7 @@ static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, c
   signal(SIGHUP, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
   for (int i = 0; i < nspecs; i++) close(3 + i);
+  if (report_fd >= 0) close(report_fd);
   char msg[32];
   int len = snprintf(msg, sizeof msg, "%ld\n", (long)child);
   report_ready(msg, (size_t)len);
@@ -334,12 +457,14 @@ static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, c
 static void usage(void) {
   die(EXIT_USAGE,
       "usage: jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR] "
-      "[--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE] [--preload LIB] -- COMMAND ARGS...",
+      "[--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE] [--preload LIB] [--report FILE] "
+      "[--uid N --gid N] [--private-tmp] [--read-only] [--rlimit as|nproc=N]... [--cgroup DIR] [--open-low-ports] -- COMMAND ARGS...",
       NULL, 0);
 }
 
 int main(int argc, char **argv) {
-  const char *netns = NULL, *dir = NULL, *log_path = NULL, *supervise_path = NULL;
+  const char *netns = NULL, *log_path = NULL, *supervise_path = NULL, *report_path = NULL;
+  int open_low_ports = 0;
   /* Ask for a deep queue: the kernel caps it at the namespace's net.core.somaxconn, which the daemon
    * raises in each service namespace, so a burst of clients during a start is queued, not dropped. */
   long backlog = 65535, log_max = 1 << 20;
@@ -353,9 +478,21 @@ int main(int argc, char **argv) {
       i++;
       break;
     }
+    /* The flags without a value. */
+    if (strcmp(a, "--private-tmp") == 0 || strcmp(a, "--read-only") == 0 || strcmp(a, "--open-low-ports") == 0) {
+      if (a[2] == 'p') confinement.private_tmp = 1;
+      else if (a[2] == 'r') confinement.read_only = 1;
+      else open_low_ports = 1;
+      continue;
+    }
     if (!v) usage();
     if (strcmp(a, "--netns") == 0) netns = v;
-    else if (strcmp(a, "--chdir") == 0) dir = v;
+    else if (strcmp(a, "--chdir") == 0) confinement.dir = v;
+    else if (strcmp(a, "--report") == 0) report_path = v;
+    else if (strcmp(a, "--cgroup") == 0) confinement.cgroup = v;
+    else if (strcmp(a, "--rlimit") == 0) parse_rlimit(v);
+    else if (strcmp(a, "--uid") == 0) confinement.uid = parse_long(v, 0, INT_MAX, "--uid must be a uid:");
+    else if (strcmp(a, "--gid") == 0) confinement.gid = parse_long(v, 0, INT_MAX, "--gid must be a gid:");
     else if (strcmp(a, "--log") == 0) log_path = v;
     else if (strcmp(a, "--supervise") == 0) supervise_path = v;
     else if (strcmp(a, "--preload") == 0) preload_lib = v;
@@ -369,6 +506,8 @@ int main(int argc, char **argv) {
     i++;
   }
   if (i >= argc) usage();
+  if ((confinement.uid < 0) != (confinement.gid < 0)) die(EXIT_USAGE, "--uid and --gid go together", NULL, 0);
+  if (open_low_ports && !netns) die(EXIT_USAGE, "--open-low-ports needs --netns", NULL, 0);
   char **cmd = argv + i;
 
   if (ready_fd >= 0) {
@@ -381,11 +520,23 @@ int main(int argc, char **argv) {
   /* Before the sockets exist, so the logger never holds a listening socket open. */
   if (log_path) setup_log(log_path, log_max);
 
+  if (report_path) {
+    int fd = open(report_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) die(EXIT_REPORT, "open report", report_path, errno);
+    /* The command appends to it through /proc/self/fd/N, which checks the file's own permissions. */
+    if (confinement.uid >= 0 && fchown(fd, (uid_t)confinement.uid, (gid_t)confinement.gid) != 0) die(EXIT_REPORT, "chown report", report_path, errno);
+    report_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3 + MAX_LISTEN + 9);
+    if (report_fd < 0) die(EXIT_REPORT, "fcntl(F_DUPFD) report", report_path, errno);
+    close(fd);
+  }
+
   if (netns) {
     int nsfd = open(netns, O_RDONLY | O_CLOEXEC);
     if (nsfd < 0) die(EXIT_NETNS_OPEN, "open netns", netns, errno);
     if (setns(nsfd, CLONE_NEWNET) != 0) die(EXIT_SETNS, "setns", netns, errno);
     close(nsfd);
+    /* /proc/sys/net is the namespace of whoever opens it: now the service's. */
+    if (open_low_ports) write_file(EXIT_LOW_PORTS, "/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
   }
 
   int fds[MAX_LISTEN];
@@ -404,12 +555,14 @@ int main(int argc, char **argv) {
     close(fds[i]);
   }
 
-  if (dir && chdir(dir) != 0) die(EXIT_CHDIR, "chdir", dir, errno);
+  /* Fails the launch at once for a missing directory; confine() enters it again as the service. */
+  if (confinement.dir && chdir(confinement.dir) != 0) die(EXIT_CHDIR, "chdir", confinement.dir, errno);
 
   set_listen_env(specs, nspecs);
   if (supervise_path) supervise(cmd, specs, nspecs, supervise_path);
   set_preload_env();
   report_ready("1", 1);
+  confine();
 
   exec_command(cmd);
   return EXIT_EXEC;

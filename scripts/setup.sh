@@ -2,9 +2,11 @@
 # Sets up a fresh Debian machine for Jitsu, idempotently: Debian packages (scripts/apt-packages.txt),
 # npm packages (npm ci, which also builds the native addon), the TypeScript build, and with --test
 # the artefacts the test suite boots (guest kernel + initramfs, container rootfs), and the `jitsu`
-# command on PATH ($JITSU_BIN_DIR/jitsu, default /usr/local/bin/jitsu, running this checkout's build).
+# command on PATH ($JITSU_BIN_DIR/jitsu, default /usr/local/bin/jitsu, running this checkout's build),
+# and the unprivileged system user services run as (jitsu-svc: no login shell, no home).
 # Run as root: the daemon creates bridges and network namespaces.
 #   --install-command  only (re)install the jitsu command     --uninstall  remove it again
+#   --create-user      only create the service user (remove it with: userdel jitsu-svc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd -P)
@@ -14,9 +16,9 @@ only=""
 for arg in "$@"; do
   case "$arg" in
     --test) want_test_artefacts=1 ;;
-    --install-command|--uninstall) only="$arg" ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown argument $arg (use --test, --install-command or --uninstall)" >&2; exit 2 ;;
+    --install-command|--uninstall|--create-user) only="$arg" ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument $arg (use --test, --install-command, --uninstall or --create-user)" >&2; exit 2 ;;
   esac
 done
 
@@ -57,9 +59,24 @@ uninstall_command() {
   echo "removed $command_path"
 }
 
+# The user process services and QEMU run as by default (src/backends/process/options.ts
+# DEFAULT_SERVICE_USER). A system user with its own group, no home, no login shell; never modified
+# once it exists. Remove it with `userdel jitsu-svc` (its group goes with it).
+service_user=jitsu-svc
+create_service_user() {
+  if getent passwd "$service_user" >/dev/null; then
+    echo "user $service_user exists ($(id "$service_user"))"
+    return
+  fi
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+    --comment "Jitsu services (unprivileged)" "$service_user"
+  echo "created user $service_user ($(id "$service_user"))"
+}
+
 case "$only" in
   --install-command) install_command; exit 0 ;;
   --uninstall) uninstall_command; exit 0 ;;
+  --create-user) create_service_user; exit 0 ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -101,5 +118,8 @@ fi
 
 step "jitsu command"
 install_command
+
+step "service user"
+create_service_user
 
 step "ready"

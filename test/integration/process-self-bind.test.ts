@@ -34,7 +34,10 @@ describe.skipIf(why !== '')(`process backend: servers that bind their own port $
   const live: Array<[BackendHandle, ServiceSpec]> = [];
   const spec = (service: string, options: Record<string, string[]>): ServiceSpec => {
     env.track(service);
-    return { service, backend: 'process', network: env.network(service, host++), mask: 'activate', options, runDir: env.runDir };
+    // The fixtures live in the run dir (root-only, under the host's /tmp): opt out of the confinement
+    // (test/integration/confinement.test.ts covers these servers confined).
+    const unconfined = { user: ['root'], private_tmp: ['false'] };
+    return { service, backend: 'process', network: env.network(service, host++), mask: 'activate', options: { ...unconfined, ...options }, runDir: env.runDir };
   };
   const start = async (s: ServiceSpec): Promise<BackendHandle> => {
     const h = await backend.start(s, AbortSignal.timeout(10_000));

@@ -16,9 +16,10 @@ import { abortableSleep } from '../sleep.js';
 import { JitsuError } from '../../errors.js';
 import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
 import { claimedAll, notPreBoundNote, preloadWorks, programLinkage, servingProbe, watchClaims, type ServingProbe } from './activation.js';
+import { planLimits, resolveIdentity, type Identity } from './confine.js';
 import { activatePath, preloadPath } from './launcher.js';
 import { LOG_MAX_BYTES, logTail, startLog } from './logs.js';
-import { parseProcessOptions, processOptions } from './options.js';
+import { parseProcessOptions, processOptions, type ProcessConfig } from './options.js';
 import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from './proc.js';
 
 export { defaultProcessMask, parseProcessOptions, processOptions } from './options.js';
@@ -127,7 +128,14 @@ const EXIT_MEANING: Record<number, string> = {
   69: 'fd/env setup failed',
   70: 'cannot open the service log',
   71: 'cannot set up the supervisor (exit record, fork)',
-  126: 'command not executable',
+  72: 'cannot join its cgroup',
+  73: 'cannot set its rlimits',
+  74: 'cannot set up its mount namespace (private /tmp, read-only /)',
+  75: 'cannot switch to its user/group',
+  76: 'cannot drop its capabilities or set no_new_privs',
+  77: 'cannot open ports below 1024 in its netns',
+  78: 'cannot open its claims report',
+  126: 'command not executable (by the service user: check the permissions of the program and its directories)',
   127: 'command not found',
 };
 
@@ -257,8 +265,28 @@ async function waitEnded(pid: number, startTime: number, ms: number, signal?: Ab
   }
 }
 
+/**
+ * The launcher flags that confine the command (see native/activate.c): its identity, mount
+ * namespace and limits. `identity` undefined: user=root, unconfined.
+ */
+function confinementArgs(spec: ServiceSpec, stem: string, c: ProcessConfig['confinement'], identity: Identity | undefined): string[] {
+  const args = planLimits(spec.service, stem, c.limits, identity).args;
+  if (identity) {
+    // Its netns holds only its own address: a port below 1024 there shadows no system service, so
+    // the command may bind one itself (a program the launcher cannot pre-bind for) without a capability.
+    args.push('--uid', String(identity.uid), '--gid', String(identity.gid), '--open-low-ports');
+  }
+  if (c.privateTmp) args.push('--private-tmp');
+  if (c.readOnly) args.push('--read-only');
+  return args;
+}
+
 async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
   const cfg = parseProcessOptions(spec.service, spec.options);
+  const { user, group } = cfg.confinement;
+  // uid 0 (user=root) is the explicit opt-out: unconfined, as the daemon itself runs.
+  const resolved = resolveIdentity(spec.service, user, group);
+  const identity = resolved.uid === 0 ? undefined : resolved;
   const launcher = activatePath();
   const netns = netnsName(spec.service);
   const nsPath = netnsPath(netns);
@@ -294,12 +322,10 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   const args = ['--netns', nsPath, '--log', logPath, '--log-max', String(LOG_MAX_BYTES)];
   const any = spec.network.family === 6 ? '[::]' : '';
   for (const port of preBound) args.push('--listen', `tcp:${any}:${port}`);
-  if (preBound.length > 0) {
-    args.push('--preload', preloadPath());
-    env['JITSU_READY_REPORT'] = claimsPath;
-  }
+  // The report is opened by the launcher (as root): the service user need not reach the run dir.
+  if (preBound.length > 0) args.push('--preload', preloadPath(), '--report', claimsPath);
   if (cfg.cwd) args.push('--chdir', cfg.cwd);
-  args.push('--', ...argv);
+  args.push(...confinementArgs(spec, stem, cfg.confinement, identity), '--', ...argv);
 
   if (signal.aborted) throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: start aborted`, { service: spec.service });
   // The launcher binds the sockets in the netns, forks a supervisor that forks the command in its

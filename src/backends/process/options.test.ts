@@ -14,12 +14,24 @@ function fails(options: Record<string, string[]>): { code: string | undefined; m
 describe('process backend options', () => {
   it('parses every key', () => {
     const cfg = parseProcessOptions('web', { exec: ['node s.js'], port: ['80', '443', '80'], env: ['A=1', 'B=x=y'], cwd: ['/srv'] });
-    expect(cfg).toEqual({ command: { argv: ['node', 's.js'], shell: false }, ports: [80, 443], env: { A: '1', B: 'x=y' }, cwd: '/srv' });
+    expect(cfg).toEqual({
+      command: { argv: ['node', 's.js'], shell: false },
+      ports: [80, 443],
+      env: { A: '1', B: 'x=y' },
+      cwd: '/srv',
+      confinement: { user: 'jitsu-svc', privateTmp: true, readOnly: false, limits: {} },
+    });
+  });
+  it('parses the confinement keys', () => {
+    const cfg = parseProcessOptions('web', {
+      exec: ['true'], user: ['www'], group: ['1001'], private_tmp: ['false'], read_only: ['true'], memory: ['256M'], cpu: ['0.5'], tasks: ['32'],
+    });
+    expect(cfg.confinement).toEqual({ user: 'www', group: '1001', privateTmp: false, readOnly: true, limits: { memoryBytes: 256 * 1024 * 1024, cpus: 0.5, tasks: 32 } });
   });
   it('needs exec', () => {
     expect(fails({ port: ['80'] })).toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('exec=') });
   });
-  it.each([['port', '0'], ['port', '65536'], ['port', 'http'], ['env', 'NOEQUALS'], ['env', '1A=b'], ['cwd', 'rel/dir'], ['exec', 'echo "open']])(
+  it.each([['port', '0'], ['port', '65536'], ['port', 'http'], ['env', 'NOEQUALS'], ['env', '1A=b'], ['cwd', 'rel/dir'], ['exec', 'echo "open'], ['user', 'a b'], ['group', 'x:y'], ['read_only', 'yes'], ['private_tmp', '1'], ['memory', '12X'], ['memory', '0'], ['cpu', '0'], ['cpu', 'half'], ['tasks', '0']])(
     'rejects %s=%s naming the key',
     (key, value) => {
       const opts: Record<string, string[]> = { exec: ['true'] };

@@ -3,6 +3,7 @@ import type { MaskMode, OptionSpec } from '../backend.js';
 import { JitsuError } from '../../errors.js';
 import { CommandSyntaxError, parseCommand } from './argv.js';
 import type { ParsedCommand } from './argv.js';
+import { DEFAULT_SERVICE_USER, ROOT_USER, parseSize, type ResourceLimits } from './confine.js';
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -31,6 +32,45 @@ function validateCwd(value: string): string | undefined {
   return isAbsolute(value) ? undefined : `cwd must be an absolute path, got "${value}"`;
 }
 
+const NAME_OR_ID = /^([a-z_][a-z0-9_.-]{0,31}\$?|\d{1,10})$/i;
+const validName = (key: string) => (v: string): string | undefined =>
+  NAME_OR_ID.test(v) ? undefined : `${key} must be a ${key} name or a numeric id, got "${v}"`;
+const validBool = (key: string) => (v: string): string | undefined => (v === 'true' || v === 'false' ? undefined : `${key} must be true or false, got "${v}"`);
+
+/** memory=, cpu=, tasks=: shared with the container backend's keys of the same name. */
+export const limitOptions: readonly OptionSpec[] = [
+  {
+    key: 'memory',
+    description: 'memory limit: bytes with an optional K/M/G suffix (cgroup v2 memory.max, else RLIMIT_AS: address space)',
+    example: '256M',
+    validate: (v) => (parseSize(v) !== undefined ? undefined : `memory must be a size like 256M, 1G or 65536K, got "${v}"`),
+  },
+  {
+    key: 'cpu',
+    description: 'CPU bandwidth in cores, e.g. 0.5 (cgroup v2 cpu.max; a host without cgroup v2 fails the boot rather than ignore it)',
+    example: '0.5',
+    validate: (v) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 0.01 && Number(v) <= 1024 ? undefined : `cpu must be a number of cores from 0.01, e.g. 0.5, got "${v}"`),
+  },
+  {
+    key: 'tasks',
+    description: 'most processes+threads (cgroup v2 pids.max, else RLIMIT_NPROC: counted per user)',
+    example: '64',
+    validate: (v) => (/^\d{1,7}$/.test(v) && Number(v) >= 1 ? undefined : `tasks must be a positive integer, got "${v}"`),
+  },
+];
+
+export function parseLimits(options: Readonly<Record<string, readonly string[]>>): ResourceLimits {
+  const one = (key: string): string | undefined => options[key]?.[0];
+  const memory = one('memory');
+  const cpu = one('cpu');
+  const tasks = one('tasks');
+  return {
+    ...(memory !== undefined ? { memoryBytes: parseSize(memory)! } : {}),
+    ...(cpu !== undefined ? { cpus: Number(cpu) } : {}),
+    ...(tasks !== undefined ? { tasks: Number(tasks) } : {}),
+  };
+}
+
 export const processOptions: readonly OptionSpec[] = [
   {
     key: 'exec',
@@ -48,14 +88,34 @@ export const processOptions: readonly OptionSpec[] = [
     validate: validatePort,
   },
   { key: 'env', repeatable: true, description: 'extra environment variable for the command', example: 'MODE=prod', validate: validateEnv },
-  { key: 'cwd', description: 'working directory of the command (absolute)', example: '/srv/app', validate: validateCwd },
+  { key: 'cwd', description: 'working directory of the command (absolute; entered as the service user, after /tmp is made private)', example: '/srv/app', validate: validateCwd },
+  {
+    key: 'user',
+    description: `user the command runs as: a name or uid (default ${DEFAULT_SERVICE_USER}, created by scripts/setup.sh; no capabilities, no_new_privs). user=${ROOT_USER} runs it unconfined, with every capability`,
+    example: DEFAULT_SERVICE_USER,
+    validate: validName('user'),
+  },
+  { key: 'group', description: "group the command runs as: a name or gid (default: the user's primary group)", example: DEFAULT_SERVICE_USER, validate: validName('group') },
+  { key: 'private_tmp', description: "give the command an empty private /tmp (64 MiB tmpfs, its own mount namespace): true (default) or false (the host's /tmp)", example: 'true', validate: validBool('private_tmp') },
+  { key: 'read_only', description: 'make / and every mount under it read-only for the command (except its private /tmp): true or false (default)', example: 'true', validate: validBool('read_only') },
+  ...limitOptions,
 ];
+
+/** Who the command runs as and what it may see. */
+export interface ProcessConfinement {
+  user: string;
+  group?: string;
+  privateTmp: boolean;
+  readOnly: boolean;
+  limits: ResourceLimits;
+}
 
 export interface ProcessConfig {
   command: ParsedCommand;
   ports: number[];
   env: Record<string, string>;
   cwd?: string;
+  confinement: ProcessConfinement;
 }
 
 /** Validate the backend keys of one service; CONFIG_INVALID names the key and the fix. */
@@ -86,7 +146,15 @@ export function parseProcessOptions(service: string, options: Readonly<Record<st
   }
   const ports = [...new Set((options['port'] ?? []).map(Number))];
   const cwd = options['cwd']?.[0];
-  return { command: parseCommand(options['exec']![0]!), ports, env, ...(cwd ? { cwd } : {}) };
+  const group = options['group']?.[0];
+  const confinement: ProcessConfinement = {
+    user: options['user']?.[0] ?? DEFAULT_SERVICE_USER,
+    ...(group !== undefined ? { group } : {}),
+    privateTmp: (options['private_tmp']?.[0] ?? 'true') === 'true',
+    readOnly: options['read_only']?.[0] === 'true',
+    limits: parseLimits(options),
+  };
+  return { command: parseCommand(options['exec']![0]!), ports, env, ...(cwd ? { cwd } : {}), confinement };
 }
 
 /** The mask a process service gets when it names none: `activate` with ports to pre-bind, else `none`. */
