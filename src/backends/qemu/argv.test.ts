@@ -6,7 +6,7 @@ import type { QemuConfig } from './options.js';
 const net: ServiceNetwork = { bridge: 'jitsu0', family: 4, ip: '10.0.0.5', prefixLength: 24, gateway: '10.0.0.1', mac: '02:00:00:00:00:05' };
 const cfg: QemuConfig = {
   kernel: '/img/vmlinux', initrd: '/img/initrd.gz', cmdline: '', memoryMiB: 128, vcpus: 1, mac: '02:00:00:00:00:05',
-  bridge: 'jitsu0', tap: 'web-t', accel: 'auto', acpi: true, shutdownTimeoutMs: 10_000, binary: 'qemu-system-x86_64',
+  bridge: 'jitsu0', tap: 'web-t', accel: 'auto', acpi: true, shutdownTimeoutMs: 10_000, binary: 'qemu-system-x86_64', user: 'jitsu-svc', sandbox: true,
 };
 
 function after(args: string[], flag: string): string[] {
@@ -33,6 +33,16 @@ describe('buildCmdline', () => {
 
 describe('buildQemuArgs', () => {
   const paths = runPaths('/run/jitsu/web');
+  it('sandboxes QEMU and drops to the service user; elevateprivileges is denied only when it stays root (7.2 filters before -runas)', () => {
+    const a = buildQemuArgs({ ...cfg, chroot: '/var/empty' }, 'CMD', 'tcg', paths, 'jitsu-svc');
+    expect(after(a, '-sandbox')).toEqual(['on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny']);
+    expect(after(a, '-runas')).toEqual(['jitsu-svc']);
+    expect(after(a, '-chroot')).toEqual(['/var/empty']);
+    const root = buildQemuArgs(cfg, 'CMD', 'tcg', paths);
+    expect(after(root, '-sandbox')).toEqual(['on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
+    expect(root).not.toContain('-runas');
+    expect(buildQemuArgs({ ...cfg, sandbox: false }, 'CMD', 'tcg', paths)).not.toContain('-sandbox');
+  });
   it('builds a detached-friendly microvm command line with tap, console file, QMP and pidfile', () => {
     const a = buildQemuArgs(cfg, 'CMD', 'tcg', paths);
     expect(after(a, '-M')).toEqual(['microvm,acpi=on']);

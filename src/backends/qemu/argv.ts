@@ -66,8 +66,23 @@ export function qemuOptValue(v: string): string {
   return v.replaceAll(',', ',,');
 }
 
-/** Full argv (without the binary) for a service VM. */
-export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, paths: RunPaths): string[] {
+/**
+ * QEMU's own confinement. -runas and -chroot act once the machine is set up: the tap, /dev/kvm,
+ * the QMP socket, console, log and pidfile are already open (created as root, so the daemon owns
+ * them). QEMU 7.2 installs the seccomp filter before it changes uid, so elevateprivileges=deny
+ * would kill its own -runas (SIGSYS in setgid): it is denied only when QEMU stays root. Once it
+ * runs as `runAs` it holds no capabilities and no_new_privs is set (spawn=deny blocks exec anyway).
+ */
+export function confinementArgs(cfg: Pick<QemuConfig, 'sandbox' | 'chroot'>, runAs: string | undefined): string[] {
+  const args: string[] = [];
+  if (cfg.sandbox) args.push('-sandbox', `on,obsolete=deny,elevateprivileges=${runAs === undefined ? 'deny' : 'allow'},spawn=deny,resourcecontrol=deny`);
+  if (runAs !== undefined) args.push('-runas', runAs);
+  if (cfg.chroot !== undefined) args.push('-chroot', cfg.chroot);
+  return args;
+}
+
+/** Full argv (without the binary) for a service VM; `runAs` undefined: QEMU stays root. */
+export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, paths: RunPaths, runAs?: string): string[] {
   const args = [
     // microvm: no PCI, no firmware tables beyond what the kernel needs; boots in tens of ms.
     '-M', `microvm,acpi=${cfg.acpi ? 'on' : 'off'}`,
@@ -93,6 +108,7 @@ export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, pa
     '-serial', 'chardev:con',
     '-qmp', `unix:${qemuOptValue(paths.qmp)},server=on,wait=off`,
     '-pidfile', paths.pidfile,
+    ...confinementArgs(cfg, runAs),
   );
   return args;
 }

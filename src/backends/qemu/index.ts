@@ -17,6 +17,7 @@ import { isAlive, readProcStat, signalGroup } from './proc.js';
 import { QmpClient, qmpOnce } from './qmp.js';
 import { rxPackets, waitFirstFrame, waitTcp } from './ready.js';
 import { createTap, removeTap } from './tap.js';
+import { resolveIdentity } from '../process/confine.js';
 
 export { parseQemuOptions, qemuOptions, defaultTapName, guestImageDir } from './options.js';
 export type { QemuConfig } from './options.js';
@@ -126,7 +127,12 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   const paths = runPaths(spec.runDir);
   const verdict = await resolveAccel(cfg, cacheRoot());
   const cmdline = buildCmdline(cfg, spec.service, spec.network, hostCpuKhz(), verdict.accel);
-  const args = buildQemuArgs(cfg, cmdline, verdict.accel, paths);
+  // A missing user fails here with the fix, not as QEMU's terse "User X doesn't exist".
+  const identity = resolveIdentity(spec.service, cfg.user, undefined);
+  if (cfg.chroot !== undefined && !statSync(cfg.chroot, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new JitsuError('BOOT_FAILED', `service ${spec.service}: chroot ${cfg.chroot} is not a directory (create it, e.g. an empty one)`, { service: spec.service, key: 'chroot' });
+  }
+  const args = buildQemuArgs(cfg, cmdline, verdict.accel, paths, identity.uid === 0 ? undefined : identity.user);
 
   for (const p of [paths.qmp, paths.pidfile, paths.exit]) rmSync(p, { force: true });
   writeFileSync(paths.console, '');

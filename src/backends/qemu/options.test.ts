@@ -27,10 +27,11 @@ describe('qemu options', () => {
     const c = parseQemuOptions(spec({
       kernel: ['/k'], initrd: ['/i'], cmdline: ['quiet'], memory: ['256'], vcpus: ['2'], mac: ['02:00:00:00:00:09'], nic: ['br1'],
       tap: ['jt4t9'], accel: ['tcg'], acpi: ['off'], shutdown_timeout: ['3'], qemu: ['/opt/qemu'],
+      user: ['qemu-jitsu'], sandbox: ['off'], chroot: ['/var/empty'],
     }), hash, {});
     expect(c).toEqual({
       kernel: '/k', initrd: '/i', cmdline: 'quiet', memoryMiB: 256, vcpus: 2, mac: '02:00:00:00:00:09', bridge: 'br1', tap: 'jt4t9',
-      accel: 'tcg', acpi: false, shutdownTimeoutMs: 3000, binary: '/opt/qemu',
+      accel: 'tcg', acpi: false, shutdownTimeoutMs: 3000, binary: '/opt/qemu', user: 'qemu-jitsu', sandbox: false, chroot: '/var/empty',
     });
   });
   it.each([
@@ -42,6 +43,9 @@ describe('qemu options', () => {
     [{ nic: ['a-name-far-too-long'] }, /nic/],
     [{ accel: ['hvf'] }, /accel/],
     [{ acpi: ['yes'] }, /acpi/],
+    [{ sandbox: ['yes'] }, /sandbox/],
+    [{ chroot: ['rel'] }, /chroot/],
+    [{ user: ['a b'] }, /user/],
     [{ kernel: ['/a', '/b'] }, /given 2 times/],
     [{ kernal: ['/a'] }, /unknown qemu key "kernal"/],
   ])('rejects %j with CONFIG_INVALID naming the key', (options, re) => {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { OptionSpec, ServiceSpec } from '../backend.js';
 import { JitsuError } from '../../errors.js';
 import { isValidIfName } from '../../network/names.js';
+import { DEFAULT_SERVICE_USER, ROOT_USER } from '../process/confine.js';
 
 export type AccelChoice = 'auto' | 'kvm' | 'tcg';
 
@@ -25,6 +26,12 @@ export interface QemuConfig {
   shutdownTimeoutMs: number;
   /** The QEMU binary (key `qemu`), default qemu-system-x86_64 from PATH. */
   binary: string;
+  /** User QEMU switches to once the machine is set up (-runas); `root`: stays root. */
+  user: string;
+  /** -sandbox (seccomp): on by default. */
+  sandbox: boolean;
+  /** Directory QEMU chroots into once the machine is set up. */
+  chroot?: string;
 }
 
 /** Where build-guest.sh leaves the project's guest image. */
@@ -48,6 +55,9 @@ const validIf = (what: string) => (v: string): string | undefined =>
 const validAccel = (v: string): string | undefined => (v === 'auto' || v === 'kvm' || v === 'tcg' ? undefined : `accel must be auto, kvm or tcg, got "${v}"`);
 const validOnOff = (v: string): string | undefined => (v === 'on' || v === 'off' ? undefined : `acpi must be on or off, got "${v}"`);
 const validPath = (what: string) => (v: string): string | undefined => (v.length > 0 && !v.includes('\0') ? undefined : `${what} must be a file path`);
+const validUser = (v: string): string | undefined => (/^([a-z_][a-z0-9_.-]{0,31}|\d{1,10})$/i.test(v) ? undefined : `user must be a user name or uid, got "${v}"`);
+const validSandbox = (v: string): string | undefined => (v === 'on' || v === 'off' ? undefined : `sandbox must be on or off, got "${v}"`);
+const validChroot = (v: string): string | undefined => (v.startsWith('/') && !v.includes(',') ? undefined : `chroot must be an absolute directory path without commas, got "${v}"`);
 // Commas and quotes would be split or mangled by the service-argument syntax before they got here;
 // what remains must not smuggle a newline into the kernel command line.
 const validCmdline = (v: string): string | undefined => (/[\n\r\0]/.test(v) ? 'cmdline must be one line' : undefined);
@@ -65,6 +75,14 @@ export const qemuOptions: readonly OptionSpec[] = [
   { key: 'acpi', description: 'microvm ACPI: on (default; Debian\'s stock kernel needs it to find its NIC, and it enables clean shutdown) or off (tiny kernel: faster boot)', example: 'on', validate: validOnOff },
   { key: 'shutdown_timeout', description: 'seconds stop mode shutdown waits for the guest to power off before quitting QEMU (default 10)', example: '10', validate: validShutdown },
   { key: 'qemu', description: 'QEMU binary (default qemu-system-x86_64)', example: 'qemu-system-x86_64', validate: validPath('qemu') },
+  {
+    key: 'user',
+    description: `user QEMU runs as once its tap, QMP socket and files are open (-runas; default ${DEFAULT_SERVICE_USER}, created by scripts/setup.sh); ${ROOT_USER}: QEMU stays root`,
+    example: DEFAULT_SERVICE_USER,
+    validate: validUser,
+  },
+  { key: 'sandbox', description: 'seccomp filter (-sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny, elevateprivileges=deny when QEMU stays root): on (default) or off', example: 'on', validate: validSandbox },
+  { key: 'chroot', description: 'directory QEMU chroots into once the machine is set up (-chroot; an empty directory will do)', example: '/var/empty', validate: validChroot },
 ];
 
 const KNOWN = new Set(qemuOptions.map((o) => o.key));
@@ -115,5 +133,8 @@ export function parseQemuOptions(spec: ServiceSpec, hash: (s: string) => string,
     acpi: (one('acpi') ?? 'on') === 'on',
     shutdownTimeoutMs: Number(one('shutdown_timeout') ?? 10) * 1000,
     binary: one('qemu') ?? 'qemu-system-x86_64',
+    user: one('user') ?? DEFAULT_SERVICE_USER,
+    sandbox: (one('sandbox') ?? 'on') === 'on',
+    ...(one('chroot') !== undefined ? { chroot: one('chroot')! } : {}),
   };
 }
