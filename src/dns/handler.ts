@@ -447,8 +447,10 @@ class Handler implements QueryHandler {
    * Over the client's answer rate (RRL) it is dropped (null) or slipped (truncated).
    */
   private emit(template: Buffer, msg: Buffer, q: ParsedQuery, transport: Transport, source: QuerySource | undefined): Buffer | null {
-    const limited = this.rateLimit(msg, q, transport, source, template[3]! & 0xf, ((template[2]! << 8) | template[3]!) & Flag.AA);
-    if (limited !== undefined) return limited;
+    if (this.rrl !== undefined && source !== undefined) {
+      const limited = this.rateLimit(msg, q, transport, source, template[3]! & 0xf, ((template[2]! << 8) | template[3]!) & Flag.AA);
+      if (limited !== undefined) return limited;
+    }
     if (transport === 'udp' && template.length > udpLimit(q)) {
       this.metrics.truncated.inc();
       return this.minimal(msg, q, transport, template[3]! & 0xf, ((template[2]! << 8) | template[3]!) & Flag.AA, Flag.TC);

@@ -108,8 +108,11 @@ export class PrefixRateTable {
     this.last = slot;
     const elapsed = now - this.stamp[slot]!;
     let tokens = this.tokens[slot]!;
-    if (elapsed > 0) tokens = Math.min(this.rate, tokens + elapsed * this.perMs);
-    this.stamp[slot] = now;
+    // A late answer (after a boot) carries its query's older arrival time: never move time back.
+    if (elapsed > 0) {
+      tokens = Math.min(this.rate, tokens + elapsed * this.perMs);
+      this.stamp[slot] = now;
+    }
     if (tokens >= 1) {
       this.tokens[slot] = tokens - 1;
       return true;

@@ -54,25 +54,25 @@ describe('PrefixRateTable (token bucket per /24 and /56, fixed size)', () => {
 describe('ResponseRateLimiter', () => {
   const verdicts = (rrl: ResponseRateLimiter, address: string, n: number): Record<RrlVerdict, number> => {
     const out: Record<RrlVerdict, number> = { send: 0, drop: 0, slip: 0 };
-    const s = sourceFromText(address);
+    const s = { ...sourceFromText(address), receivedAt: 1000 }; // one instant: no refill
     for (let i = 0; i < n; i++) out[rrl.check(s)]++;
     return out;
   };
 
   it('sends `rate` answers, then slips every Nth limited one and drops the rest', () => {
-    const rrl = new ResponseRateLimiter({ rate: 100, slip: 2, now: () => 1000 });
+    const rrl = new ResponseRateLimiter({ rate: 100, slip: 2 });
     expect(verdicts(rrl, '203.0.113.5', 1000)).toEqual({ send: 100, slip: 450, drop: 450 });
-    const three = new ResponseRateLimiter({ rate: 100, slip: 3, now: () => 1000 });
+    const three = new ResponseRateLimiter({ rate: 100, slip: 3 });
     expect(verdicts(three, '203.0.113.5', 400)).toEqual({ send: 100, slip: 100, drop: 200 });
   });
 
   it('slip 0 drops every limited answer, slip 1 truncates every one', () => {
-    expect(verdicts(new ResponseRateLimiter({ rate: 10, slip: 0, now: () => 1 }), '203.0.113.5', 50)).toEqual({ send: 10, slip: 0, drop: 40 });
-    expect(verdicts(new ResponseRateLimiter({ rate: 10, slip: 1, now: () => 1 }), '203.0.113.5', 50)).toEqual({ send: 10, slip: 40, drop: 0 });
+    expect(verdicts(new ResponseRateLimiter({ rate: 10, slip: 0 }), '203.0.113.5', 50)).toEqual({ send: 10, slip: 0, drop: 40 });
+    expect(verdicts(new ResponseRateLimiter({ rate: 10, slip: 1 }), '203.0.113.5', 50)).toEqual({ send: 10, slip: 40, drop: 0 });
   });
 
   it('never limits loopback (no off-host packet carries it)', () => {
-    const rrl = new ResponseRateLimiter({ rate: 1, slip: 2, now: () => 1 });
+    const rrl = new ResponseRateLimiter({ rate: 1, slip: 2 });
     expect(verdicts(rrl, '127.0.0.1', 100).send).toBe(100);
     expect(verdicts(rrl, '::1', 100).send).toBe(100);
   });

@@ -8,7 +8,6 @@
  * Loopback sources are never limited: no packet from off the host can carry one, and a local
  * caching resolver in front of us would otherwise put every client it serves into one bucket.
  */
-import { performance } from 'node:perf_hooks';
 import { PrefixRateTable } from './rate-table.js';
 import { LOOPBACK, type QuerySource } from './source.js';
 
@@ -19,8 +18,6 @@ export interface RrlOptions {
   slip: number;
   /** Table slots (bounded memory); default 16384. */
   slots?: number;
-  /** Milliseconds, monotonic; injectable for tests. */
-  now?: () => number;
 }
 
 /** What becomes of one answer: sent as is, dropped, or sent truncated (TC=1). */
@@ -29,17 +26,15 @@ export type RrlVerdict = 'send' | 'drop' | 'slip';
 export class ResponseRateLimiter {
   readonly table: PrefixRateTable;
   private readonly slip: number;
-  private readonly now: () => number;
 
   constructor(opts: RrlOptions) {
     this.table = new PrefixRateTable(opts.slots === undefined ? { rate: opts.rate } : { rate: opts.rate, slots: opts.slots });
     this.slip = opts.slip;
-    this.now = opts.now ?? (() => performance.now());
   }
 
   check(source: QuerySource): RrlVerdict {
     // Loopback first: a local resolver in front of us may send more than any bucket holds.
-    if (LOOPBACK.contains(source) || this.table.take(source, this.now())) return 'send';
+    if (LOOPBACK.contains(source) || this.table.take(source, source.receivedAt)) return 'send';
     return this.slip !== 0 && this.table.overCount() % this.slip === 0 ? 'slip' : 'drop';
   }
 }

@@ -12,6 +12,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { MetricsRegistry } from '../observe/metrics.js';
@@ -249,10 +250,11 @@ class Server implements DnsServer {
     const metrics = this.metrics;
     let b: BatchedUdp;
     // The sender of datagram i is the raw sockaddr at i * UDP_ADDR_STRIDE in addrs: one reused view.
-    const source: QuerySource = { bytes: new Uint8Array(0), offset: 0 };
+    const source: QuerySource = { bytes: new Uint8Array(0), offset: 0, receivedAt: 0 };
     const onBatch = (count: number): void => {
       const { socket, meta, outData, outMeta, addrs, slotSize } = b;
       source.bytes = addrs;
+      source.receivedAt = performance.now();
       const arena = b.data.buffer;
       const base = b.data.byteOffset;
       const outCap = outData.length;
@@ -395,6 +397,7 @@ class Server implements DnsServer {
     let carryLength = 0;
     let need = 2;
     sock.on('data', (chunk: Buffer) => {
+      source.receivedAt = performance.now();
       let buf = chunk;
       if (carryLength > 0) {
         carry.push(chunk);

@@ -6,7 +6,7 @@ function inArena(address: string, offset = 64): QuerySource {
   const s = sourceFromText(address);
   const arena = new Uint8Array(offset + 32).fill(0xee);
   arena.set(s.bytes.subarray(0, 28), offset);
-  return { bytes: arena, offset };
+  return { bytes: arena, offset, receivedAt: s.receivedAt };
 }
 
 describe('AddressSet (pre-parsed prefix match)', () => {

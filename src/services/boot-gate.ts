@@ -6,7 +6,6 @@
  * once, and the daemon keeps answering everything else. Queries that find a service booting or
  * ready never come here: only a boot that would start counts.
  */
-import { performance } from 'node:perf_hooks';
 import { PrefixRateTable } from '../dns/rate-table.js';
 import type { QuerySource } from '../dns/source.js';
 import { JitsuError } from '../errors.js';
@@ -18,8 +17,6 @@ export interface BootGateOptions {
   /** New boots per second per client prefix (/24, /56); 0 = no per-client limit. */
   summonRate: number;
   metrics: MetricsRegistry;
-  /** Milliseconds, monotonic; injectable for tests. */
-  now?: () => number;
 }
 
 export type BootRefusal = 'max_booting' | 'client_rate';
@@ -28,13 +25,11 @@ export class BootGate {
   private inFlight = 0;
   private readonly maxBooting: number;
   private readonly perClient: PrefixRateTable | undefined;
-  private readonly now: () => number;
   private readonly refused: Record<BootRefusal, CounterChild>;
 
   constructor(opts: BootGateOptions) {
     this.maxBooting = opts.maxBooting;
     this.perClient = opts.summonRate > 0 ? new PrefixRateTable({ rate: opts.summonRate, slots: 4096 }) : undefined;
-    this.now = opts.now ?? (() => performance.now());
     const family = opts.metrics.counter('jitsu_summons_refused_total', 'Boots not started (the query gets SERVFAIL at once), by reason: max_booting (--max-booting boots already run), client_rate (the client is over --summon-rate)');
     this.refused = { max_booting: family.labels({ reason: 'max_booting' }), client_rate: family.labels({ reason: 'client_rate' }) };
     opts.metrics.gauge('jitsu_boots_in_flight', 'Boots under way now (at most --max-booting)').labels().collect = () => this.inFlight;
@@ -52,7 +47,7 @@ export class BootGate {
    */
   start(service: string, source: QuerySource | undefined, boot: () => Promise<void>): Promise<void> | JitsuError {
     if (this.inFlight >= this.maxBooting) return this.refuse('max_booting', service, `${this.maxBooting} boots are already under way (--max-booting)`);
-    if (source !== undefined && this.perClient !== undefined && !this.perClient.take(source, this.now())) {
+    if (source !== undefined && this.perClient !== undefined && !this.perClient.take(source, source.receivedAt)) {
       return this.refuse('client_rate', service, 'this client starts boots faster than --summon-rate allows');
     }
     this.inFlight++;
