@@ -8,9 +8,14 @@ import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackendHandle, ServiceSpec } from '../../src/backends/backend.js';
+import { backend as qemu } from '../../src/backends/qemu/index.js';
+import { ensureBridge, ensureHostAddresses, removeBridge, stableMac } from '../../src/network/index.js';
 import { cleanupNetwork, dig, haveCommand, isRoot, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { buildGuest, curl, firstByteMs, type GuestImage } from '../helpers/vm-env.js';
 
 const run = promisify(execFile);
 const PREFIX = 'jcf';
@@ -259,4 +264,100 @@ print('GROW survived', flush=True)
     console.log(`FIGURE process boot, query -> first byte: confined ${fmt(times['web']!)}; user=root ${fmt(times['rootweb']!)}`);
     expect(times['web']!.length).toBe(5);
   }, 120_000);
+});
+
+const hasQemu = existsSync('/usr/bin/qemu-system-x86_64');
+describe.skipIf(why !== '' || !hasQemu)(`confinement: QEMU guests ${hasQemu ? why : '(needs qemu-system-x86_64)'}`, () => {
+  const subnet = '10.209.2';
+  const bridge = `${PREFIX}b2`;
+  let runRoot = '';
+  let emptyRoot = '';
+  let img: GuestImage;
+  const live: { handle: BackendHandle; spec: ServiceSpec }[] = [];
+  const timeout = (ms: number): AbortSignal => AbortSignal.timeout(ms);
+
+  const vmSpec = (service: string, host: number, options: Record<string, string[]> = {}): ServiceSpec => {
+    const runDir = join(runRoot, service);
+    rmSync(runDir, { recursive: true, force: true });
+    mkdirSync(runDir, { recursive: true });
+    return {
+      service,
+      backend: 'qemu',
+      network: { bridge, family: 4, ip: `${subnet}.${host}`, prefixLength: 24, gateway: `${subnet}.1`, mac: stableMac(service) },
+      mask: 'none',
+      options: { kernel: [img.stock], initrd: [img.initrd], tap: [`${PREFIX}t${host}`], ...options },
+      runDir,
+    };
+  };
+  /** start() + ready(); resolves with the handle and the ms from start() to the page's first byte. */
+  const bootVm = async (s: ServiceSpec): Promise<{ handle: BackendHandle; ms: number }> => {
+    const t0 = performance.now();
+    const handle = await qemu.start(s, timeout(20_000));
+    live.push({ handle, spec: s });
+    await qemu.ready(handle, s, timeout(60_000));
+    const ms = await firstByteMs(`http://${s.network.ip}/`, t0, 30_000);
+    return { handle, ms };
+  };
+  const destroy = async (h: BackendHandle, s: ServiceSpec): Promise<void> => {
+    await qemu.stop(h, s, 'destroy', timeout(15_000));
+    live.splice(live.findIndex((l) => l.handle === h), 1);
+  };
+
+  beforeAll(async () => {
+    img = await buildGuest();
+    await cleanupNetwork(`${PREFIX}t`);
+    await ensureBridge(bridge);
+    await ensureHostAddresses(bridge, [`${subnet}.1/24`]);
+    runRoot = mkdtempSync(join(tmpdir(), 'jcf-vm-'));
+    emptyRoot = mkdtempSync('/var/tmp/jcf-chroot-');
+  }, 120_000);
+  afterAll(async () => {
+    for (const { handle, spec } of [...live]) await qemu.stop(handle, spec, 'destroy', timeout(15_000)).catch(() => undefined);
+    await cleanupNetwork(`${PREFIX}t`);
+    await removeBridge(bridge).catch(() => undefined);
+    for (const dir of [runRoot, emptyRoot]) if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('boots and serves under -sandbox and -runas (and chroot=); suspend, resume and shutdown work; the daemon keeps its files', async () => {
+    const s = vmSpec(`${PREFIX}-vm`, 10, { chroot: [emptyRoot] });
+    const { handle } = await bootVm(s);
+    const status = procStatus(handle.pid!);
+    console.log(`confined QEMU: ${JSON.stringify(status)}`);
+    expect(status['Uid']).toBe(`${svcUid}\t${svcUid}\t${svcUid}\t${svcUid}`);
+    expect(status['NoNewPrivs']).toBe('1');
+    expect(status['Seccomp']).toBe('2');
+    for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) expect(status[set], set).toBe('0000000000000000');
+    // Its root is the chroot.
+    const { stdout: root } = await run('readlink', [`/proc/${handle.pid}/root`]);
+    expect(root.trim()).toBe(emptyRoot);
+    expect(await curl(`http://${s.network.ip}/`)).toContain('jitsu');
+
+    await qemu.stop(handle, s, 'suspend', timeout(10_000));
+    expect(await qemu.state(handle, s)).toBe('paused');
+    await qemu.resume!(handle, s, timeout(10_000));
+    expect(await qemu.state(handle, s)).toBe('running');
+    expect(await curl(`http://${s.network.ip}/`)).toContain('jitsu');
+
+    await qemu.stop(handle, s, 'shutdown', timeout(30_000));
+    live.splice(live.findIndex((l) => l.handle === handle), 1);
+    expect(existsSync(`/proc/${handle.pid}/status`) && !/State:\s+Z/.test(readFileSync(`/proc/${handle.pid}/status`, 'utf8'))).toBe(false);
+    // The exit record (this thread reaped QEMU) and the console are the daemon's, readable after.
+    await expect.poll(() => existsSync(join(s.runDir, 'qemu.exit')), { timeout: 5_000 }).toBe(true);
+    expect(readFileSync(join(s.runDir, 'console.log'), 'utf8')).toContain('jitsu-guest');
+  }, 180_000);
+
+  it('figures: start -> first byte of the page, confined (sandbox + runas) vs user=root,sandbox=off', async () => {
+    const times: Record<string, number[]> = { confined: [], root: [] };
+    for (let round = 0; round < 3; round++) {
+      for (const [kind, options] of [['confined', {}], ['root', { user: ['root'], sandbox: ['off'] }]] as const) {
+        const s = vmSpec(`${PREFIX}-vm-${kind}`, kind === 'confined' ? 20 : 21, options);
+        const { handle, ms } = await bootVm(s);
+        times[kind]!.push(ms);
+        await destroy(handle, s);
+      }
+    }
+    const fmt = (xs: number[]): string => `median ${median(xs).toFixed(0)} ms (${xs.map((x) => x.toFixed(0)).join(', ')})`;
+    console.log(`FIGURE qemu boot, start -> first byte (TCG or KVM per probe): confined ${fmt(times['confined']!)}; user=root,sandbox=off ${fmt(times['root']!)}`);
+    expect(times['confined']!.length).toBe(3);
+  }, 400_000);
 });
