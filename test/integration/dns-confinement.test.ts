@@ -5,7 +5,7 @@
  * Interface prefix jrl, subnets 10.208.N.0/24.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClientNetns, type ClientNetns } from '../helpers/client-netns.js';
@@ -16,7 +16,8 @@ const PREFIX = 'jrl';
 const canRun = isRoot() && haveCommand('dig') && haveCommand('busybox') && existsSync(CLI);
 const why = canRun ? '' : '(needs root, dig, busybox and a build: npm run build:ts)';
 const haveDnsmasq = haveCommand('dnsmasq');
-const WWW = '/tmp/jrl-www';
+/** httpd's document root: any directory the service can see (a process service may get a private /tmp). */
+const WWW = '/usr/share';
 
 /** A service that serves HTTP on port 80 once `delayS` seconds have passed (ready = it listens). */
 function httpService(name: string, ip: string, delayS = 0): string {
@@ -159,7 +160,6 @@ describe.skipIf(!canRun || !haveDnsmasq)(`no open resolver, RRL ${why}${haveDnsm
 
   beforeAll(async () => {
     await cleanupNetwork(PREFIX);
-    mkdirSync(WWW, { recursive: true });
     upstream = await startUpstream();
     cleanups.push(() => upstream.stop());
     // An off-host client: its own namespace on 10.208.1.0/24, not loopback, not a service subnet.
@@ -230,7 +230,6 @@ describe.skipIf(!canRun || !haveDnsmasq)(`bounded boots: a flood for many names 
 
   beforeAll(async () => {
     await cleanupNetwork(`${PREFIX}s`);
-    mkdirSync(WWW, { recursive: true });
     upstream = await startUpstream();
     cleanups.push(() => upstream.stop());
     const services = Array.from({ length: SERVICES }, (_, i) => httpService(`${PREFIX}s${i}`, `10.208.3.${10 + i}`, 2));
