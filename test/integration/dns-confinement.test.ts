@@ -176,8 +176,8 @@ describe.skipIf(!canRun || !haveDnsmasq)(`no open resolver, RRL ${why}${haveDnsm
   }, 60_000);
 
   it('an off-host client gets REFUSED for a forwarded name and an answer for our own; a local client is still forwarded', async () => {
+    // The host itself asking through the bridge address is not loopback either: refused too.
     const refused = await dig(d.port, 'fwd.example', 'A', [], '10.208.1.1').catch(() => undefined);
-    // dig runs on the host; the off-host view is the client namespace's:
     const fromClient = await client.exec('dig', ['@10.208.1.1', '-p', String(d.port), 'fwd.example', 'A', '+time=5', '+tries=1', '+nocookie']);
     expect(fromClient.stdout).toMatch(/status: REFUSED/);
     expect(fromClient.stdout).not.toMatch(/192\.0\.2\.99/);
@@ -187,7 +187,6 @@ describe.skipIf(!canRun || !haveDnsmasq)(`no open resolver, RRL ${why}${haveDnsm
     const local = await dig(d.port, 'fwd.example');
     expect(local.status).toBe('NOERROR');
     expect(local.answers.join('\n')).toContain('192.0.2.99');
-    // The host itself, asking through the bridge address, is not loopback either: refused too.
     expect(refused?.status).toBe('REFUSED');
     expect(await metric(d, 'jitsu_dns_forward_refused_total')).toBe(2);
     expect(await metric(d, 'jitsu_dns_forwarded_total')).toBeGreaterThanOrEqual(1);
