@@ -405,12 +405,14 @@ Napi::Value IfIndexOf(const Napi::CallbackInfo& info) {
 
 void RegisterUdp(Napi::Env env, Napi::Object exports);  // native/udp.cc
 void RegisterPidWatch(Napi::Env env, Napi::Object exports);  // native/pidwatch.cc
+void RegisterNotify(Napi::Env env, Napi::Object exports);  // native/notify.cc
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Number::New(env, 2));
   exports.Set("PacketSocket", PacketSocket::Define(env));
   exports.Set("ifIndex", Napi::Function::New(env, IfIndexOf, "ifIndex"));
   RegisterUdp(env, exports);
   RegisterPidWatch(env, exports);
+  RegisterNotify(env, exports);
   return exports;
 }
 

@@ -7,16 +7,20 @@ import { mkdir } from 'node:fs/promises';
 import type { BootMasker } from './synjitsu/masker.js';
 import { noMasker } from './synjitsu/masker.js';
 import type { Config } from './config/types.js';
-import { createDnsHandler } from './dns/handler.js';
+import { reloadOptions } from './config/reload.js';
+import { listenControl } from './control/server.js';
+import type { ReloadReport } from './control/protocol.js';
+import { createDnsHandler, type QueryHandler } from './dns/handler.js';
 import { ResponseRateLimiter } from './dns/rrl.js';
 import { AddressSet } from './dns/source.js';
 import { BootGate } from './services/boot-gate.js';
 import { ensurePrivateDir } from './state/private-dir.js';
 import { createDnsServer, type DnsServer } from './dns/server.js';
-import { createForwarder, withoutSelf, type Forwarder } from './dns/forwarder.js';
-import { errorMessage } from './errors.js';
+import { createForwarder, withoutSelf, type Forwarder, type Upstream } from './dns/forwarder.js';
+import { errorCode, errorMessage } from './errors.js';
 import { startObserveServer, type ObserveServer } from './observe/http.js';
-import type { Logger } from './observe/log.js';
+import type { LogLevel, Logger } from './observe/log.js';
+import { noNotifier, serviceSummary, type Notifier } from './observe/notify.js';
 import { MetricsRegistry } from './observe/metrics.js';
 import { BackendPool } from './pool/pool.js';
 import { ServiceManager } from './services/manager.js';
@@ -27,6 +31,7 @@ import { createExitWatcher } from './supervise/exit-watch.js';
 import { getBackend } from './backends/registry.js';
 
 export interface Daemon {
+  /** The running configuration (after a reload, the reloaded one). */
   readonly config: Config;
   readonly manager: ServiceManager;
   readonly metrics: MetricsRegistry;
@@ -34,6 +39,12 @@ export interface Daemon {
   dnsAddresses(): { family: 4 | 6; address: string; port: number }[];
   metricsPort(): number | undefined;
   status(): DaemonStatus;
+  /**
+   * Re-read the configuration (StartOptions.loadConfig) and apply it: see docs/ARCHITECTURE.md
+   * "Reload". A configuration that does not validate is refused (ok: false) and the running one
+   * keeps serving.
+   */
+  reload(): Promise<ReloadReport>;
   stop(): Promise<void>;
 }
 
@@ -47,6 +58,17 @@ export interface DaemonStatus {
 
 export const VERSION = '0.1.0';
 
+/** Upstreams, the forwarder and the handler built from them: what a reload replaces on the DNS side. */
+interface Resolver {
+  upstreams: Upstream[];
+  forwarder: Forwarder | undefined;
+  handler: QueryHandler;
+}
+
+function upstreamText(upstreams: readonly Upstream[]): string {
+  return upstreams.map((u) => `${u.address}:${u.port}`).join(',');
+}
+
 async function createMasker(config: Config, manager: () => ServiceManager, logger: Logger, metrics: MetricsRegistry): Promise<BootMasker> {
   if (config.synjitsu === undefined) return noMasker;
   const { createSynjitsu } = await import('./synjitsu/index.js');
@@ -56,6 +78,12 @@ async function createMasker(config: Config, manager: () => ServiceManager, logge
 export interface StartOptions {
   /** Aborted while start-up is under way (a signal, a fault): start undoes what it made and rejects. */
   signal?: AbortSignal;
+  /** Reads and validates the configuration again, as at start-up (throws ConfigError); for reloads. */
+  loadConfig?: () => Config;
+  /** Applies a reloaded --log-level to the logger. */
+  setLogLevel?: (level: LogLevel) => void;
+  /** systemd: readiness, status, reloads, stopping (default: none). */
+  notifier?: Notifier;
 }
 
 export async function startDaemon(config: Config, logger: Logger, opts: StartOptions = {}): Promise<Daemon> {
@@ -71,8 +99,13 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
       }
     }
   };
+  const notifier = opts.notifier ?? noNotifier;
+  let running = config;
   try {
     await ensurePrivateDir(config.stateDir, '--state');
+    // Bound before anything else is touched: a second daemon on this state dir stops here.
+    const control = await listenControl(config.stateDir, logger);
+    cleanups.push(() => control.close());
     const store = new StateStore(config.stateDir);
     const saved = await store.load();
     const specs = config.services.map((s) => buildSpec(s, config));
@@ -105,34 +138,43 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
       await store.flush();
     });
 
-    // An upstream that is this daemon itself (resolv.conf naming 127.0.0.1 while we serve :53) would
-    // loop every forwarded query back to us; drop it and say so.
-    const configured = config.forwarders.map((address) => ({ address, port: config.forwarderPort }));
-    const upstreams = withoutSelf(configured, config.bind.map((address) => ({ address, port: config.port })));
-    if (upstreams.length < configured.length) logger.warn('ignoring upstreams that are this daemon itself', { dropped: configured.length - upstreams.length });
-    let forwarder: Forwarder | undefined;
-    if (upstreams.length > 0) {
-      forwarder = createForwarder({ upstreams, metrics, logger });
-      const fwd = forwarder;
-      cleanups.push(() => fwd.close());
-    }
-    const handler = createDnsHandler({
-      summoner: mgr,
-      forwarder,
-      metrics,
+    // The DNS side a reload rebuilds (upstreams, TTL, --allow-forward, RRL): the server keeps one
+    // handler that delegates to the current resolver.
+    const makeResolver = (cfg: Config, previous?: Resolver): Resolver => {
+      // An upstream that is this daemon itself (resolv.conf naming 127.0.0.1 while we serve :53) would
+      // loop every forwarded query back to us; drop it and say so.
+      const configured = cfg.forwarders.map((address) => ({ address, port: cfg.forwarderPort }));
+      const upstreams = withoutSelf(configured, cfg.bind.map((address) => ({ address, port: cfg.port })));
+      if (upstreams.length < configured.length) logger.warn('ignoring upstreams that are this daemon itself', { dropped: configured.length - upstreams.length });
+      const sameUpstreams = previous !== undefined && upstreamText(previous.upstreams) === upstreamText(upstreams);
+      const forwarder = sameUpstreams ? previous.forwarder : upstreams.length > 0 ? createForwarder({ upstreams, metrics, logger }) : undefined;
+      const handler = createDnsHandler({
+        summoner: mgr,
+        forwarder,
+        metrics,
+        logger,
+        ttl: cfg.ttl,
+        allowForward: new AddressSet(cfg.allowForward),
+        rrl: cfg.rrlRate > 0 ? new ResponseRateLimiter({ rate: cfg.rrlRate, slip: cfg.rrlSlip }) : undefined,
+      });
+      return { upstreams, forwarder, handler };
+    };
+    let resolver = makeResolver(config);
+    cleanups.push(async () => resolver.forwarder?.close());
+    const dns: DnsServer = await createDnsServer({
+      addresses: config.bind,
+      port: config.port,
+      handler: { handle: (message, transport, source) => resolver.handler.handle(message, transport, source) },
       logger,
-      ttl: config.ttl,
-      allowForward: new AddressSet(config.allowForward),
-      rrl: config.rrlRate > 0 ? new ResponseRateLimiter({ rate: config.rrlRate, slip: config.rrlSlip }) : undefined,
+      metrics,
     });
-    const dns: DnsServer = await createDnsServer({ addresses: config.bind, port: config.port, handler, logger, metrics });
     cleanups.push(() => dns.close());
 
     const status = (): DaemonStatus => ({
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       dns: [...new Map(dns.addresses().map((a) => [`${a.address}:${a.port}`, { address: a.address, port: a.port }])).values()],
-      forwarders: upstreams.map((u) => `${u.address}:${u.port}`),
+      forwarders: resolver.upstreams.map((u) => `${u.address}:${u.port}`),
       services: mgr.status(),
     });
 
@@ -147,20 +189,81 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
     logger.info('jitsu ready', {
       dns: [...new Set(dns.addresses().map((a) => `${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`))].join(','),
       services: config.services.length,
-      forwarders: upstreams.map((u) => `${u.address}:${u.port}`).join(',') || 'off',
+      forwarders: upstreamText(resolver.upstreams) || 'off',
       synjitsu: config.synjitsu ?? 'off',
       metrics: observe ? `${config.metrics!.host}:${observe.port}` : 'off',
     });
 
+
+    const reload = async (): Promise<ReloadReport> => {
+      notifier.reloading();
+      try {
+        let next: Config;
+        try {
+          if (!opts.loadConfig) throw new Error('this daemon was started without a configuration to re-read');
+          next = opts.loadConfig();
+        } catch (err) {
+          if (errorCode(err) !== 'CONFIG_INVALID') throw err;
+          logger.error('reload refused: the running configuration keeps serving', { error: errorMessage(err) });
+          return { ok: false, error: errorMessage(err) };
+        }
+        const { effective, kept, changed } = reloadOptions(running, next);
+        for (const k of kept) logger.warn('reload: option needs a restart to change; keeping its running value', { option: k.option, running: k.running, wanted: k.wanted });
+        const specs = effective.services.map((s) => buildSpec(s, effective));
+        await Promise.all(specs.map((s) => mkdir(s.runDir, { recursive: true, mode: 0o700 })));
+        const plan = await mgr.reconfigure(effective, specs, (all, rebuild) => network.update(all, rebuild));
+        masker.configure(specs.filter((s) => SYNJITSU_MASKS.has(s.mask)).map(maskTargetOf));
+        const previous = resolver;
+        resolver = makeResolver(effective, previous);
+        if (previous.forwarder !== undefined && previous.forwarder !== resolver.forwarder) {
+          // Queries already sent upstream finish on the old one (2 s per attempt, one retry).
+          const old = previous.forwarder;
+          setTimeout(() => void old.close(), 10_000).unref();
+        }
+        opts.setLogLevel?.(effective.logLevel);
+        running = effective;
+        logger.info('reloaded', {
+          added: plan.added.join(',') || undefined,
+          removed: plan.removed.join(',') || undefined,
+          changed: plan.changed.join(',') || undefined,
+          unchanged: plan.unchanged.length,
+          options: changed.join(',') || undefined,
+        });
+        return { ok: true, ...plan, kept, options: changed };
+      } catch (err) {
+        logger.error('reload failed part-way; services left as they are now', { code: errorCode(err) ?? 'UNKNOWN', cause: errorMessage(err) });
+        return { ok: false, error: errorMessage(err) };
+      } finally {
+        notifier.ready();
+      }
+    };
+
+    control.serve({
+      status,
+      reload,
+      start: ({ service }) => mgr.startService(service),
+      stop: ({ service }) => mgr.stopService(service),
+    });
+    notifier.trackStatus(() => serviceSummary(mgr.status()));
+    notifier.ready();
+
     let stopping: Promise<void> | undefined;
     return {
-      config,
+      get config() {
+        return running;
+      },
       manager: mgr,
       metrics,
       dnsAddresses: () => dns.addresses(),
       metricsPort: () => observe?.port,
       status,
-      stop: () => (stopping ??= cleanup()),
+      reload,
+      stop: () =>
+        (stopping ??= (async () => {
+          notifier.stopping();
+          await cleanup();
+          notifier.close();
+        })()),
     };
   } catch (err) {
     await cleanup();

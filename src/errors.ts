@@ -19,7 +19,13 @@ export type ErrorCode =
   | 'ABORTED'
   | 'STATE_CORRUPT'
   | 'DNS_MALFORMED'
-  | 'UPSTREAM_FAILED';
+  | 'UPSTREAM_FAILED'
+  /** A control command named a service the running configuration does not have. */
+  | 'SERVICE_UNKNOWN'
+  /** No daemon answers on the state dir's control socket (or the socket cannot be reached). */
+  | 'CONTROL_FAILED'
+  /** Another running daemon already uses this state dir (its control socket answers). */
+  | 'STATE_IN_USE';
 
 export class JitsuError extends Error {
   readonly code: ErrorCode;

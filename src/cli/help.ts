@@ -1,5 +1,6 @@
 import { allBackends } from '../backends/registry.js';
 import { FLAGS, SERVICE_KEYS } from '../config/options.js';
+import { COMMAND_HELP } from './commands.js';
 
 const WIDTH = 30;
 
@@ -13,6 +14,7 @@ export function helpText(): string {
     'Usage: jitsu [options] SERVICE...',
     '       jitsu --config FILE [options] [SERVICE...]',
     '       jitsu --demo',
+    '       jitsu status|start NAME|stop NAME|reload [--state DIR]    jitsu check --config FILE',
     '',
     'Jitsu answers DNS for configured names and boots the service behind a name on its first query;',
     'other names are forwarded upstream. Idle services are stopped again.',
@@ -25,6 +27,9 @@ export function helpText(): string {
     const names = (f.short ? `-${f.short}, ` : '    ') + `--${f.long}` + (f.metavar ? ` ${f.metavar}` : '');
     lines.push(row(names, f.help + (f.defaultText ? ` (default: ${f.defaultText})` : '')));
   }
+  lines.push('', 'Commands (talk to the daemon running with --state DIR, default /var/lib/jitsu, through DIR/control.sock):');
+  for (const [usage, help] of COMMAND_HELP) lines.push(row(`jitsu ${usage}`, help));
+  lines.push('', 'Signals: SIGHUP reloads the config file, SIGUSR1 reopens --log-file, SIGTERM/SIGINT stop (services too).');
   lines.push('', 'Service keys (every backend):');
   for (const k of SERVICE_KEYS) lines.push(row(k.key + (k.repeatable ? ' (repeatable)' : ''), k.help));
   for (const b of allBackends()) {

@@ -31,7 +31,7 @@ export class ProcessLifecycle {
   install(): void {
     process.on('SIGINT', () => this.signal('SIGINT'));
     process.on('SIGTERM', () => this.signal('SIGTERM'));
-    process.on('SIGHUP', () => this.logger.info('SIGHUP ignored: restart the daemon to reload (running services are adopted)'));
+    process.on('SIGHUP', () => this.reload());
     // Also keeps SIGUSR1 from starting Node's inspector, which a root daemon must never do.
     process.on('SIGUSR1', () => this.reopenLog());
     process.on('uncaughtException', (err, origin) => this.fault(err, origin));
@@ -103,6 +103,17 @@ export class ProcessLifecycle {
         this.exit(Math.max(this.exitCode, 1));
       },
     );
+  }
+
+  /** SIGHUP: re-read the configuration (the daemon logs the outcome; a refused file changes nothing). */
+  private reload(): void {
+    if (!this.daemon || this.ending !== undefined) {
+      this.logger.warn('SIGHUP ignored: the daemon is starting or stopping; send it again once it runs');
+      return;
+    }
+    this.logger.info('SIGHUP: reloading the configuration');
+    // reload() reports its own failures; a throw here would be a fault, not a refused file.
+    void this.daemon.reload();
   }
 
   private reopenLog(): void {

@@ -1,31 +1,23 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
-import { loadConfigFile, mergeRaw } from '../config/file.js';
-import { DEMO_IP, DEMO_NAME, demoConfig } from '../config/embedded.js';
+import { fstatSync } from 'node:fs';
+import { DEMO_IP, DEMO_NAME } from '../config/embedded.js';
 import { ConfigError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
-import { validateConfig, type RawConfig } from '../config/validate.js';
 import { startDaemon, VERSION } from '../daemon.js';
-import { parseResolvConf } from '../dns/forwarder.js';
 import { errorCode, errorMessage } from '../errors.js';
-import { createLogger, openLogFile, stderrOutput, type LogOutput } from '../observe/log.js';
-import { parseArgv } from './argv.js';
+import { DEFAULT_LOG_STYLE, createLogger, journalStyle, openLogFile, stderrOutput, type LogOutput, type LogStyle } from '../observe/log.js';
+import { notifierFromProcessEnv } from '../observe/notify.js';
+import { parseArgv, type ParsedArgv } from './argv.js';
+import { isCommand, runCommand } from './commands.js';
 import { helpText } from './help.js';
 import { ProcessLifecycle } from './lifecycle.js';
+import { resolveConfig } from './load-config.js';
 
 // A closed or failing stdout/stderr (a consumer that exited: EPIPE; a terminal gone: EIO; EBADF)
 // reports an 'error' event, which without a listener is an uncaught exception. The banner and
 // usage lines are best effort; the log output (src/observe/log.ts) counts what it could not write.
 process.stdout.on('error', () => undefined);
 process.stderr.on('error', () => undefined);
-
-function resolvConfNameservers(): string[] {
-  try {
-    return parseResolvConf(readFileSync('/etc/resolv.conf', 'utf8'));
-  } catch {
-    return [];
-  }
-}
 
 function errnoCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -53,6 +45,18 @@ function openLogOutput(config: Config): LogOutput {
     const reason = OPEN_FAILURES[errnoCode(err) ?? ''] ?? errorMessage(err);
     throw new ConfigError('--log-file', `cannot append to ${path}: ${reason}: give a writable file in an existing directory`);
   }
+}
+
+/** A --log-file is plain; stderr that is systemd's journal stream gets the journal's style. */
+function logStyleOf(config: Config): LogStyle {
+  if (config.logFile !== undefined) return { ...DEFAULT_LOG_STYLE, format: config.logFormat };
+  let stderr: { dev: number; ino: number } | undefined;
+  try {
+    stderr = fstatSync(2);
+  } catch {
+    stderr = undefined;
+  }
+  return journalStyle(config.logFormat, process.env['JOURNAL_STREAM'], stderr);
 }
 
 /**
@@ -88,11 +92,15 @@ function usageError(message: string): never {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
+  if (isCommand(argv[0])) {
+    process.exitCode = await runCommand(argv[0], argv.slice(1));
+    return;
+  }
   let config;
   let output: LogOutput;
-  let demo = false;
+  let parsed: ParsedArgv;
   try {
-    const parsed = parseArgv(argv);
+    parsed = parseArgv(argv);
     if (parsed.help) {
       process.stdout.write(helpText());
       return;
@@ -101,25 +109,26 @@ async function main(argv: readonly string[]): Promise<void> {
       process.stdout.write(`jitsu ${VERSION}\n`);
       return;
     }
-    let raw: RawConfig = parsed.raw;
-    if (parsed.configFile !== undefined) raw = mergeRaw(loadConfigFile(parsed.configFile), raw);
-    if (parsed.demo) raw = mergeRaw(demoConfig(), raw);
-    demo = parsed.demo;
-    config = validateConfig(raw, { defaultForwarders: resolvConfNameservers });
-    if (config.services.length === 0) usageError('no services: give SERVICE arguments (dns=NAME,ip=ADDR,...), --config FILE, or --demo');
+    config = resolveConfig(parsed);
     output = openLogOutput(config);
   } catch (err) {
     if (errorCode(err) === 'CONFIG_INVALID') usageError(errorMessage(err));
     throw err;
   }
 
-  const logger = createLogger(config.logLevel, (line) => output.write(line));
+  const logger = createLogger(config.logLevel, (line) => output.write(line), {}, logStyleOf(config));
   const lifecycle = new ProcessLifecycle(logger, output);
   lifecycle.install();
   armTestFaults();
+  const startedFrom = parsed;
   let daemon;
   try {
-    daemon = await startDaemon(config, logger, { signal: lifecycle.startup.signal });
+    daemon = await startDaemon(config, logger, {
+      signal: lifecycle.startup.signal,
+      loadConfig: () => resolveConfig(startedFrom),
+      setLogLevel: (level) => logger.setLevel(level),
+      notifier: notifierFromProcessEnv(logger),
+    });
   } catch (err) {
     if (errorCode(err) === 'CONFIG_INVALID') usageError(errorMessage(err));
     lifecycle.startFailed(err);
@@ -130,7 +139,7 @@ async function main(argv: readonly string[]): Promise<void> {
   output.onDrop = (lines) => dropped.inc(lines);
   lifecycle.started(daemon);
 
-  if (demo) {
+  if (parsed.demo) {
     const port = daemon.dnsAddresses()[0]?.port ?? config.port;
     const metrics = daemon.metricsPort();
     process.stdout.write(

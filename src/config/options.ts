@@ -36,6 +36,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { long: 'persistdb', metavar: 'DIR', help: 'alias of --state (original Jitsu flag)' },
   { long: 'metrics', metavar: 'HOST:PORT', help: 'serve /metrics (Prometheus text) and /status (JSON) over HTTP' },
   { long: 'log-level', metavar: 'LEVEL', defaultText: 'info', help: 'debug|info|warn|error|silent' },
+  { long: 'log-format', metavar: 'FORMAT', defaultText: 'logfmt', help: 'logfmt|json (one JSON object per line); under systemd lines carry no timestamp and a <N> priority for the journal' },
   { long: 'log-file', metavar: 'PATH', defaultText: 'stderr', help: 'append logs to this file; SIGUSR1 reopens it at PATH (log rotation)' },
   { long: 'bridge', metavar: 'NAME', defaultText: 'jitsu0', help: 'bridge the services hang off (created if missing, removed on exit if we made it)' },
   { long: 'host-cidr', metavar: 'CIDR', help: "host address on the bridge (default: the .1 of each service's /24, ::1 of its /64)" },

@@ -1,5 +1,5 @@
 import type { BackendName, MaskMode, ReadyProbe, StopMode } from '../backends/backend.js';
-import type { LogLevel } from '../observe/log.js';
+import type { LogFormat, LogLevel } from '../observe/log.js';
 import type { SupervisionPolicy } from '../supervise/policy.js';
 
 export interface ServiceConfig {
@@ -49,6 +49,8 @@ export interface Config {
   stateDir: string;
   metrics?: HostPort;
   logLevel: LogLevel;
+  /** Log line format (--log-format). */
+  logFormat: LogFormat;
   /** Absolute path logs are appended to (--log-file); undefined = stderr. */
   logFile?: string;
   bridge: string;

@@ -3,7 +3,7 @@ import type { Backend, BackendName, MaskMode, ReadyProbe } from '../backends/bac
 import { MASK_MODES, STOP_MODES } from '../backends/backend.js';
 import { getBackend, isBackendName } from '../backends/registry.js';
 import { defaultGateway } from '../network/addr.js';
-import { LOG_LEVELS } from '../observe/log.js';
+import { LOG_FORMATS, LOG_LEVELS } from '../observe/log.js';
 import { ConfigError } from './errors.js';
 import { SUPERVISION_KEYS, isSupervisionKey, parsePolicy } from './supervision-keys.js';
 import type { KeyValue } from './service-arg.js';
@@ -32,6 +32,9 @@ export interface ValidateContext {
   /** Where backend option specs come from; the registry unless a test injects its own. */
   backend?: (name: BackendName) => Backend;
 }
+
+/** Where state lives without --state: the daemon's, and where the control commands look for it. */
+export const DEFAULT_STATE_DIR = '/var/lib/jitsu';
 
 const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 
@@ -91,8 +94,9 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
     responseDelay: parseNumber('--delay', flag('delay') ?? '0.1', 0, 60),
     ttl,
     stopMode: parseEnum('--mode', flag('mode') ?? 'destroy', STOP_MODES),
-    stateDir: stateFlag ?? persistdb ?? '/var/lib/jitsu',
+    stateDir: stateFlag ?? persistdb ?? DEFAULT_STATE_DIR,
     logLevel: parseEnum('--log-level', flag('log-level') ?? 'info', LOG_LEVELS),
+    logFormat: parseEnum('--log-format', flag('log-format') ?? 'logfmt', LOG_FORMATS),
     bridge: parseIfName('--bridge', flag('bridge') ?? 'jitsu0'),
     bootTimeout: parseNumber('--boot-timeout', flag('boot-timeout') ?? '30', 0.01, 3600),
     maxBooting: parseInteger('--max-booting', flag('max-booting') ?? '16', 1, 10_000),

@@ -68,6 +68,11 @@ export interface NativeAddon {
   /** Throws (errno text) when the pid does not exist (ESRCH) or pidfds are unsupported. */
   readonly PidWatch: new (pid: number, onExit: () => void) => PidWatch;
   ifIndex(name: string): number;
+  /**
+   * Sends one datagram to an AF_UNIX SOCK_DGRAM socket (a leading '@' is the abstract namespace);
+   * returns the bytes sent. Non-blocking: throws (errno text, `errno` set) on EAGAIN and every other error.
+   */
+  unixDgramSend(path: string, data: Buffer): number;
 }
 
 /** Set in a frame's third meta word when the frame did not fit a ring slot (payload incomplete). */

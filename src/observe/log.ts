@@ -1,7 +1,10 @@
 /**
  * Structured logs: one line per event on stderr (or an appended file), `level=... msg=... key=value`
- * (logfmt), so they read well in a terminal and parse with standard tools. Level filtering happens
- * before formatting. Writing a log line can never take the daemon down: see LogOutput.
+ * (logfmt), so they read well in a terminal and parse with standard tools, or one JSON object per
+ * line (`--log-format json`) for log shippers. Under systemd's journal (see journalStyle) a line
+ * carries no timestamp (journald adds its own) and starts with its syslog priority `<N>`, so
+ * journald keeps the level. Level filtering happens before formatting; the level can change while
+ * running (a reload). Writing a log line can never take the daemon down: see LogOutput.
  */
 import { createWriteStream, openSync } from 'node:fs';
 import type { Writable } from 'node:stream';
@@ -12,6 +15,31 @@ export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
+
+export type LogFormat = 'logfmt' | 'json';
+export const LOG_FORMATS: readonly LogFormat[] = ['logfmt', 'json'];
+
+/** How a line is written: its format, and whether it carries `ts=` and a `<N>` priority prefix. */
+export interface LogStyle {
+  format: LogFormat;
+  timestamps: boolean;
+  priorityPrefix: boolean;
+}
+
+export const DEFAULT_LOG_STYLE: LogStyle = { format: 'logfmt', timestamps: true, priorityPrefix: false };
+
+/** syslog(3) priorities, the prefix journald reads off each line of a service's stream. */
+const SYSLOG_PRIORITY: Record<LogLevel, number> = { debug: 7, info: 6, warn: 4, error: 3, silent: 7 };
+
+/**
+ * The style for a log written to stderr: journald's when stderr is the journal stream systemd
+ * gave us (JOURNAL_STREAM is `DEV:INODE` of it: sd_journal_stream_fd(3) says to compare, since a
+ * child may inherit the variable with another stderr), else the plain one.
+ */
+export function journalStyle(format: LogFormat, journalStream: string | undefined, stderr: { dev: number; ino: number } | undefined): LogStyle {
+  const underJournal = journalStream !== undefined && stderr !== undefined && journalStream === `${stderr.dev}:${stderr.ino}`;
+  return { format, timestamps: !underJournal, priorityPrefix: underJournal };
+}
 
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
@@ -26,8 +54,14 @@ function quote(value: string): string {
   return /^[\w.:/@+-]+$/.test(value) ? value : JSON.stringify(value);
 }
 
-export function formatLine(level: LogLevel, msg: string, fields: LogFields): string {
-  let line = `ts=${new Date().toISOString()} level=${level} msg=${quote(msg)}`;
+export function formatLine(level: LogLevel, msg: string, fields: LogFields, style: LogStyle = DEFAULT_LOG_STYLE): string {
+  const prefix = style.priorityPrefix ? `<${SYSLOG_PRIORITY[level]}>` : '';
+  if (style.format === 'json') {
+    const record: Record<string, unknown> = style.timestamps ? { ts: new Date().toISOString(), level, msg } : { level, msg };
+    for (const [key, value] of Object.entries(fields)) if (value !== undefined) record[key] = value;
+    return prefix + JSON.stringify(record);
+  }
+  let line = `${prefix}${style.timestamps ? `ts=${new Date().toISOString()} ` : ''}level=${level} msg=${quote(msg)}`;
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined) continue;
     line += ` ${key}=${quote(String(value))}`;
@@ -35,20 +69,33 @@ export function formatLine(level: LogLevel, msg: string, fields: LogFields): str
   return line;
 }
 
-export function createLogger(level: LogLevel = 'info', sink: (line: string) => void = (line) => stderrOutput().write(line), base: LogFields = {}): Logger {
-  const threshold = rank[level];
-  const emit = (lvl: LogLevel, msg: string, fields?: LogFields): void => {
-    if (rank[lvl] < threshold) return;
-    sink(formatLine(lvl, msg, fields ? { ...base, ...fields } : base));
+/** The logger the CLI makes: its level (shared by every child) can change while running. */
+export interface RootLogger extends Logger {
+  setLevel(level: LogLevel): void;
+}
+
+export function createLogger(
+  level: LogLevel = 'info',
+  sink: (line: string) => void = (line) => stderrOutput().write(line),
+  base: LogFields = {},
+  style: LogStyle = DEFAULT_LOG_STYLE,
+): RootLogger {
+  const shared = { threshold: rank[level] };
+  const make = (fieldsOfChild: LogFields): Logger => {
+    const emit = (lvl: LogLevel, msg: string, fields?: LogFields): void => {
+      if (rank[lvl] < shared.threshold) return;
+      sink(formatLine(lvl, msg, fields ? { ...fieldsOfChild, ...fields } : fieldsOfChild, style));
+    };
+    return {
+      debug: (m, f) => emit('debug', m, f),
+      info: (m, f) => emit('info', m, f),
+      warn: (m, f) => emit('warn', m, f),
+      error: (m, f) => emit('error', m, f),
+      child: (fields) => make({ ...fieldsOfChild, ...fields }),
+      enabled: (lvl) => rank[lvl] >= shared.threshold,
+    };
   };
-  return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-    child: (fields) => createLogger(level, sink, { ...base, ...fields }),
-    enabled: (lvl) => rank[lvl] >= threshold,
-  };
+  return { ...make(base), setLevel: (next) => void (shared.threshold = rank[next]) };
 }
 
 /** A logger that drops everything; for tests and library use. */

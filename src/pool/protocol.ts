@@ -84,6 +84,9 @@ const KNOWN_CODES: Record<ErrorCode, true> = {
   STATE_CORRUPT: true,
   DNS_MALFORMED: true,
   UPSTREAM_FAILED: true,
+  SERVICE_UNKNOWN: true,
+  CONTROL_FAILED: true,
+  STATE_IN_USE: true,
 };
 
 export function toWireError(err: unknown, op: PoolOp): WireError {

@@ -18,6 +18,7 @@ export class ServiceNetworkSetup {
   private bridgeCreated = false;
   private hostCidrs: string[] = [];
   private netnsServices: string[] = [];
+  private prepared = false;
 
   constructor(
     private readonly config: Config,
@@ -27,6 +28,7 @@ export class ServiceNetworkSetup {
   /** `adopting`: services the daemon adopts from its state; every other namespace of ours is rebuilt. */
   async prepare(specs: readonly ServiceSpec[], adopting: ReadonlySet<string> = new Set()): Promise<void> {
     if (specs.length === 0) return;
+    this.prepared = true;
     const started = performance.now();
     const inherited = await this.predecessorMadeBridge();
     const bridge = await ensureBridge(this.config.bridge);
@@ -46,6 +48,31 @@ export class ServiceNetworkSetup {
       netns: this.netnsServices.length,
       ms: (performance.now() - started).toFixed(1),
     });
+  }
+
+  /**
+   * A reload: `specs` is the new set of services. Host addresses no service uses any more and the
+   * namespaces of removed services go; new subnets get their host address; `rebuild` (added and
+   * changed services, already stopped) get a fresh namespace, as at start-up.
+   */
+  async update(specs: readonly ServiceSpec[], rebuild: ReadonlySet<string>): Promise<void> {
+    if (!this.prepared) return this.prepare(specs);
+    const needsNetns = new Set(specs.filter((s) => getBackend(s.backend).capabilities.netns).map((s) => s.service));
+    for (const service of this.netnsServices.filter((name) => !needsNetns.has(name))) {
+      await removeServiceNetns(service).catch((err: unknown) => this.logger.warn('could not remove netns', { service, cause: errorMessage(err) }));
+    }
+    const cidrs = [...new Set(specs.map((s) => `${s.network.gateway}/${s.network.prefixLength}`))];
+    const unused = this.hostCidrs.filter((cidr) => !cidrs.includes(cidr));
+    if (unused.length > 0) await removeHostAddresses(this.config.bridge, unused);
+    await ensureHostAddresses(this.config.bridge, cidrs);
+    this.hostCidrs = cidrs;
+    const kept = this.netnsServices.filter((name) => needsNetns.has(name));
+    for (const spec of specs) {
+      if (!needsNetns.has(spec.service) || (kept.includes(spec.service) && !rebuild.has(spec.service))) continue;
+      await prepareServiceNetns(spec.network, spec.service, { replace: true });
+      if (!kept.includes(spec.service)) kept.push(spec.service);
+    }
+    this.netnsServices = kept;
   }
 
   private ownershipFile(): string {
