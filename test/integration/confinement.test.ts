@@ -361,3 +361,35 @@ describe.skipIf(why !== '' || !hasQemu)(`confinement: QEMU guests ${hasQemu ? wh
     expect(times['confined']!.length).toBe(3);
   }, 400_000);
 });
+
+const busyboxRoot = '/var/cache/jitsu/rootfs/busybox';
+const hasCrun = haveCommand('crun') && existsSync(busyboxRoot);
+describe.skipIf(why !== '' || !hasCrun)(`confinement: crun containers ${hasCrun ? why : '(needs crun and scripts/build-rootfs.sh)'}`, () => {
+  const subnet = '10.209.3';
+  const bridge = `${PREFIX}b3`;
+  let d: DaemonProcess | undefined;
+  const svc = (name: string, host: number, extra = ''): string =>
+    `name=${PREFIX}-${name},dns=${name}.jcf.test,ip=${subnet}.${host},backend=container,rootfs=${busyboxRoot},exec=/bin/httpd -f -p 80 -h /www,port=80${extra}`;
+
+  beforeAll(async () => {
+    await cleanupNetwork(`${PREFIX}-c`);
+    d = await startDaemon({ bridge, services: [svc('c-nobody', 10), svc('c-uid', 11, ',user=1234:4321')] });
+  }, 60_000);
+  afterAll(async () => {
+    await d?.stop();
+    await cleanupNetwork(`${PREFIX}-c`);
+  }, 60_000);
+
+  it.each([
+    ['c-nobody', 65534, 65534],
+    ['c-uid', 1234, 4321],
+  ])('%s runs as %i:%i with no_new_privs, no capabilities and the default seccomp profile', async (name, uid, gid) => {
+    const r = await dig(d!.port, `${name}.jcf.test`);
+    expect((await get(`http://${subnet}.${name === 'c-nobody' ? 10 : 11}/`)).body.length).toBeGreaterThan(0);
+    expect(r.status).toBe('NOERROR');
+    const status = procStatus(await servicePid(`${PREFIX}-${name}`, uid));
+    console.log(`container ${name}: ${JSON.stringify(status)}`);
+    expectConfined(status, uid, '2');
+    expect(status['Gid']).toBe(`${gid}\t${gid}\t${gid}\t${gid}`);
+  });
+});

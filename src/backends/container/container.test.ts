@@ -75,7 +75,12 @@ describe('OCI config', () => {
     expect(c.process.terminal).toBe(false);
     expect(c.process.cwd).toBe('/');
     expect(c.process.env).toEqual([expect.stringMatching(/^PATH=/), 'MODE=prod', 'LISTEN_FDS=2', 'LISTEN_FDNAMES=tcp-80:tcp-443']);
-    expect(c.process.capabilities.bounding).toEqual(['CAP_NET_BIND_SERVICE']);
+    // No capabilities, nobody, a seccomp profile; low ports open through the netns sysctl instead.
+    expect(c.process.capabilities.bounding).toEqual([]);
+    expect((c.process as unknown as { user: unknown }).user).toEqual({ uid: 65534, gid: 65534 });
+    const linux = (c as unknown as { linux: { seccomp: { syscalls: { names: string[] }[] }; sysctl: Record<string, string> } }).linux;
+    expect(linux.seccomp.syscalls[0]!.names).toContain('mount');
+    expect(linux.sysctl).toEqual({ 'net.ipv4.ip_unprivileged_port_start': '0' });
     expect(c.linux.namespaces).toEqual([{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: '/run/netns/jitsu-www' }]);
   });
 

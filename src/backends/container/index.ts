@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
@@ -16,7 +16,7 @@ import { activatePath, preloadPath } from '../process/launcher.js';
 import { LOG_MAX_BYTES, logTail } from '../process/logs.js';
 import { listeningTcpPorts, readProcStat } from '../process/proc.js';
 import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
-import { CLAIMS_FILE, containerProgram, defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
+import { CLAIMS_FILE, containerProgram, containerUser, defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
 import {
   crunArgv,
   crunCommand,
@@ -267,6 +267,8 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         config.bundle,
       );
       const pidFile = join(spec.runDir, 'container.pid');
+      // jitsu-preload.so writes its claims there as the container's user.
+      if (activated) await chown(reportDir, containerUser(oci).uid, containerUser(oci).gid);
       await Promise.all([
         writeFile(join(f.bundle, 'config.json'), JSON.stringify(oci)),
         writeFile(f.crunLog, ''),

@@ -34,7 +34,32 @@ export const REPORT_DIR_IN_CONTAINER = '/dev/.jitsu/run';
 export const CLAIMS_FILE = 'claims';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const CAPS = ['CAP_NET_BIND_SERVICE'];
+
+/** Who a rootfs= container runs as unless user= says otherwise: nobody/nogroup, the same ids in any rootfs. */
+export const DEFAULT_CONTAINER_USER = { uid: 65534, gid: 65534 };
+
+/**
+ * Syscalls a container never needs and that widen the kernel's attack surface: Docker's default
+ * profile's blocked set (kernel modules, kexec, reboot, mount/namespace/keyring/BPF/perf/ptrace,
+ * clock setting, swap, NUMA policy, userfaultfd, the new mount API), each failing with EPERM. A
+ * deny-list, so any ordinary program runs unchanged; the runtime spec itself defines no default
+ * profile and `crun spec` writes none.
+ */
+export const DEFAULT_SECCOMP_DENIED = [
+  'acct', 'add_key', 'bpf', 'clock_adjtime', 'clock_settime', 'create_module', 'delete_module', 'finit_module', 'fsconfig', 'fsmount',
+  'fsopen', 'fspick', 'get_kernel_syms', 'get_mempolicy', 'init_module', 'ioperm', 'iopl', 'kcmp', 'kexec_file_load', 'kexec_load',
+  'keyctl', 'lookup_dcookie', 'mbind', 'mount', 'mount_setattr', 'move_mount', 'move_pages', 'name_to_handle_at', 'nfsservctl',
+  'open_by_handle_at', 'open_tree', 'perf_event_open', 'pivot_root', 'process_vm_readv', 'process_vm_writev', 'ptrace', 'query_module',
+  'quotactl', 'reboot', 'request_key', 'set_mempolicy', 'setns', 'settimeofday', 'swapoff', 'swapon', 'sysfs', '_sysctl', 'umount2',
+  'unshare', 'uselib', 'userfaultfd', 'ustat', 'vm86', 'vm86old',
+];
+
+/** EPERM (1), as a denied syscall would fail without a capability. */
+export const DEFAULT_SECCOMP: OciConfig = {
+  defaultAction: 'SCMP_ACT_ALLOW',
+  architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+  syscalls: [{ names: DEFAULT_SECCOMP_DENIED, action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
+};
 
 /** A minimal, locked-down config for a plain root filesystem. */
 export function defaultOciConfig(rootfs: string, args: readonly string[]): OciConfig {
@@ -43,12 +68,13 @@ export function defaultOciConfig(rootfs: string, args: readonly string[]): OciCo
     root: { path: rootfs, readonly: true },
     process: {
       terminal: false,
-      user: { uid: 0, gid: 0 },
+      user: { ...DEFAULT_CONTAINER_USER },
       args: [...args],
       env: [DEFAULT_PATH],
       cwd: '/',
       noNewPrivileges: true,
-      capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
+      // No capability at all: a port below 1024 needs none in the service's own netns (sysctl below).
+      capabilities: { bounding: [], effective: [], permitted: [], inheritable: [], ambient: [] },
     },
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc' },
@@ -62,8 +88,18 @@ export function defaultOciConfig(rootfs: string, args: readonly string[]): OciCo
       namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
       maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/sched_debug', '/sys/firmware'],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      seccomp: DEFAULT_SECCOMP,
+      // The netns holds only this service's address: no system service to shadow on a low port.
+      sysctl: { 'net.ipv4.ip_unprivileged_port_start': '0' },
     },
   };
+}
+
+/** The uid/gid the container's process runs as (process.user), for files it must write. */
+export function containerUser(config: OciConfig): { uid: number; gid: number } {
+  const proc = isRecord(config['process']) ? config['process'] : {};
+  const user = isRecord(proc['user']) ? proc['user'] : {};
+  return { uid: typeof user['uid'] === 'number' ? user['uid'] : 0, gid: typeof user['gid'] === 'number' ? user['gid'] : 0 };
 }
 
 function isRecord(v: JsonValue | undefined): v is { [key: string]: JsonValue } {
@@ -107,6 +143,7 @@ export function serviceOciConfig(base: OciConfig, inputs: OciInputs, bundleDir?:
   proc['terminal'] = false;
   if (config.args) proc['args'] = [...config.args];
   if (config.cwd !== undefined) proc['cwd'] = config.cwd;
+  if (config.user !== undefined) proc['user'] = { ...config.user };
   else if (typeof proc['cwd'] !== 'string') proc['cwd'] = '/';
   const env = (Array.isArray(proc['env']) ? proc['env'] : []).filter((e): e is string => typeof e === 'string' && !ACTIVATION_ENV.test(e));
   if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);

@@ -20,6 +20,8 @@ export interface ContainerConfig {
   cwd?: string;
   /** Root filesystem read-only (default true for rootfs=, the bundle's choice for bundle=). */
   readonly?: boolean;
+  /** process.user (default 65534:65534 for rootfs=, the bundle's choice for bundle=). */
+  user?: { uid: number; gid: number };
 }
 
 const absolute = (key: string) => (v: string) => (isAbsolute(v) ? undefined : `${key} must be an absolute path, got "${v}"`);
@@ -33,7 +35,7 @@ export const containerOptions: readonly OptionSpec[] = [
   },
   {
     key: 'rootfs',
-    description: 'root filesystem directory; jitsu writes the OCI config itself (read-only root, tmpfs /tmp, no capabilities beyond NET_BIND_SERVICE)',
+    description: 'root filesystem directory; jitsu writes the OCI config itself (read-only root, tmpfs /tmp, user 65534, no capabilities, no_new_privs, a default seccomp profile)',
     example: '/var/cache/jitsu/rootfs/busybox',
     validate: absolute('rootfs'),
   },
@@ -70,6 +72,12 @@ export const containerOptions: readonly OptionSpec[] = [
     },
   },
   { key: 'cwd', description: 'working directory inside the container (absolute)', example: '/www', validate: absolute('cwd') },
+  {
+    key: 'user',
+    description: 'UID[:GID] the container process runs as, numeric (default 65534:65534, nobody, for rootfs=; the bundle\'s own for bundle=); 0 for root',
+    example: '1000:1000',
+    validate: (v) => (/^\d{1,10}(:\d{1,10})?$/.test(v) ? undefined : `user must be UID or UID:GID (numbers), got "${v}"`),
+  },
   {
     key: 'readonly',
     description: 'mount the root filesystem read-only: true (default with rootfs=) or false',
@@ -109,6 +117,11 @@ export function parseContainerOptions(service: string, options: Readonly<Record<
   if (exec !== undefined) config.args = parseCommand(exec).argv;
   const cwd = one('cwd');
   if (cwd !== undefined) config.cwd = cwd;
+  const user = one('user');
+  if (user !== undefined) {
+    const [uid, gid] = user.split(':').map(Number);
+    config.user = { uid: uid!, gid: gid ?? uid! };
+  }
   const ro = one('readonly');
   if (ro !== undefined) config.readonly = ro === 'true';
   return config;
