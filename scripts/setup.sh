@@ -7,6 +7,8 @@
 # Run as root: the daemon creates bridges and network namespaces.
 #   --install-command  only (re)install the jitsu command     --uninstall  remove it again
 #   --create-user      only create the service user (remove it with: userdel jitsu-svc)
+#   --install-service  install the systemd unit (and the command, the user, /etc/jitsu/jitsu.yaml if absent)
+#   --uninstall-service  disable and remove the unit (and the example config, if still unedited)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd -P)
@@ -16,9 +18,9 @@ only=""
 for arg in "$@"; do
   case "$arg" in
     --test) want_test_artefacts=1 ;;
-    --install-command|--uninstall|--create-user) only="$arg" ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown argument $arg (use --test, --install-command, --uninstall or --create-user)" >&2; exit 2 ;;
+    --install-command|--uninstall|--create-user|--install-service|--uninstall-service) only="$arg" ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument $arg (use --test, --install-command, --uninstall, --create-user, --install-service or --uninstall-service)" >&2; exit 2 ;;
   esac
 done
 
@@ -73,10 +75,73 @@ create_service_user() {
   echo "created user $service_user ($(id "$service_user"))"
 }
 
+# The systemd unit and the configuration it starts with (packaging/). The unit goes to
+# $JITSU_UNIT_DIR (default /etc/systemd/system) with ExecStart naming the installed command; the
+# example config to $JITSU_CONFIG_DIR/jitsu.yaml (default /etc/jitsu) only when there is none, so a
+# re-run never overwrites an edited one. A unit without the marker line is someone else's: left alone.
+unit_path="${JITSU_UNIT_DIR:-/etc/systemd/system}/jitsu.service"
+config_path="${JITSU_CONFIG_DIR:-/etc/jitsu}/jitsu.yaml"
+unit_marker="Installed by scripts/setup.sh --install-service"
+unit_ours() { [ ! -e "$unit_path" ] || grep -qF "$unit_marker" "$unit_path" 2>/dev/null; }
+systemd_running() { [ -d /run/systemd/system ]; }
+
+install_service() {
+  if ! unit_ours; then
+    echo "setup.sh: $unit_path exists and was not installed by setup.sh: remove it, or set JITSU_UNIT_DIR" >&2
+    exit 2
+  fi
+  install_command
+  create_service_user
+  local tmp
+  mkdir -p "$(dirname "$unit_path")"
+  tmp=$(mktemp "$(dirname "$unit_path")/.jitsu.service.XXXXXX")
+  sed -e "s|^ExecStart=/usr/local/bin/jitsu --config /etc/jitsu/jitsu.yaml\$|ExecStart=$command_path --config $config_path|" \
+    packaging/systemd/jitsu.service >"$tmp"
+  chmod 644 "$tmp"
+  mv -f "$tmp" "$unit_path"
+  echo "installed $unit_path"
+  if [ -e "$config_path" ]; then
+    echo "kept $config_path (exists)"
+  else
+    install -D -m 0644 packaging/jitsu.yaml "$config_path"
+    echo "installed $config_path (the example: edit it, then jitsu check --config $config_path)"
+  fi
+  "$command_path" check --config "$config_path" || echo "setup.sh: $config_path does not validate: fix it before starting the service" >&2
+  if systemd_running; then
+    systemctl daemon-reload
+    echo "start it with: systemctl enable --now jitsu"
+  else
+    echo "systemd is not running on this machine (PID 1 is $(ps -p 1 -o comm=)): the unit is in place for when it is"
+  fi
+}
+
+uninstall_service() {
+  if [ ! -e "$unit_path" ]; then
+    echo "no $unit_path"
+  elif ! unit_ours; then
+    echo "setup.sh: $unit_path was not installed by setup.sh: left alone" >&2
+    exit 2
+  else
+    if systemd_running; then systemctl disable --now jitsu.service || true; fi
+    rm -f "$unit_path"
+    if systemd_running; then systemctl daemon-reload; fi
+    echo "removed $unit_path"
+  fi
+  if [ -e "$config_path" ] && cmp -s packaging/jitsu.yaml "$config_path"; then
+    rm -f "$config_path"
+    rmdir "$(dirname "$config_path")" 2>/dev/null || true
+    echo "removed $config_path (the unedited example)"
+  elif [ -e "$config_path" ]; then
+    echo "kept $config_path (edited: remove it yourself)"
+  fi
+}
+
 case "$only" in
   --install-command) install_command; exit 0 ;;
   --uninstall) uninstall_command; exit 0 ;;
   --create-user) create_service_user; exit 0 ;;
+  --install-service) install_service; exit 0 ;;
+  --uninstall-service) uninstall_service; exit 0 ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
