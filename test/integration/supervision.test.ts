@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { chmodSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CLI, DEMO_HTTP, cleanupNetwork, curl, dig, haveCommand, isRoot, startDaemon, tempDir, type DaemonProcess } from '../helpers/daemon.js';
@@ -154,8 +154,10 @@ describe.skipIf(!canRun)(`supervision: the daemon watches every service it runs 
 
   it('idle means idle: a slow download outlives 2×TTL, then the service stops; idle=queries stops it mid-transfer with a RST', async () => {
     const { id, bridge, subnet } = unique();
-    const www = tempDir('jitsu-sv-www-');
+    // Not under /tmp: confined services get a private one. Readable by the unprivileged service user.
+    const www = mkdtempSync('/var/tmp/jitsu-sv-www-');
     dirs.push(www);
+    chmodSync(www, 0o755);
     const size = 64 * 1024 * 1024;
     writeFileSync(join(www, 'big'), Buffer.alloc(size, 7));
     const http = (name: string, ip: string, extra: string): string =>
