@@ -37,8 +37,16 @@ export function formatStatusTable(services: readonly RuntimeStatus[], width = ST
   const cells = services.map((s) => COLUMNS.map((c) => c.value(s)));
   const widths = COLUMNS.map((c, i) => Math.min(c.max, Math.max(c.title.length, ...cells.map((row) => row[i]!.length))));
   const last = widths.length - 1;
-  const fixed = widths.slice(0, last).reduce((sum, w) => sum + w + 2, 0);
-  widths[last] = Math.max(COLUMNS[last]!.title.length, Math.min(widths[last]!, width - fixed));
+  const minLast = COLUMNS[last]!.title.length;
+  let fixed = widths.slice(0, last).reduce((sum, w) => sum + w + 2, 0);
+  // Too wide (long names next to IPv6 addresses): the service name gives way first.
+  const overflow = fixed + minLast - width;
+  if (overflow > 0) {
+    const shrunk = Math.max(COLUMNS[0]!.title.length, widths[0]! - overflow);
+    fixed -= widths[0]! - shrunk;
+    widths[0] = shrunk;
+  }
+  widths[last] = Math.max(minLast, Math.min(widths[last]!, width - fixed));
   const line = (row: readonly string[]): string =>
     row
       .map((cell, i) => {
