@@ -27,6 +27,9 @@ const COLUMNS: readonly Column[] = [
   { title: 'LAST ERROR', value: (s) => s.lastError ?? '-', max: Number.POSITIVE_INFINITY },
 ];
 
+/** The last error keeps at least this much room: it says why a service is down. */
+const MIN_ERROR_WIDTH = 24;
+
 function fit(text: string, width: number): string {
   const oneLine = text.replace(/\s+/g, ' ');
   return oneLine.length <= width ? oneLine : `${oneLine.slice(0, Math.max(0, width - 1))}…`;
@@ -37,7 +40,7 @@ export function formatStatusTable(services: readonly RuntimeStatus[], width = ST
   const cells = services.map((s) => COLUMNS.map((c) => c.value(s)));
   const widths = COLUMNS.map((c, i) => Math.min(c.max, Math.max(c.title.length, ...cells.map((row) => row[i]!.length))));
   const last = widths.length - 1;
-  const minLast = COLUMNS[last]!.title.length;
+  const minLast = MIN_ERROR_WIDTH;
   let fixed = widths.slice(0, last).reduce((sum, w) => sum + w + 2, 0);
   // Too wide (long names next to IPv6 addresses): the service name gives way first.
   const overflow = fixed + minLast - width;
