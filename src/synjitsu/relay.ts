@@ -57,6 +57,8 @@ export class Relay {
     this.emit(wire.guestTx(flow.svc), v, v.seq, ack, win, Math.min(flow.guestMss, OUR_MSS));
     if (v.payloadLen > 0) flow.svc.m.bytesToGuest.inc(v.payloadLen);
     if (flags & TCP_FIN) flow.clientFin = true;
+    const next = seq.add(v.seq, v.payloadLen + (flags & TCP_FIN ? 1 : 0));
+    if (seq.lt(flow.rcvNxt, next)) flow.rcvNxt = next;
     this.closeIfDone(flow, flags);
   }
 
@@ -70,6 +72,8 @@ export class Relay {
     this.emit(wire.clientTx(flow.clientMac, 0), v, sq, v.ack, win, flow.clientMss);
     if (v.payloadLen > 0) flow.svc.m.bytesToClient.inc(v.payloadLen);
     if (flags & TCP_FIN) flow.guestFin = true;
+    const next = seq.add(sq, v.payloadLen + (flags & TCP_FIN ? 1 : 0));
+    if (flow.toClientNxt === 0 || seq.lt(flow.toClientNxt, next)) flow.toClientNxt = next;
     this.closeIfDone(flow, flags);
   }
 

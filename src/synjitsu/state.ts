@@ -67,6 +67,8 @@ export class Flow {
   lastSeen = Date.now();
   clientFin = false;
   guestFin = false;
+  /** Relay: the next sequence number the client expects from us (our space): what a RST must carry. */
+  toClientNxt = 0;
   nftAdded: Promise<void> | undefined;
 
   constructor(

@@ -210,8 +210,12 @@ export class Synjitsu implements BootMasker {
     if (!svc) return;
     svc.replayed.clear();
     if (svc.phase === 'booting') {
-      // A SYN summoned it again while it was stopping: what we hold is for the boot that follows.
-      for (const flow of [...svc.flows.values()]) if (flow.state !== 'buffering') this.teardown.dropFlow(flow, 'stopped');
+      // A SYN summoned it again while it was stopping: what we hold is for the boot that follows;
+      // what we relayed was the old guest's and ends with it.
+      for (const flow of [...svc.flows.values()]) {
+        if (flow.state === 'relay') this.teardown.resetFlow(flow, 'stopped');
+        else if (flow.state !== 'buffering') this.teardown.dropFlow(flow, 'stopped');
+      }
       this.ctx.wire.closeLink(svc);
       return;
     }

@@ -23,7 +23,9 @@ export class Teardown {
   }
 
   resetFlow(flow: Flow, reason: string): void {
-    this.ctx.wire.sendRst(flow.svc, flow.clientMac, flow.clientIp, flow.clientPort, flow.svcPort, seq.add(flow.ourIsn, 1), flow.rcvNxt);
+    // A relayed flow has moved on from our handshake: the client expects the relay's next number.
+    const seqNo = flow.state === 'relay' && flow.toClientNxt !== 0 ? flow.toClientNxt : seq.add(flow.ourIsn, 1);
+    this.ctx.wire.sendRst(flow.svc, flow.clientMac, flow.clientIp, flow.clientPort, flow.svcPort, seqNo, flow.rcvNxt);
     this.ctx.metrics.reset(flow.svc.target.service, reason);
     this.dropFlow(flow, undefined);
   }
@@ -50,11 +52,15 @@ export class Teardown {
     });
   }
 
-  /** Resets every connection held for `svc` (a relayed one is only forgotten) and refuses its parked SYNs. */
+  /**
+   * Resets every connection held or relayed for `svc` (its guest is gone or going: a relayed client
+   * would otherwise wait on a black hole) and refuses its parked SYNs. Flows already closing are
+   * only forgotten.
+   */
   resetAll(svc: Service, reason: string): void {
     for (const flow of [...svc.flows.values()]) {
-      if (flow.state === 'buffering' || flow.state === 'syn-sent') this.resetFlow(flow, reason);
-      else this.dropFlow(flow, reason);
+      if (flow.state === 'closing') this.dropFlow(flow, reason);
+      else this.resetFlow(flow, reason);
     }
     this.parker.refuseAll(svc, reason);
     this.ctx.wire.flush();

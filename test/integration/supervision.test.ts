@@ -225,6 +225,10 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('supervision of a
       services: [`name=${id},dns=${id}.jitsu.test,ip=${subnet}.10,tap=${id}t,kernel=${guest.stock},initrd=${guest.initrd}`],
     });
     await dig(d.port, `${id}.jitsu.test`);
+    // Made while the guest boots: Synjitsu completes it and relays it for its lifetime.
+    const relayed = connect(80, `${subnet}.10`);
+    await once(relayed, 'connect');
+    const relayedError = once(relayed, 'error');
     expect(await curl(`http://${subnet}.10/`)).toBe(`jitsu guest ${id}\n`);
     await waitStatus(d, (s) => s.state === 'ready', 90_000);
     // A connection made straight to the guest after ready: nobody on the host knows its sequence
@@ -238,6 +242,8 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('supervision of a
     expect(seenMs).toBeLessThan(SEEN_BOUND_MS);
     await d.waitForLog(/msg="service exited" service=\S+ reason=killed cause="QEMU pid \d+ killed by SIGKILL/);
     await waitStatus(d, (s) => s.state === 'stopped');
+    // The relayed connection is reset by Synjitsu without the client sending anything.
+    expect(((await relayedError)[0] as NodeJS.ErrnoException).code).toBe('ECONNRESET');
     expect(existsSync(`/sys/class/net/${id}t`)).toBe(false); // its tap went with it
     const t0 = performance.now();
     const reset = once(direct, 'error');
