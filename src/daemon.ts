@@ -103,9 +103,14 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
   let running = config;
   try {
     await ensurePrivateDir(config.stateDir, '--state');
-    // Bound before anything else is touched: a second daemon on this state dir stops here.
-    const control = await listenControl(config.stateDir, logger);
-    cleanups.push(() => control.close());
+    // Bound before anything else is touched: a second daemon on this state dir stops here. A socket
+    // that cannot be made (a path too long for sun_path) costs the control commands, not the DNS.
+    const control = await listenControl(config.stateDir, logger).catch((err: unknown) => {
+      if (errorCode(err) !== 'CONTROL_FAILED') throw err;
+      logger.warn('no control socket: jitsu status/start/stop/reload will not reach this daemon (SIGHUP still reloads)', { cause: errorMessage(err) });
+      return undefined;
+    });
+    if (control) cleanups.push(() => control.close());
     const store = new StateStore(config.stateDir);
     const saved = await store.load();
     const specs = config.services.map((s) => buildSpec(s, config));
@@ -195,7 +200,7 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
     });
 
 
-    const reload = async (): Promise<ReloadReport> => {
+    const applyReload = async (): Promise<ReloadReport> => {
       notifier.reloading();
       try {
         let next: Config;
@@ -238,7 +243,15 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
       }
     };
 
-    control.serve({
+    // One reload at a time: a SIGHUP during a reload waits for it, then reads the file again.
+    let reloads: Promise<unknown> = Promise.resolve();
+    const reload = (): Promise<ReloadReport> => {
+      const next = reloads.then(applyReload);
+      reloads = next.catch(() => undefined);
+      return next;
+    };
+
+    control?.serve({
       status,
       reload,
       start: ({ service }) => mgr.startService(service),

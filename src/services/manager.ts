@@ -49,7 +49,6 @@ interface Installed {
 
 /** All services of one daemon: the DNS layer's Summoner, the idle reaper, adoption after restart, reloads. */
 export class ServiceManager implements Summoner {
-  private readonly runtimes = new Map<string, ServiceRuntime>();
   private readonly installed = new Map<string, Installed>();
   // Replaced whole on a reload: the DNS answer cache hits only on the same answer object, so new
   // objects (new TTL, new names) make it miss by themselves.
@@ -59,7 +58,6 @@ export class ServiceManager implements Summoner {
   private readonly now: () => number;
   private readonly metrics: ServiceMetrics;
   private readonly bootGate: BootGate;
-  private reloading: Promise<unknown> = Promise.resolve();
 
   constructor(
     private config: Config,
@@ -72,7 +70,7 @@ export class ServiceManager implements Summoner {
     this.publishAnswers();
     const states = deps.metrics.gauge('jitsu_services', 'Services by lifecycle state');
     for (const phase of PHASES) {
-      states.labels({ state: phase }).collect = () => [...this.runtimes.values()].filter((r) => r.phase === phase).length;
+      states.labels({ state: phase }).collect = () => this.runtimeList().filter((r) => r.phase === phase).length;
     }
   }
 
@@ -99,7 +97,6 @@ export class ServiceManager implements Summoner {
       bootGate: this.bootGate,
     };
     const runtime = new ServiceRuntime(spec, service.dns, service.responseDelay * 1000, runtimeDeps);
-    this.runtimes.set(service.name, runtime);
     this.installed.set(service.name, { runtime, service, fingerprint: serviceFingerprint(service, spec), deps: runtimeDeps });
   }
 
@@ -130,22 +127,16 @@ export class ServiceManager implements Summoner {
    * cacheable NXDOMAIN. Then the network follows, the new runtimes are installed, and the answer
    * table is swapped in one step. Unchanged services keep their runtime: same process, same
    * connections, same counters; live options (TTL, timeouts, stop mode, sweep) apply to them too.
-   * Reloads run one at a time.
+   * The caller runs one reload at a time.
    */
-  reconfigure(next: Config, specs: readonly ServiceSpec[], updateNetwork: NetworkUpdate): Promise<ServicePlan> {
-    const run = this.reloading.then(() => this.applyReconfigure(next, specs, updateNetwork));
-    this.reloading = run.catch(() => undefined);
-    return run;
-  }
-
-  private async applyReconfigure(next: Config, specs: readonly ServiceSpec[], updateNetwork: NetworkUpdate): Promise<ServicePlan> {
+  async reconfigure(next: Config, specs: readonly ServiceSpec[], updateNetwork: NetworkUpdate): Promise<ServicePlan> {
     const wanted = new Map(next.services.map((service, i) => [service.name, { service, spec: specs[i]!, fingerprint: serviceFingerprint(service, specs[i]!) }]));
     const plan = planServices(new Map([...this.installed].map(([name, entry]) => [name, entry.fingerprint])), new Map([...wanted].map(([name, w]) => [name, w.fingerprint])));
     const retiring = [...plan.removed, ...plan.changed];
     await Promise.all(
       retiring.map(async (name) => {
         this.deps.logger.info(plan.removed.includes(name) ? 'reload: stopping removed service' : 'reload: stopping changed service; the next query boots the new definition', { service: name });
-        await this.runtimes.get(name)!.shutdown();
+        await this.installed.get(name)!.runtime.shutdown();
       }),
     );
     await updateNetwork(specs, new Set([...plan.added, ...plan.changed]));
@@ -153,7 +144,6 @@ export class ServiceManager implements Summoner {
     const sweepChanged = next.sweepInterval !== this.config.sweepInterval;
     this.config = next;
     const kept = new Map(this.installed);
-    this.runtimes.clear();
     this.installed.clear();
     for (const [name, { service, spec }] of wanted) {
       const unchanged = plan.unchanged.includes(name) ? kept.get(name) : undefined;
@@ -162,12 +152,15 @@ export class ServiceManager implements Summoner {
         continue;
       }
       unchanged.deps.bootTimeoutMs = next.bootTimeout * 1000;
-      this.runtimes.set(name, unchanged.runtime);
       this.installed.set(name, unchanged);
     }
     this.publishAnswers();
     if (sweepChanged && this.reaper) this.startReaper();
     return plan;
+  }
+
+  private runtimeList(): ServiceRuntime[] {
+    return [...this.installed.values()].map((entry) => entry.runtime);
   }
 
   lookup(name: string): ServiceAnswer | undefined {
@@ -186,7 +179,7 @@ export class ServiceManager implements Summoner {
   }
 
   runtime(service: string): ServiceRuntime | undefined {
-    return this.runtimes.get(service);
+    return this.installed.get(service)?.runtime;
   }
 
   /**
@@ -195,7 +188,7 @@ export class ServiceManager implements Summoner {
    * Synjitsu took for it reset.
    */
   summon(service: string): void {
-    const runtime = this.runtimes.get(service);
+    const runtime = this.installed.get(service)?.runtime;
     const result = runtime?.summon();
     if (runtime === undefined || result === undefined || result === true) return;
     result.catch((err: unknown) => {
@@ -210,7 +203,7 @@ export class ServiceManager implements Summoner {
    */
   async adopt(saved: Record<string, PersistedService>): Promise<void> {
     for (const [name, entry] of Object.entries(saved)) {
-      const runtime = this.runtimes.get(name);
+      const runtime = this.installed.get(name)?.runtime;
       if (runtime) {
         await runtime.adopt(entry);
         continue;
@@ -241,12 +234,12 @@ export class ServiceManager implements Summoner {
    * open connections as activity (idle=traffic), and stop every ready service idle for the timeout.
    */
   sweep(): void {
-    for (const runtime of this.runtimes.values()) {
+    for (const runtime of this.runtimeList()) {
       void runtime.checkAlive();
       runtime.observeActivity();
     }
     const cutoff = this.now() - this.config.idleTimeout * 1000;
-    for (const runtime of this.runtimes.values()) {
+    for (const runtime of this.runtimeList()) {
       if (runtime.phase === 'ready' && runtime.lastActivity < cutoff) {
         this.deps.logger.info('idle, stopping', { service: runtime.spec.service, idle_s: ((this.now() - runtime.lastActivity) / 1000).toFixed(1) });
         runtime.stop(this.config.stopMode).catch(() => undefined);
@@ -257,17 +250,17 @@ export class ServiceManager implements Summoner {
   /** Clean daemon exit: stop everything we run (services stay only across a crash or kill). */
   async stopAll(): Promise<void> {
     this.stopReaper();
-    await Promise.all([...this.runtimes.values()].map((r) => r.shutdown()));
+    await Promise.all(this.runtimeList().map((r) => r.shutdown()));
   }
 
   status(): RuntimeStatus[] {
-    return [...this.runtimes.values()].map((r) => r.status());
+    return this.runtimeList().map((r) => r.status());
   }
 
   private known(service: string): ServiceRuntime {
-    const runtime = this.runtimes.get(service);
+    const runtime = this.installed.get(service)?.runtime;
     if (runtime) return runtime;
-    const names = [...this.runtimes.keys()].join(', ') || '(none)';
+    const names = [...this.installed.keys()].join(', ') || '(none)';
     throw new JitsuError('SERVICE_UNKNOWN', `no service named "${service}": the configured ones are ${names}`, { service });
   }
 
