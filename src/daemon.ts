@@ -24,7 +24,7 @@ import { noNotifier, serviceSummary, type Notifier } from './observe/notify.js';
 import { MetricsRegistry } from './observe/metrics.js';
 import { BackendPool } from './pool/pool.js';
 import { ServiceManager } from './services/manager.js';
-import { SYNJITSU_MASKS, buildSpec, maskTargetOf } from './services/spec.js';
+import { buildSpec, packetPathTargets } from './services/spec.js';
 import { StateStore } from './state/store.js';
 import { ServiceNetworkSetup } from './services/network.js';
 import { createExitWatcher } from './supervise/exit-watch.js';
@@ -131,7 +131,7 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
     let manager: ServiceManager | undefined;
     const masker = await createMasker(config, () => manager!, logger, metrics);
     cleanups.push(() => masker.close());
-    masker.configure(specs.filter((s) => SYNJITSU_MASKS.has(s.mask)).map(maskTargetOf));
+    masker.configure(packetPathTargets(specs));
 
     const bootGate = new BootGate({ maxBooting: config.maxBooting, summonRate: config.summonRate, metrics });
     manager = new ServiceManager(config, { specs, calls: pool, masker, store, logger, metrics, exitWatcher: createExitWatcher(logger), backend: getBackend, bootGate });
@@ -217,7 +217,7 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
         const specs = effective.services.map((s) => buildSpec(s, effective));
         await Promise.all(specs.map((s) => mkdir(s.runDir, { recursive: true, mode: 0o700 })));
         const plan = await mgr.reconfigure(effective, specs, (all, rebuild) => network.update(all, rebuild));
-        masker.configure(specs.filter((s) => SYNJITSU_MASKS.has(s.mask)).map(maskTargetOf));
+        masker.configure(packetPathTargets(specs));
         const previous = resolver;
         resolver = makeResolver(effective, previous);
         if (previous.forwarder !== undefined && previous.forwarder !== resolver.forwarder) {

@@ -8,8 +8,9 @@ export const BACKEND_NAMES: readonly BackendName[] = ['process', 'qemu', 'libvir
 export type StopMode = 'destroy' | 'suspend' | 'shutdown';
 export const STOP_MODES: readonly StopMode[] = ['destroy', 'suspend', 'shutdown'];
 
-export type MaskMode = 'none' | 'park' | 'handshake' | 'activate';
-export const MASK_MODES: readonly MaskMode[] = ['none', 'park', 'handshake', 'activate'];
+import type { MaskMode, MaskRequirement } from '../masking/registry.js';
+export type { MaskMode } from '../masking/registry.js';
+export { MASK_MODES } from '../masking/registry.js';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -94,7 +95,8 @@ export interface BackendCapabilities {
   /** The service runs in its own network namespace that the daemon prepares (src/network), with its main pid inside it. */
   netns: boolean;
   /** Which `mask=` modes make sense for this backend. */
-  maskModes: readonly MaskMode[];
+  /** What it can do for boot masking; the strategies it supports follow (masking/registry.ts supportedMasks). */
+  masking: Readonly<Record<MaskRequirement, boolean>>;
   /** The mask used when the service does not name one. */
   defaultMask: MaskMode;
 }

@@ -1,6 +1,7 @@
 import { allBackends } from '../backends/registry.js';
 import { FLAGS, SERVICE_KEYS } from '../config/options.js';
 import { COMMAND_HELP } from './commands.js';
+import { supportedMasks } from '../masking/registry.js';
 
 const WIDTH = 30;
 
@@ -34,7 +35,7 @@ export function helpText(): string {
   for (const k of SERVICE_KEYS) lines.push(row(k.key + (k.repeatable ? ' (repeatable)' : ''), k.help));
   for (const b of allBackends()) {
     lines.push('', `Backend ${b.name}: ${b.summary}`);
-    lines.push(`  stop modes: ${b.capabilities.stopModes.join('|')}; masks: ${b.capabilities.maskModes.join('|')} (default ${b.capabilities.defaultMask})`);
+    lines.push(`  stop modes: ${b.capabilities.stopModes.join('|')}; masks: ${supportedMasks(b.capabilities.masking).join('|')} (default ${b.capabilities.defaultMask})`);
     if (b.options.length === 0) lines.push('  (no backend keys)');
     for (const o of b.options) {
       const tags = [o.required ? 'required' : '', o.repeatable ? 'repeatable' : ''].filter(Boolean).join(', ');

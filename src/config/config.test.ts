@@ -100,6 +100,14 @@ describe('service keys', () => {
     expect(() => validate(['dns=a.jitsu.test,ip=10.0.0.2,name=x', 'dns=b.jitsu.test,ip=10.0.0.3,name=x'])).toThrow(/^name: two services are named "x"/);
   });
 
+  it("defaults the mask to the backend's preferred one where the keys allow it (activate needs port=)", () => {
+    const activating = { ...createFakeBackend(), options: [{ key: 'port', description: 'p', repeatable: true }] };
+    activating.capabilities = { ...activating.capabilities, defaultMask: 'activate' };
+    const argv = parseArgv(['dns=a.jitsu.test,ip=10.0.0.2,port=80', 'dns=b.jitsu.test,ip=10.0.0.3']).raw;
+    const [withPort, without] = validateConfig(argv, { ...ctx, backend: () => activating }).services;
+    expect([withPort!.mask, without!.mask]).toEqual(['activate', 'none']);
+  });
+
   it('maps use_synjitsu to handshake masking and turns Synjitsu on for the bridge', () => {
     const c = validate(['dns=vm.jitsu.test,ip=10.0.0.2,use_synjitsu=true']);
     expect(c.services[0]!.mask).toBe('handshake');

@@ -5,6 +5,8 @@ import { getBackend, isBackendName } from '../backends/registry.js';
 import { defaultGateway } from '../network/addr.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../observe/log.js';
 import { ConfigError } from './errors.js';
+import { handshake } from '../masking/handshake.js';
+import { maskStrategy, supportedMasks } from '../masking/registry.js';
 import { SUPERVISION_KEYS, isSupervisionKey, parsePolicy } from './supervision-keys.js';
 import type { KeyValue } from './service-arg.js';
 import type { Config, ServiceConfig } from './types.js';
@@ -120,7 +122,7 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
   checkUnique(config.services);
   if (allowForward === undefined) config.allowForward = defaultAllowForward(config);
   // park/handshake need the packet path; default it to the daemon's own bridge rather than fail.
-  if (config.synjitsu === undefined && config.services.some((s) => s.mask === 'park' || s.mask === 'handshake')) {
+  if (config.synjitsu === undefined && config.services.some((s) => maskStrategy(s.mask).onPacketPath)) {
     config.synjitsu = config.bridge;
   }
   return config;
@@ -192,14 +194,14 @@ function validateService(pairs: readonly KeyValue[], config: Config, lookupBacke
   const useSynjitsu = common.get('use_synjitsu');
   let mask: MaskMode;
   if (maskText !== undefined) mask = parseEnum('mask', maskText, MASK_MODES);
-  else if (useSynjitsu !== undefined && parseBoolean('use_synjitsu', useSynjitsu)) mask = 'handshake';
-  else mask = defaultMask(backend, options);
-  if (!backend.capabilities.maskModes.includes(mask)) {
-    throw new ConfigError('mask', `mask=${mask} does not work with the ${backendName} backend: use one of ${backend.capabilities.maskModes.join('|')}`);
+  else if (useSynjitsu !== undefined && parseBoolean('use_synjitsu', useSynjitsu)) mask = handshake.name;
+  else mask = defaultMask(backend, options, name);
+  const supported = supportedMasks(backend.capabilities.masking);
+  if (!supported.includes(mask)) {
+    throw new ConfigError('mask', `mask=${mask} does not work with the ${backendName} backend: use one of ${supported.join('|')}`);
   }
-  if (mask === 'activate' && !options['port']?.length) {
-    throw new ConfigError('mask', `mask=activate needs the sockets to pass: add port=N to service ${name}`);
-  }
+  const impossible = maskStrategy(mask).check?.(options, name);
+  if (impossible !== undefined) throw new ConfigError('mask', impossible);
 
   const service: ServiceConfig = {
     name,
@@ -217,11 +219,10 @@ function validateService(pairs: readonly KeyValue[], config: Config, lookupBacke
   return service;
 }
 
-/** Socket activation is the best mask where it applies; without sockets to pass it cannot apply. */
-function defaultMask(backend: Backend, options: Record<string, string[]>): MaskMode {
-  const mask = backend.capabilities.defaultMask;
-  if (mask === 'activate' && !options['port']?.length) return 'none';
-  return mask;
+/** The backend's preferred mask where the service's keys allow it (activate needs port=), else none. */
+function defaultMask(backend: Backend, options: Record<string, string[]>, service: string): MaskMode {
+  const preferred = maskStrategy(backend.capabilities.defaultMask);
+  return preferred.check?.(options, service) === undefined ? preferred.name : 'none';
 }
 
 const COMMON_KEYS = ['dns', ...COMMON_SINGLE].join(', ');

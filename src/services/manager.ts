@@ -1,7 +1,7 @@
 import type { Config, ServiceConfig } from '../config/types.js';
 import type { ServiceAnswer, Summoner } from '../dns/types.js';
 import { JitsuError, errorCode, errorMessage } from '../errors.js';
-import { SYNJITSU_MASKS } from './spec.js';
+import { maskStrategy } from '../masking/registry.js';
 import type { Logger } from '../observe/log.js';
 import type { MetricsRegistry } from '../observe/metrics.js';
 import type { PersistedService, StateStore } from '../state/store.js';
@@ -193,7 +193,7 @@ export class ServiceManager implements Summoner {
     if (runtime === undefined || result === undefined || result === true) return;
     result.catch((err: unknown) => {
       const code = errorCode(err);
-      if ((code === 'SERVICE_FAILED' || code === 'BOOT_REFUSED') && SYNJITSU_MASKS.has(runtime.spec.mask)) this.deps.masker.failed(runtime.maskTarget, errorMessage(err));
+      if ((code === 'SERVICE_FAILED' || code === 'BOOT_REFUSED') && maskStrategy(runtime.spec.mask).onPacketPath) this.deps.masker.failed(runtime.maskTarget, errorMessage(err));
     });
   }
 

@@ -11,7 +11,8 @@ import type { BootGate } from './boot-gate.js';
 import type { QuerySource } from '../dns/source.js';
 import { epochNow } from '../pool/protocol.js';
 import type { ServiceMetrics } from './metrics.js';
-import { SYNJITSU_MASKS, maskTargetOf } from './spec.js';
+import { maskTargetOf } from './spec.js';
+import { maskStrategy, type MaskStrategy } from '../masking/registry.js';
 
 /** `failed`: in a crash-loop cool-down; queries get SERVFAIL at once until it ends. */
 export type Phase = 'stopped' | 'booting' | 'ready' | 'stopping' | 'failed';
@@ -39,8 +40,6 @@ export interface RuntimeDeps {
   bootGate: BootGate;
 }
 
-/** Masks under which a DNS answer may go out before the service is ready: Synjitsu holds the clients. */
-const ANSWER_AT_ONCE = SYNJITSU_MASKS;
 
 export interface RuntimeStatus {
   service: string;
@@ -94,6 +93,7 @@ export class ServiceRuntime {
   private lastSample: ActivitySample | undefined;
   private readonly limiter: StartLimiter;
   private readonly log: Logger;
+  private readonly mask: MaskStrategy;
 
   constructor(
     readonly spec: ServiceSpec,
@@ -103,6 +103,7 @@ export class ServiceRuntime {
   ) {
     this.log = deps.logger.child({ service: spec.service });
     this.limiter = new StartLimiter(deps.policy);
+    this.mask = maskStrategy(spec.mask);
   }
 
   get maskTarget(): MaskTarget {
@@ -123,10 +124,10 @@ export class ServiceRuntime {
       if (until !== undefined) return Promise.reject(this.coolingDownError(until));
       this.phase = 'stopped';
     }
-    if (this.phase === 'booting') return ANSWER_AT_ONCE.has(this.spec.mask) ? true : this.boot!;
+    if (this.phase === 'booting') return this.mask.answersBeforeReady ? true : this.boot!;
     const boot = this.deps.bootGate.start(this.spec.service, source, () => this.startBoot(epochNow()));
     if (boot instanceof JitsuError) return Promise.reject(boot);
-    if (ANSWER_AT_ONCE.has(this.spec.mask)) {
+    if (this.mask.answersBeforeReady) {
       // Queries answered at once never see this promise: keep its rejection from going unhandled.
       boot.catch(() => undefined);
       return true;
@@ -169,7 +170,7 @@ export class ServiceRuntime {
     const starting = (async () => (resuming ? calls.resume(this.handle!, this.spec, remaining()) : calls.start(this.spec, remaining(), observeStart)))();
     this.starting = starting.catch(() => undefined);
     this.log.info(resuming ? 'resuming' : 'booting', { backend: this.spec.backend, ip: this.spec.network.ip, mask: this.spec.mask });
-    if (ANSWER_AT_ONCE.has(this.spec.mask)) masker.booting(this.maskTarget);
+    if (this.mask.onPacketPath) masker.booting(this.maskTarget);
     try {
       const started = await starting;
       if (!resuming) {
@@ -180,7 +181,7 @@ export class ServiceRuntime {
       let readyAt = epochNow();
       await calls.ready(this.handle!, this.spec, remaining(), (settledAt) => (readyAt = settledAt));
       if (this.closing) throw new JitsuError('ABORTED', `${this.spec.service}: the daemon is shutting down`);
-      if (ANSWER_AT_ONCE.has(this.spec.mask)) {
+      if (this.mask.onPacketPath) {
         await masker.ready(this.maskTarget, this.handle!);
         metrics.orchestration.labels({ step: 'ready_to_handover' }).observe((epochNow() - readyAt) / 1000);
       }
@@ -195,7 +196,7 @@ export class ServiceRuntime {
       await this.save();
       // The answer of a cold start leaves no earlier than response_delay after the boot began.
       const wait = startedAt + this.responseDelayMs - this.deps.now();
-      if (wait > 0 && this.spec.mask === 'none') await new Promise((r) => setTimeout(r, wait));
+      if (wait > 0 && this.mask.delaysAnswer) await new Promise((r) => setTimeout(r, wait));
     } catch (err) {
       await this.failBoot(err);
       throw err;
@@ -210,7 +211,7 @@ export class ServiceRuntime {
     const details = typeof err === 'object' && err !== null && 'details' in err ? (err as { details: Record<string, unknown> }).details : {};
     const tail = details['logTail'];
     this.log.error('boot failed', { code: errorCode(err) ?? 'UNKNOWN', cause: message, detail: Array.isArray(tail) ? tail.join(' | ') : tail !== undefined ? String(tail) : undefined });
-    if (ANSWER_AT_ONCE.has(this.spec.mask)) this.deps.masker.failed(this.maskTarget, message);
+    if (this.mask.onPacketPath) this.deps.masker.failed(this.maskTarget, message);
     this.stopWatching();
     const handle = this.handle;
     this.handle = undefined;
@@ -266,7 +267,7 @@ export class ServiceRuntime {
   private async cleanUpAfterExit(handle: BackendHandle): Promise<void> {
     const { calls, metrics } = this.deps;
     // Connections Synjitsu still holds or relays for it are reset now, not when they time out.
-    if (ANSWER_AT_ONCE.has(this.spec.mask)) this.deps.masker.stopped(this.maskTarget);
+    if (this.mask.onPacketPath) this.deps.masker.stopped(this.maskTarget);
     const report = await calls.exitReport(handle, this.spec).catch(
       (err: unknown): ExitReport => ({ reason: 'vanished', cause: `gone (no exit report: ${errorMessage(err)})`, logTail: [] }),
     );
@@ -383,7 +384,7 @@ export class ServiceRuntime {
     this.suspended = mode === 'suspend';
     if (!this.suspended) this.handle = undefined;
     this.settleStopped();
-    if (ANSWER_AT_ONCE.has(this.spec.mask)) this.deps.masker.stopped(this.maskTarget);
+    if (this.mask.onPacketPath) this.deps.masker.stopped(this.maskTarget);
     this.deps.metrics.stops.labels({ service: this.spec.service, mode }).inc();
     await this.save();
   }
@@ -422,7 +423,7 @@ export class ServiceRuntime {
       this.phase = 'ready';
       this.lastActivity = this.deps.now();
       // Synjitsu starts out watching every masked IP as stopped: tell it this one is up, or it would answer for it.
-      if (ANSWER_AT_ONCE.has(this.spec.mask)) await this.deps.masker.ready(this.maskTarget, entry.handle);
+      if (this.mask.onPacketPath) await this.deps.masker.ready(this.maskTarget, entry.handle);
       this.watch(entry.handle);
       this.log.info('adopted running service', { pid: entry.handle.pid });
       return true;

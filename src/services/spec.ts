@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import type { MaskMode, ServiceNetwork, ServiceSpec } from '../backends/backend.js';
+import type { ServiceNetwork, ServiceSpec } from '../backends/backend.js';
+import { maskStrategy } from '../masking/registry.js';
 import type { MaskTarget } from '../synjitsu/masker.js';
 import type { Config, ServiceConfig } from '../config/types.js';
 import { stableMac } from '../network/mac.js';
@@ -27,11 +28,13 @@ export function serviceRunDir(config: Config, service: string): string {
   return join(config.stateDir, 'run', service);
 }
 
-/** Masks Synjitsu implements (answered at once, masked on the packet path); `activate` is the backend's. */
-export const SYNJITSU_MASKS: ReadonlySet<MaskMode> = new Set(['park', 'handshake']);
-
 export function maskTargetOf(spec: ServiceSpec): MaskTarget {
   return { service: spec.service, ip: spec.network.ip, mask: spec.mask, mac: spec.network.mac };
+}
+
+/** What Synjitsu watches: the services whose mask runs on the packet path. */
+export function packetPathTargets(specs: readonly ServiceSpec[]): MaskTarget[] {
+  return specs.filter((s) => maskStrategy(s.mask).onPacketPath).map(maskTargetOf);
 }
 
 export function buildSpec(service: ServiceConfig, config: Config): ServiceSpec {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MetricsRegistry } from '../observe/metrics.js';
 import { answersArp, arpTarget } from './arp.js';
+import { maskStrategy } from '../masking/registry.js';
 import type { MaskTarget } from './masker.js';
 import { SynjitsuMetrics } from './metrics.js';
 import { ARP_FRAME, writeArpRequest } from './pdu/arp.js';
@@ -31,15 +32,15 @@ function request(senderMac: Buffer, senderIp: number, targetIp: number): FrameVi
 
 describe('ARP answers', () => {
   it('answers per phase and strategy: watched (summon), booting (masked), never once ready', () => {
-    expect(answersArp('watched', 'none')).toBe(true);
-    expect(answersArp('watched', 'park')).toBe(true);
-    expect(answersArp('watched', 'handshake')).toBe(true);
-    expect(answersArp('watched', 'activate')).toBe(false);
-    expect(answersArp('booting', 'park')).toBe(true);
-    expect(answersArp('booting', 'handshake')).toBe(true);
-    expect(answersArp('booting', 'none')).toBe(false);
-    expect(answersArp('ready', 'park')).toBe(false);
-    expect(answersArp('ready', 'handshake')).toBe(false);
+    expect(answersArp('watched', maskStrategy('none'))).toBe(true);
+    expect(answersArp('watched', maskStrategy('park'))).toBe(true);
+    expect(answersArp('watched', maskStrategy('handshake'))).toBe(true);
+    expect(answersArp('watched', maskStrategy('activate'))).toBe(false);
+    expect(answersArp('booting', maskStrategy('park'))).toBe(true);
+    expect(answersArp('booting', maskStrategy('handshake'))).toBe(true);
+    expect(answersArp('booting', maskStrategy('none'))).toBe(false);
+    expect(answersArp('ready', maskStrategy('park'))).toBe(false);
+    expect(answersArp('ready', maskStrategy('handshake'))).toBe(false);
   });
 
   it('answers a client asking for a booting service’s IP', () => {

@@ -1,4 +1,4 @@
-import type { MaskMode } from '../backends/backend.js';
+import type { MaskStrategy } from '../masking/registry.js';
 import { ARP_REQUEST, arp, writeArpReply, writeArpRequest } from './pdu/arp.js';
 import type { FrameView } from './pdu/frame.js';
 import type { Phase, Service } from './state.js';
@@ -9,10 +9,8 @@ import type { Wire } from './wire.js';
  * A watched service's IP is answered so cached-DNS clients reach us (summon-on-SYN); a booting one
  * only while we hold its connections; a ready guest answers for itself.
  */
-export function answersArp(phase: Phase, mask: MaskMode): boolean {
-  if (phase === 'watched') return mask === 'park' || mask === 'handshake' || mask === 'none';
-  if (phase === 'booting') return mask === 'park' || mask === 'handshake';
-  return false;
+export function answersArp(phase: Phase, strategy: MaskStrategy): boolean {
+  return phase !== 'ready' && strategy.answersArp[phase];
 }
 
 /** The service the ARP request in `v` is to be answered for, if any. */
@@ -21,7 +19,7 @@ export function arpTarget(v: FrameView, byIp: ReadonlyMap<number, Service>): Ser
   const off = v.off;
   if (!arp.isIpv4OverEthernet(b, off, v.len) || arp.op(b, off) !== ARP_REQUEST) return undefined;
   const svc = byIp.get(arp.targetIp(b, off));
-  if (!svc || !answersArp(svc.phase, svc.target.mask)) return undefined;
+  if (!svc || !answersArp(svc.phase, svc.strategy)) return undefined;
   const sender = arp.senderIp(b, off);
   // Never answer the guest itself (its own probes and gratuitous ARPs would see a conflict).
   if (sender === 0 || sender === svc.ip || b.compare(svc.mac, 0, 6, off + 22, off + 28) === 0) return undefined;

@@ -9,7 +9,7 @@ import { parkSegment } from './park.js';
 import type { FrameView } from './pdu/frame.js';
 import { formatIpv4 } from './pdu/ipv4.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './pdu/tcp.js';
-import { holdsConnections, type Service } from './state.js';
+import type { Service } from './state.js';
 
 export interface DispatchDeps {
   ctx: MaskContext;
@@ -44,8 +44,9 @@ export class TcpDispatch {
     const flags = v.flags;
     const isSyn = (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
     if (isSyn) this.d.ctx.metrics.counts.synsSeen++;
+    const handling = svc.strategy.clientSegments;
     if (svc.phase === 'watched') {
-      if (svc.target.mask === 'activate') return;
+      if (!svc.strategy.answersArp.watched) return; // we do not speak for this IP
       if (!isSyn) {
         // A segment of a connection to a service that is not running (it died, or was stopped):
         // answer as a closed port would, so the client learns now instead of retransmitting into
@@ -54,7 +55,7 @@ export class TcpDispatch {
         return;
       }
       this.summon(svc, v);
-      if (!holdsConnections(svc.target.mask)) {
+      if (!svc.strategy.holdsConnections) {
         svc.phase = 'booting';
         return;
       }
@@ -69,15 +70,15 @@ export class TcpDispatch {
     const isAck = (flags & (TCP_ACK | TCP_SYN | TCP_RST)) === TCP_ACK;
     if (svc.phase === 'ready') {
       // A handshake we answered just before the guest came up completes now: hand it over at once.
-      if (svc.target.mask === 'handshake' && isAck && Date.now() - svc.readyAt < LATE_HANDSHAKE_MS) {
+      if (handling === 'handshake' && isAck && Date.now() - svc.readyAt < LATE_HANDSHAKE_MS) {
         const late = this.d.handshake.cookieAck(svc, v, key, false);
         if (late) void this.d.handover.late(late);
       }
       return;
     }
     if (svc.phase !== 'booting') return;
-    if (svc.target.mask === 'park') parkSegment(svc, v, key, isSyn, this.d.ctx.budget, this.d.ctx.metrics);
-    else if (svc.target.mask === 'handshake') {
+    if (handling === 'park') parkSegment(svc, v, key, isSyn, this.d.ctx.budget, this.d.ctx.metrics);
+    else if (handling === 'handshake') {
       if (isSyn) this.d.handshake.synAck(svc, v);
       else if (isAck) this.d.handshake.cookieAck(svc, v, key);
     }

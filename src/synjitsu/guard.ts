@@ -1,7 +1,7 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { RelayFilter } from './nft.js';
-import { holdsConnections, type Service } from './state.js';
+import type { Service } from './state.js';
 
 /**
  * After ready(), handshakes we answered just before may still complete (client ACK in flight, or a
@@ -23,7 +23,7 @@ export class RstGuard {
   ) {}
 
   hold(svc: Service): void {
-    if (!holdsConnections(svc.target.mask)) return;
+    if (!svc.strategy.holdsConnections) return;
     // After this turn's frames are out: spawning nft blocks the loop for a few ms (fork).
     setImmediate(() => {
       if (svc.phase !== 'booting') return;
@@ -35,7 +35,7 @@ export class RstGuard {
 
   /** Lifts the guard `afterMs` from now (0: at once). */
   lift(svc: Service, afterMs: number): void {
-    if (!holdsConnections(svc.target.mask)) return;
+    if (!svc.strategy.holdsConnections) return;
     const done = afterMs > 0 ? this.filter.guardRsts(svc.ip, afterMs) : this.filter.unguard(svc.ip);
     done.catch((err: unknown) => {
       this.logger.warn('synjitsu: cannot update the RST guard', { service: svc.target.service, error: errorMessage(err) });

@@ -1,5 +1,5 @@
 import type { PacketSocket } from '../native/index.js';
-import type { MaskMode } from '../backends/backend.js';
+import { maskStrategy, type MaskStrategy } from '../masking/registry.js';
 import type { MaskTarget } from './masker.js';
 import type { ServiceMetrics } from './metrics.js';
 import type { Tuple } from './nft.js';
@@ -14,10 +14,6 @@ export const OUR_WSCALE = 7;
 export type Phase = 'watched' | 'booting' | 'ready';
 export type FlowState = 'buffering' | 'syn-sent' | 'relay' | 'closing';
 
-/** The strategies for which we hold connections ourselves (and so guard against the guest's RSTs). */
-export function holdsConnections(mask: MaskMode): boolean {
-  return mask === 'park' || mask === 'handshake';
-}
 
 export interface Parked {
   frame: Buffer;
@@ -26,6 +22,8 @@ export interface Parked {
 
 export interface Service {
   target: MaskTarget;
+  /** The target's masking strategy, looked up once (the packet path asks it per segment). */
+  strategy: MaskStrategy;
   ip: number;
   mac: Buffer;
   phase: Phase;
@@ -99,6 +97,7 @@ export class Flow {
 export function newService(target: MaskTarget, ip: number, mac: Buffer, phase: Phase, m: ServiceMetrics): Service {
   return {
     target,
+    strategy: maskStrategy(target.mask),
     ip,
     mac,
     phase,

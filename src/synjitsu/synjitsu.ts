@@ -20,7 +20,8 @@ import { Parker } from './park.js';
 import { formatMac, parseMac } from './pdu/ethernet.js';
 import { Relay } from './relay.js';
 import { ServiceTable } from './services.js';
-import { holdsConnections, type Service } from './state.js';
+import type { Service } from './state.js';
+import { maskStrategy } from '../masking/registry.js';
 import { Teardown } from './teardown.js';
 import { TxQueue } from './tx.js';
 import { Wire } from './wire.js';
@@ -129,7 +130,7 @@ export class Synjitsu implements BootMasker {
       }
       this.services.retain(keep);
       this.refilter();
-      if (targets.some((t) => holdsConnections(t.mask))) {
+      if (targets.some((t) => maskStrategy(t.mask).holdsConnections)) {
         this.ctx.relayFilter.prepare().catch((err: unknown) => {
           this.o.logger.error('synjitsu: masking needs nftables (bridge family) to relay handed-over connections and hold back early RSTs', {
             error: errorMessage(err),

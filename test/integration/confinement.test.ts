@@ -349,7 +349,8 @@ describe.skipIf(why !== '' || !hasQemu)(`confinement: QEMU guests ${hasQemu ? wh
   it('figures: start -> first byte of the page, confined (sandbox + runas) vs user=root,sandbox=off', async () => {
     const times: Record<string, number[]> = { confined: [], root: [] };
     for (let round = 0; round < 3; round++) {
-      for (const [kind, options] of [['confined', {}], ['root', { user: ['root'], sandbox: ['off'] }]] as const) {
+      const variants: [string, Record<string, string[]>][] = [['confined', {}], ['root', { user: ['root'], sandbox: ['off'] }]];
+      for (const [kind, options] of variants) {
         const s = vmSpec(`${PREFIX}-vm-${kind}`, kind === 'confined' ? 20 : 21, options);
         const { handle, ms } = await bootVm(s);
         times[kind]!.push(ms);

@@ -17,6 +17,7 @@ import { LOG_MAX_BYTES, logTail } from '../process/logs.js';
 import { listeningTcpPorts, readProcStat } from '../process/proc.js';
 import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
 import { CLAIMS_FILE, containerProgram, containerUser, defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
+import { maskStrategy } from '../../masking/registry.js';
 import {
   crunArgv,
   crunCommand,
@@ -220,7 +221,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
   const backend: Backend = {
     name: 'container',
     summary: 'OCI containers run by crun in the service netns, with socket activation (port=)',
-    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'pid', netns: true, maskModes: ['none', 'activate', 'park', 'handshake'], defaultMask: 'activate' },
+    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'pid', netns: true, masking: { prebind: true, hold: true }, defaultMask: 'activate' },
     options: containerOptions,
 
     async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
@@ -231,13 +232,14 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       // Pre-bound sockets reach a program that binds its own port only through jitsu-preload.so,
       // which a static (or non-glibc) program never loads: such a program binds the port itself.
       let selfBound: string | undefined;
-      if (spec.mask === 'activate' && config.ports.length > 0) {
+      const strategy = maskStrategy(spec.mask);
+      if (strategy.requires === 'prebind' && config.ports.length > 0) {
         const { root, program, path } = containerProgram(base, config, config.bundle);
         const linkage = program === undefined ? 'unknown' : programLinkage(findInRoot(program, path, root) ?? program, root);
         if (!preloadWorks(linkage)) selfBound = notPreBoundNote(program ?? 'the container process', linkage, config.ports);
       }
-      const activated = spec.mask === 'activate' && config.ports.length > 0 && selfBound === undefined;
-      const parked = spec.mask === 'park' || spec.mask === 'handshake' || selfBound !== undefined;
+      const activated = strategy.requires === 'prebind' && config.ports.length > 0 && selfBound === undefined;
+      const parked = strategy.linkUp === 'ready' || selfBound !== undefined;
       const reportDir = join(spec.runDir, 'activation');
       const f: ContainerFacts = {
         id,

@@ -23,7 +23,7 @@ export function createFakeBackend(): FakeBackend {
   const fake: FakeBackend = {
     name: 'process',
     summary: 'fake backend for unit tests',
-    capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], exitWatch: 'pid', netns: false, maskModes: ['none', 'park', 'handshake', 'activate'], defaultMask: 'none' },
+    capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], exitWatch: 'pid', netns: false, masking: { prebind: true, hold: true }, defaultMask: 'none' },
     options: [],
     calls: [],
     running: new Map(),

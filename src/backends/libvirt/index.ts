@@ -236,7 +236,7 @@ async function state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeS
 export const backend: Backend = {
   name: 'libvirt',
   summary: 'existing libvirt domains, by name, through virsh -c URI (KVM or TCG domains alike)',
-  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'poll', netns: false, maskModes: ['none', 'park', 'handshake'], defaultMask: 'none' },
+  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'poll', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'none' },
   options: libvirtOptions,
   start,
   ready,

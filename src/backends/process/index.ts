@@ -21,8 +21,9 @@ import { activatePath, preloadPath } from './launcher.js';
 import { LOG_MAX_BYTES, logTail, startLog } from './logs.js';
 import { parseProcessOptions, processOptions, type ProcessConfig } from './options.js';
 import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from './proc.js';
+import { maskStrategy } from '../../masking/registry.js';
 
-export { defaultProcessMask, parseProcessOptions, processOptions } from './options.js';
+export { parseProcessOptions, processOptions } from './options.js';
 export { parseCommand } from './argv.js';
 
 /** How long `shutdown` waits after SIGTERM before SIGKILL. */
@@ -292,7 +293,7 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   const nsPath = netnsPath(netns);
   const link = hostLinkName(spec.service);
   if (!existsSync(nsPath) || !linkExists(link)) await prepareServiceNetns(spec.network, spec.service, { hostLinkUp: false });
-  const parked = spec.mask === 'park' || spec.mask === 'handshake';
+  const parked = maskStrategy(spec.mask).linkUp === 'ready';
   // A booting service must not answer until it can accept (park/handshake: until ready()).
   if (parked && isLinkUp(link)) await setLinkUp(link, false);
 
@@ -479,7 +480,7 @@ async function resume(handle: BackendHandle, spec: ServiceSpec, _signal: AbortSi
     for (let i = 0; i < 200 && liveness(pid, data.startTime).state === 'stopped-signal'; i++) await new Promise((r) => setTimeout(r, 1));
   }
   // As after a boot: park/handshake services come back on the bridge in ready(), once Synjitsu can hand over.
-  const parked = spec.mask === 'park' || spec.mask === 'handshake';
+  const parked = maskStrategy(spec.mask).linkUp === 'ready';
   if (!parked && handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
 }
 
@@ -511,7 +512,7 @@ async function state(handle: BackendHandle): Promise<RuntimeState> {
 export const backend: Backend = {
   name: 'process',
   summary: 'runs exec= in its own network namespace (veth on the bridge, owns ip), with socket activation for port=',
-  capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], exitWatch: 'pid', netns: true, maskModes: ['none', 'activate', 'park', 'handshake'], defaultMask: 'activate' },
+  capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], exitWatch: 'pid', netns: true, masking: { prebind: true, hold: true }, defaultMask: 'activate' },
   options: processOptions,
   start,
   ready,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { errorCode } from '../../errors.js';
-import { defaultProcessMask, parseProcessOptions, processOptions } from './options.js';
+import { parseProcessOptions, processOptions } from './options.js';
 
 function fails(options: Record<string, string[]>): { code: string | undefined; message: string } {
   try {
@@ -49,9 +49,5 @@ describe('process backend options', () => {
     const port = processOptions.find((o) => o.key === 'port')!;
     expect(port.validate!('8080')).toBeUndefined();
     expect(port.validate!('99999')).toMatch(/1-65535/);
-  });
-  it('defaults the mask to activate only when ports are given', () => {
-    expect(defaultProcessMask({ exec: ['x'], port: ['80'] })).toBe('activate');
-    expect(defaultProcessMask({ exec: ['x'] })).toBe('none');
   });
 });

@@ -1,5 +1,5 @@
 import { isAbsolute } from 'node:path';
-import type { MaskMode, OptionSpec } from '../backend.js';
+import type { OptionSpec } from '../backend.js';
 import { JitsuError } from '../../errors.js';
 import { CommandSyntaxError, parseCommand } from './argv.js';
 import type { ParsedCommand } from './argv.js';
@@ -157,7 +157,3 @@ export function parseProcessOptions(service: string, options: Readonly<Record<st
   return { command: parseCommand(options['exec']![0]!), ports, env, ...(cwd ? { cwd } : {}), confinement };
 }
 
-/** The mask a process service gets when it names none: `activate` with ports to pre-bind, else `none`. */
-export function defaultProcessMask(options: Readonly<Record<string, readonly string[]>>): MaskMode {
-  return (options['port'] ?? []).length > 0 ? 'activate' : 'none';
-}

@@ -323,7 +323,7 @@ async function state(handle: BackendHandle): Promise<RuntimeState> {
 export const backend: Backend = {
   name: 'qemu',
   summary: 'QEMU -M microvm guests on a tap on the service bridge; KVM when a probe boot proves it works, else TCG',
-  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'pid', netns: false, maskModes: ['none', 'park', 'handshake'], defaultMask: 'handshake' },
+  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'pid', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'handshake' },
   options: qemuOptions,
   start,
   ready,

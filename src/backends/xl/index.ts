@@ -95,7 +95,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
   return {
     name: 'xl',
     summary: 'Xen domains via the xl CLI (original Jitsu libxl keys); untested on a real Xen host',
-    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'poll', netns: false, maskModes: ['none', 'park', 'handshake'], defaultMask: 'none' },
+    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'poll', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'none' },
     options: XL_OPTIONS,
 
     async start(spec, signal) {
