@@ -1,5 +1,6 @@
 import { allBackends } from '../backends/registry.js';
 import { FLAGS, SERVICE_KEYS } from '../config/options.js';
+import { DEFAULT_STATE_DIR } from '../config/validate.js';
 import { COMMAND_HELP } from './commands.js';
 import { supportedMasks } from '../masking/registry.js';
 
@@ -26,9 +27,10 @@ export function helpText(): string {
   ];
   for (const f of FLAGS) {
     const names = (f.short ? `-${f.short}, ` : '    ') + `--${f.long}` + (f.metavar ? ` ${f.metavar}` : '');
-    lines.push(row(names, f.help + (f.defaultText ? ` (default: ${f.defaultText})` : '')));
+    const shown = f.defaultText ?? f.default;
+    lines.push(row(names, f.help + (shown !== undefined ? ` (default: ${shown})` : '')));
   }
-  lines.push('', 'Commands (talk to the daemon running with --state DIR, default /var/lib/jitsu, through DIR/control.sock):');
+  lines.push('', `Commands (talk to the daemon running with --state DIR, default ${DEFAULT_STATE_DIR}, through DIR/control.sock):`);
   for (const [usage, help] of COMMAND_HELP) lines.push(row(`jitsu ${usage}`, help));
   lines.push('', 'Signals: SIGHUP reloads the config file, SIGUSR1 reopens --log-file, SIGTERM/SIGINT stop (services too).');
   lines.push('', 'Service keys (every backend):');

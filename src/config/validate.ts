@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 import type { Backend, BackendName, MaskMode, ReadyProbe } from '../backends/backend.js';
-import { MASK_MODES, STOP_MODES } from '../backends/backend.js';
+import { BACKEND_NAMES, MASK_MODES, STOP_MODES } from '../backends/backend.js';
 import { getBackend, isBackendName } from '../backends/registry.js';
 import { defaultGateway } from '../network/addr.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../observe/log.js';
 import { ConfigError } from './errors.js';
+import { flagByName } from './options.js';
 import { handshake } from '../masking/handshake.js';
 import { maskStrategy, supportedMasks } from '../masking/registry.js';
 import { SUPERVISION_KEYS, isSupervisionKey, parsePolicy } from './supervision-keys.js';
@@ -36,9 +37,15 @@ export interface ValidateContext {
 }
 
 /** Where state lives without --state: the daemon's, and where the control commands look for it. */
-export const DEFAULT_STATE_DIR = '/var/lib/jitsu';
+export const DEFAULT_STATE_DIR = tableDefault('state');
 
 const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+function tableDefault(key: string): string {
+  const value = flagByName(key)?.default;
+  if (value === undefined) throw new Error(`flag table: --${key} has no default`);
+  return value;
+}
 
 function single(flags: Map<string, string[]>, key: string): string | undefined {
   const values = flags.get(key);
@@ -56,21 +63,23 @@ function list(flags: Map<string, string[]>, key: string): string[] | undefined {
 export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
   const f = raw.flags;
   const flag = (key: string): string | undefined => single(f, key);
+  /** The flag's value, else its default from the one table (options.ts). */
+  const value = (key: string): string => flag(key) ?? tableDefault(key);
 
-  const bind = (list(f, 'bind') ?? ['127.0.0.1']).map((a) => parseIp('--bind', a).ip);
+  const bind = (list(f, 'bind') ?? [tableDefault('bind')]).map((a) => parseIp('--bind', a).ip);
   if (bind.length === 0) throw new ConfigError('--bind', 'no address given');
-  const port = parseInteger('--port', flag('port') ?? '53', 0, 65535);
-  const forwarderPort = parseInteger('--forwarder-port', flag('forwarder-port') ?? '53', 1, 65535);
+  const port = parseInteger('--port', value('port'), 0, 65535);
+  const forwarderPort = parseInteger('--forwarder-port', value('forwarder-port'), 1, 65535);
   const forwarderList = list(f, 'forwarder');
   let forwarders: string[];
   if (forwarderList === undefined) forwarders = ctx.defaultForwarders();
   else if (forwarderList.includes('0.0.0.0')) forwarders = [];
   else forwarders = forwarderList.map((a) => parseIp('--forwarder', a).ip);
 
-  const backendName = flag('backend') ?? 'process';
-  if (!isBackendName(backendName)) throw new ConfigError('--backend', `"${backendName}" is not a backend: use process|qemu|libvirt|container|xl`);
+  const backendName = value('backend');
+  if (!isBackendName(backendName)) throw new ConfigError('--backend', `"${backendName}" is not a backend: use ${BACKEND_NAMES.join('|')}`);
 
-  const ttl = parseInteger('--ttl', flag('ttl') ?? '60', 0, 604800);
+  const ttl = parseInteger('--ttl', value('ttl'), 0, 604800);
   const stateFlag = flag('state');
   const persistdb = flag('persistdb');
   if (stateFlag !== undefined && persistdb !== undefined) throw new ConfigError('--persistdb', 'is an alias of --state; give only --state');
@@ -90,22 +99,22 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
     forwarders,
     forwarderPort,
     allowForward: allowForward ?? [],
-    rrlRate: parseInteger('--rrl-rate', flag('rrl-rate') ?? '200', 0, 1_000_000_000),
-    rrlSlip: parseInteger('--rrl-slip', flag('rrl-slip') ?? '2', 0, 100),
+    rrlRate: parseInteger('--rrl-rate', value('rrl-rate'), 0, 1_000_000_000),
+    rrlSlip: parseInteger('--rrl-slip', value('rrl-slip'), 0, 100),
     backend: backendName,
-    responseDelay: parseNumber('--delay', flag('delay') ?? '0.1', 0, 60),
+    responseDelay: parseNumber('--delay', value('delay'), 0, 60),
     ttl,
-    stopMode: parseEnum('--mode', flag('mode') ?? 'destroy', STOP_MODES),
-    stateDir: stateFlag ?? persistdb ?? DEFAULT_STATE_DIR,
-    logLevel: parseEnum('--log-level', flag('log-level') ?? 'info', LOG_LEVELS),
-    logFormat: parseEnum('--log-format', flag('log-format') ?? 'logfmt', LOG_FORMATS),
-    bridge: parseIfName('--bridge', flag('bridge') ?? 'jitsu0'),
-    bootTimeout: parseNumber('--boot-timeout', flag('boot-timeout') ?? '30', 0.01, 3600),
-    maxBooting: parseInteger('--max-booting', flag('max-booting') ?? '16', 1, 10_000),
-    summonRate: parseInteger('--summon-rate', flag('summon-rate') ?? '20', 0, 1_000_000),
+    stopMode: parseEnum('--mode', value('mode'), STOP_MODES),
+    stateDir: stateFlag ?? persistdb ?? tableDefault('state'),
+    logLevel: parseEnum('--log-level', value('log-level'), LOG_LEVELS),
+    logFormat: parseEnum('--log-format', value('log-format'), LOG_FORMATS),
+    bridge: parseIfName('--bridge', value('bridge')),
+    bootTimeout: parseNumber('--boot-timeout', value('boot-timeout'), 0.01, 3600),
+    maxBooting: parseInteger('--max-booting', value('max-booting'), 1, 10_000),
+    summonRate: parseInteger('--summon-rate', value('summon-rate'), 0, 1_000_000),
     idleTimeout: parseNumber('--idle-timeout', flag('idle-timeout') ?? String(2 * ttl), 0.01, 31 * 86400),
-    sweepInterval: parseNumber('--sweep-interval', flag('sweep-interval') ?? '5', 0.01, 3600),
-    workers: parseInteger('--workers', flag('workers') ?? '2', 1, 64),
+    sweepInterval: parseNumber('--sweep-interval', value('sweep-interval'), 0.01, 3600),
+    workers: parseInteger('--workers', value('workers'), 1, 64),
     services: [],
   };
   if (backendUri !== undefined) config.backendUri = backendUri;
@@ -186,7 +195,7 @@ function validateService(pairs: readonly KeyValue[], config: Config, lookupBacke
   if (!SERVICE_NAME.test(name)) throw new ConfigError('name', `"${name}" is not a valid service name (letters, digits, _ . -, at most 63)`);
 
   const backendName = common.get('backend') ?? config.backend;
-  if (!isBackendName(backendName)) throw new ConfigError('backend', `"${backendName}" is not a backend: use process|qemu|libvirt|container|xl`);
+  if (!isBackendName(backendName)) throw new ConfigError('backend', `"${backendName}" is not a backend: use ${BACKEND_NAMES.join('|')}`);
   const backend = lookupBackend(backendName);
   const options = validateBackendOptions(backend, backendPairs, name);
 
