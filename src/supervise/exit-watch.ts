@@ -5,7 +5,7 @@
  * process it was opened on). Without the addon, /proc is polled instead, still well inside the
  * 100 ms the lifecycle promises.
  */
-import { readProcStat } from '../backends/process/proc.js';
+import { isAlive } from '../backends/common/proc.js';
 import type { BackendHandle } from '../backends/backend.js';
 import { errorMessage } from '../errors.js';
 import { loadNative, type NativeAddon } from '../native/index.js';
@@ -35,8 +35,7 @@ export function watchedProcess(handle: BackendHandle): WatchedProcess | undefine
 
 /** Alive and still the same process: exists, not a zombie, same start time. */
 export function isSameLiveProcess(target: WatchedProcess): boolean {
-  const st = readProcStat(target.pid);
-  return st !== undefined && st.startTime === target.startTime && st.state !== 'Z' && st.state !== 'X';
+  return isAlive(target.pid, target.startTime);
 }
 
 export const POLL_FALLBACK_MS = 50;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CommandSyntaxError, parseCommand } from './argv.js';
+import { CommandSyntaxError, parseCommand } from './command-line.js';
 
 describe('parseCommand', () => {
   it('splits plain words and exec()s them directly', () => {

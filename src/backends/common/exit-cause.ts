@@ -1,6 +1,6 @@
 /** One wording for how a process ended, shared by the backends' exit reports. */
 import { constants } from 'node:os';
-import type { ExitReason } from './backend.js';
+import type { ExitReason } from '../backend.js';
 
 const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).map(([name, n]) => [n, name]));
 

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { decodeWaitStatus, listeningTcpPorts, liveness, parseProcNet, parseProcStat, readProcStat } from './proc.js';
+import { decodeWaitStatus, isAlive, listeningTcpPorts, liveness, parseProcNet, parseProcStat, readProcStat } from './proc.js';
 
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0000000000000000 100 0 0 10 0
@@ -53,5 +53,16 @@ describe('/proc parsing', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('process identity', () => {
+  it('knows this process, rejects a wrong start time and absent pids', () => {
+    const st = readProcStat(process.pid)!;
+    expect(st.startTime).toBeGreaterThan(0);
+    expect(isAlive(process.pid, st.startTime)).toBe(true);
+    expect(isAlive(process.pid, st.startTime + 1)).toBe(false);
+    expect(isAlive(undefined, undefined)).toBe(false);
+    expect(isAlive(2 ** 22 + 7, undefined)).toBe(false);
   });
 });

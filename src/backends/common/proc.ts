@@ -1,3 +1,8 @@
+/**
+ * What /proc says about a process: its state and start time (with the pid, the identity of one
+ * process: a pid alone is not enough after a restart, the kernel may have reused it), its exit
+ * status while a zombie, its network namespace and the sockets open there.
+ */
 import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 
 /** What /proc says about one pid. */
@@ -46,6 +51,18 @@ export function liveness(pid: number, startTime: number): { state: Liveness; sta
   }
   if (stat.state === 'T' || stat.state === 't') return { state: 'stopped-signal', stat };
   return { state: 'alive', stat };
+}
+
+/**
+ * Alive = exists, is not a zombie, and (when `startTime` is given) started when we recorded it.
+ * Stricter than `liveness` about zombies: an exited child nobody reaped yet is not alive here even
+ * while its other threads are still exiting.
+ */
+export function isAlive(pid: number | undefined, startTime: number | undefined): boolean {
+  if (pid === undefined || !Number.isInteger(pid) || pid <= 0) return false;
+  const stat = readProcStat(pid);
+  if (!stat || stat.state === 'Z' || stat.state === 'X') return false;
+  return startTime === undefined || stat.startTime === startTime;
 }
 
 function threadCount(pid: number): number {

@@ -6,7 +6,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { connect } from 'node:net';
-import { abortableSleep } from '../sleep.js';
+import { abortableSleep } from './sleep.js';
 
 const counterBuf = Buffer.alloc(32);
 

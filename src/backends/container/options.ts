@@ -2,7 +2,7 @@
 import { isAbsolute } from 'node:path';
 import type { OptionSpec } from '../backend.js';
 import { JitsuError } from '../../errors.js';
-import { CommandSyntaxError, parseCommand } from '../process/argv.js';
+import { CommandSyntaxError, parseCommand } from '../common/command-line.js';
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Environment names the backend owns: socket activation must not be spoofed by a service key. */

@@ -1,6 +1,6 @@
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError } from '../../errors.js';
-import { abortableSleep } from '../sleep.js';
+import { abortableSleep } from '../common/sleep.js';
 
 /**
  * In-memory backend for unit tests of the lifecycle only (never registered for users). Boots take

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import type { Backend, BackendHandle, JsonValue, OptionSpec, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError } from '../../errors.js';
 import { linkExists } from '../../network/link.js';
-import { rxPackets, waitFirstFrame, waitTcp } from '../qemu/ready.js';
+import { rxPackets, waitFirstFrame, waitTcp } from '../common/readiness.js';
 import { DEFAULT_URI, isNoDomain, parseDomIfList, parseDomState, runtimeStateOf, virsh, virshReason, type DomIface, type DomState } from './virsh.js';
 
 export { parseDomIfList, parseDomState, runtimeStateOf, virsh, DEFAULT_URI } from './virsh.js';

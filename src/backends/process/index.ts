@@ -11,20 +11,22 @@ import type { Readable } from 'node:stream';
 import { accessSync, appendFileSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
-import { describeExit } from '../exit-cause.js';
-import { abortableSleep } from '../sleep.js';
+import { describeExit } from '../common/exit-cause.js';
+import { abortableSleep } from '../common/sleep.js';
 import { JitsuError } from '../../errors.js';
 import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
-import { claimedAll, notPreBoundNote, preloadWorks, programLinkage, servingProbe, watchClaims, type ServingProbe } from './activation.js';
-import { planLimits, resolveIdentity, type Identity } from './confine.js';
-import { activatePath, preloadPath } from './launcher.js';
-import { LOG_MAX_BYTES, logTail, startLog } from './logs.js';
+import { claimedAll, notPreBoundNote, preloadWorks, programLinkage, servingProbe, watchClaims, type ServingProbe } from '../common/activation.js';
+import { planLimits } from './confine.js';
+import { resolveIdentity, type Identity } from '../common/identity.js';
+import { activatePath, preloadPath } from '../common/launcher.js';
+import { LOG_MAX_BYTES, logTail, startLog } from '../common/logs.js';
 import { parseProcessOptions, processOptions, type ProcessConfig } from './options.js';
-import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from './proc.js';
+import { signalGroup } from '../common/process-group.js';
+import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from '../common/proc.js';
 import { maskStrategy } from '../../masking/registry.js';
 
 export { parseProcessOptions, processOptions } from './options.js';
-export { parseCommand } from './argv.js';
+export { parseCommand } from '../common/command-line.js';
 
 /** How long `shutdown` waits after SIGTERM before SIGKILL. */
 export const SHUTDOWN_GRACE_MS = 10_000;
@@ -85,19 +87,6 @@ function resolveCommand(cmd: string, pathEnv: string | undefined, cwd: string | 
     if (dir && executable(join(dir, cmd))) return join(dir, cmd);
   }
   return undefined;
-}
-
-function signalGroup(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, sig);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-    try {
-      process.kill(pid, sig);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
-    }
-  }
 }
 
 /** Written by the launcher's supervisor when the command ends. */

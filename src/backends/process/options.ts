@@ -1,9 +1,10 @@
 import { isAbsolute } from 'node:path';
 import type { OptionSpec } from '../backend.js';
 import { JitsuError } from '../../errors.js';
-import { CommandSyntaxError, parseCommand } from './argv.js';
-import type { ParsedCommand } from './argv.js';
-import { DEFAULT_SERVICE_USER, ROOT_USER, parseSize, type ResourceLimits } from './confine.js';
+import { CommandSyntaxError, parseCommand } from '../common/command-line.js';
+import type { ParsedCommand } from '../common/command-line.js';
+import { parseSize, type ResourceLimits } from './confine.js';
+import { DEFAULT_SERVICE_USER, ROOT_USER } from '../common/identity.js';
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { capConsole, fileTail } from './console.js';
-import { isAlive, readProcStat } from './proc.js';
 
 describe('console file', () => {
   it('tails the last lines, drops a cut first line, and caps the file', () => {
@@ -21,16 +20,5 @@ describe('console file', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
-});
-
-describe('process identity', () => {
-  it('knows this process, rejects a wrong start time and absent pids', () => {
-    const st = readProcStat(process.pid)!;
-    expect(st.startTime).toBeGreaterThan(0);
-    expect(isAlive(process.pid, st.startTime)).toBe(true);
-    expect(isAlive(process.pid, st.startTime + 1)).toBe(false);
-    expect(isAlive(undefined, undefined)).toBe(false);
-    expect(isAlive(2 ** 22 + 7, undefined)).toBe(false);
   });
 });

@@ -7,17 +7,18 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
-import { describeExit } from '../exit-cause.js';
+import { describeExit } from '../common/exit-cause.js';
 import { JitsuError } from '../../errors.js';
 import { resolveAccel } from './accel.js';
 import { buildCmdline, buildQemuArgs, hostCpuKhz, runPaths, type Accel, type RunPaths } from './argv.js';
 import { capConsole, fileTail } from './console.js';
 import { guestImageDir, parseQemuOptions, qemuOptions, type QemuConfig } from './options.js';
-import { isAlive, readProcStat, signalGroup } from './proc.js';
+import { isAlive, readProcStat } from '../common/proc.js';
+import { signalGroup } from '../common/process-group.js';
 import { QmpClient, qmpOnce } from './qmp.js';
-import { rxPackets, waitFirstFrame, waitTcp } from './ready.js';
+import { rxPackets, waitFirstFrame, waitTcp } from '../common/readiness.js';
 import { createTap, removeTap } from './tap.js';
-import { resolveIdentity } from '../process/confine.js';
+import { resolveIdentity } from '../common/identity.js';
 
 export { parseQemuOptions, qemuOptions, defaultTapName, guestImageDir } from './options.js';
 export type { QemuConfig } from './options.js';
@@ -251,7 +252,11 @@ async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, si
       // the reply may race QEMU's exit; exit is checked below
     }
     if (!(await waitExit(pid, d.startTime, QUIT_GRACE_MS))) {
-      signalGroup(pid, 'SIGKILL');
+      try {
+        signalGroup(pid, 'SIGKILL');
+      } catch (err) {
+        throw new JitsuError('STOP_FAILED', `service ${spec.service}: cannot signal QEMU's process group ${pid}: ${(err as Error).message}`, { service: spec.service, pid }, { cause: err });
+      }
       if (!(await waitExit(pid, d.startTime, QUIT_GRACE_MS))) {
         throw new JitsuError('STOP_FAILED', `service ${spec.service}: QEMU (pid ${pid}) survived SIGKILL`, { service: spec.service, pid });
       }

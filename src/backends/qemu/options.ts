@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { OptionSpec, ServiceSpec } from '../backend.js';
 import { JitsuError } from '../../errors.js';
 import { isValidIfName } from '../../network/names.js';
-import { DEFAULT_SERVICE_USER, ROOT_USER } from '../process/confine.js';
+import { DEFAULT_SERVICE_USER, ROOT_USER } from '../common/identity.js';
 
 export type AccelChoice = 'auto' | 'kvm' | 'tcg';
 

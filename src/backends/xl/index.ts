@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
-import { abortableSleep } from '../sleep.js';
+import { abortableSleep } from '../common/sleep.js';
 import { parseXlDomain, renderXlConfig, XL_OPTIONS } from './config.js';
 import { mapXlFailure, runXl, xlArgv, type XlOp } from './command.js';
 import { parseXlList, stateFromFlags, type XlListEntry } from './parse.js';
