@@ -25,7 +25,43 @@ export type ErrorCode =
   /** No daemon answers on the state dir's control socket (or the socket cannot be reached). */
   | 'CONTROL_FAILED'
   /** Another running daemon already uses this state dir (its control socket answers). */
-  | 'STATE_IN_USE';
+  | 'STATE_IN_USE'
+  /** A file the build makes is missing (dist/, the backend worker): build first. */
+  | 'NOT_BUILT'
+  /** A backend worker thread answered with something that is not a reply (a bug, not the backend). */
+  | 'WORKER_FAILED'
+  /** A suspended service could not be resumed. */
+  | 'RESUME_FAILED';
+
+/** Every code (compile-checked: a new code must be added here too). */
+const ERROR_CODES: Record<ErrorCode, true> = {
+  CONFIG_INVALID: true,
+  BACKEND_UNKNOWN: true,
+  BACKEND_UNSUPPORTED: true,
+  BOOT_FAILED: true,
+  BOOT_TIMEOUT: true,
+  READY_TIMEOUT: true,
+  STOP_FAILED: true,
+  NOT_RUNNING: true,
+  SERVICE_FAILED: true,
+  BOOT_REFUSED: true,
+  NETWORK_SETUP: true,
+  NATIVE_UNAVAILABLE: true,
+  ABORTED: true,
+  STATE_CORRUPT: true,
+  DNS_MALFORMED: true,
+  UPSTREAM_FAILED: true,
+  SERVICE_UNKNOWN: true,
+  CONTROL_FAILED: true,
+  STATE_IN_USE: true,
+  NOT_BUILT: true,
+  WORKER_FAILED: true,
+  RESUME_FAILED: true,
+};
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, value);
+}
 
 export class JitsuError extends Error {
   readonly code: ErrorCode;
@@ -40,13 +76,27 @@ export class JitsuError extends Error {
   }
 }
 
-/** The stable code of any thrown value, including errors that were structured-cloned from a worker. */
-export function errorCode(err: unknown): ErrorCode | undefined {
+function rawCode(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {
     const code = (err as { code: unknown }).code;
-    if (typeof code === 'string') return code as ErrorCode;
+    if (typeof code === 'string') return code;
   }
   return undefined;
+}
+
+/**
+ * The stable code of a Jitsu error, including one structured-cloned from a worker; undefined for
+ * anything else (a Node system error's `ENOENT` is not one of ours: see systemErrorCode).
+ */
+export function errorCode(err: unknown): ErrorCode | undefined {
+  const code = rawCode(err);
+  return code !== undefined && isErrorCode(code) ? code : undefined;
+}
+
+/** The errno-style code (`ENOENT`, `EADDRINUSE`, ...) of a Node system error. */
+export function systemErrorCode(err: unknown): string | undefined {
+  const code = rawCode(err);
+  return code !== undefined && !isErrorCode(code) ? code : undefined;
 }
 
 export function errorMessage(err: unknown): string {

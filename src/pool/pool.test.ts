@@ -26,8 +26,8 @@ describe('BackendPool', () => {
     } catch (e) {
       err = e;
     }
-    expect(errorCode(err)).toBe('NATIVE_UNAVAILABLE');
-    expect((err as Error).message).toContain('npx tsc -p .');
+    expect(errorCode(err)).toBe('NOT_BUILT');
+    expect((err as Error).message).toContain('npm run build:ts');
   });
 
   it.skipIf(!existsSync(defaultWorkerFile()))('runs calls on a worker and rebuilds typed errors on this side', async () => {

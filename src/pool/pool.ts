@@ -34,7 +34,7 @@ export class BackendPool {
   constructor(opts: BackendPoolOptions) {
     const filename = opts.workerFile ?? defaultWorkerFile();
     if (!existsSync(filename)) {
-      throw new JitsuError('NATIVE_UNAVAILABLE', `backend worker ${filename} is missing: compile with \`npx tsc -p .\``, { workerFile: filename });
+      throw new JitsuError('NOT_BUILT', `backend worker ${filename} is missing: build it with \`npm run build:ts\``, { workerFile: filename });
     }
     this.logger = opts.logger;
     const minThreads = opts.minThreads ?? 1;
@@ -61,7 +61,7 @@ export class BackendPool {
     const t0 = performance.now();
     const res: unknown = await this.piscina.run(req);
     if (!isPoolResponse(res)) {
-      throw new JitsuError('BOOT_FAILED', `backend worker returned a malformed answer to ${req.op} ${req.spec.service}`, { service: req.spec.service });
+      throw new JitsuError('WORKER_FAILED', `backend worker returned a malformed answer to ${req.op} ${req.spec.service} (a bug: please report it)`, { service: req.spec.service, op: req.op });
     }
     if (this.logger.enabled('debug')) {
       this.logger.debug('backend call', { op: req.op, service: req.spec.service, ms: Number((performance.now() - t0).toFixed(2)), ok: res.ok });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { JitsuError } from '../errors.js';
+import { JitsuError, errorCode, systemErrorCode } from '../errors.js';
 import { fromWireError, isPoolResponse, toWireError } from './protocol.js';
 
 describe('pool protocol', () => {
@@ -21,6 +21,7 @@ describe('pool protocol', () => {
     // an errno-style code from Node is not a Jitsu code: it becomes a detail
     const errno = Object.assign(new Error('nope'), { code: 'ENOENT' });
     expect(toWireError(errno, 'start')).toEqual({ code: 'BOOT_FAILED', message: 'nope', details: { osCode: 'ENOENT' } });
+    expect(toWireError(new Error('x'), 'resume').code).toBe('RESUME_FAILED');
   });
   it('recognises well-formed responses only', () => {
     expect(isPoolResponse({ ok: true, value: null })).toBe(true);
@@ -28,5 +29,16 @@ describe('pool protocol', () => {
     expect(isPoolResponse({ ok: false })).toBe(false);
     expect(isPoolResponse(undefined)).toBe(false);
     expect(isPoolResponse({ ok: true })).toBe(false);
+  });
+});
+
+describe('error codes', () => {
+  it('are only ours: a system error is no Jitsu code, and an unknown string none at all', () => {
+    const enoent = Object.assign(new Error('nope'), { code: 'ENOENT' });
+    expect(errorCode(enoent)).toBeUndefined();
+    expect(systemErrorCode(enoent)).toBe('ENOENT');
+    expect(errorCode({ code: 'MADE_UP' })).toBeUndefined();
+    expect(errorCode(new JitsuError('BOOT_FAILED', 'x'))).toBe('BOOT_FAILED');
+    expect(systemErrorCode(new JitsuError('BOOT_FAILED', 'x'))).toBeUndefined();
   });
 });

@@ -4,7 +4,7 @@
  */
 import type { BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
 import type { ErrorCode } from '../errors.js';
-import { JitsuError, errorCode, errorMessage } from '../errors.js';
+import { JitsuError, errorCode, errorMessage, systemErrorCode } from '../errors.js';
 
 export type PoolRequest =
   | { op: 'start'; spec: ServiceSpec; timeoutMs: number }
@@ -51,7 +51,7 @@ const FALLBACK_CODE: Record<PoolOp, ErrorCode> = {
   start: 'BOOT_FAILED',
   ready: 'BOOT_FAILED',
   stop: 'STOP_FAILED',
-  resume: 'STOP_FAILED',
+  resume: 'RESUME_FAILED',
   state: 'NOT_RUNNING',
   exitReport: 'NOT_RUNNING',
 };
@@ -66,35 +66,14 @@ function jsonSafe(details: unknown): Record<string, unknown> {
   }
 }
 
-/** Every JitsuError code (compile-checked: a new code must be added here). */
-const KNOWN_CODES: Record<ErrorCode, true> = {
-  CONFIG_INVALID: true,
-  BACKEND_UNKNOWN: true,
-  BACKEND_UNSUPPORTED: true,
-  BOOT_FAILED: true,
-  BOOT_TIMEOUT: true,
-  READY_TIMEOUT: true,
-  STOP_FAILED: true,
-  NOT_RUNNING: true,
-  SERVICE_FAILED: true,
-  BOOT_REFUSED: true,
-  NETWORK_SETUP: true,
-  NATIVE_UNAVAILABLE: true,
-  ABORTED: true,
-  STATE_CORRUPT: true,
-  DNS_MALFORMED: true,
-  UPSTREAM_FAILED: true,
-  SERVICE_UNKNOWN: true,
-  CONTROL_FAILED: true,
-  STATE_IN_USE: true,
-};
 
 export function toWireError(err: unknown, op: PoolOp): WireError {
   const details = typeof err === 'object' && err !== null && 'details' in err ? jsonSafe((err as { details: unknown }).details) : {};
   const code = errorCode(err);
-  if (code !== undefined && code in KNOWN_CODES) return { code, message: errorMessage(err), details };
+  if (code !== undefined) return { code, message: errorMessage(err), details };
   // A raw Node error (ENOENT, ...): keep its code as a detail, give it the op's stable code.
-  if (code !== undefined) details['osCode'] = code;
+  const osCode = systemErrorCode(err);
+  if (osCode !== undefined) details['osCode'] = osCode;
   return { code: FALLBACK_CODE[op], message: errorMessage(err), details };
 }
 

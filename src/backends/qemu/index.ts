@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { abortError } from '../common/abort.js';
 import { describeExit } from '../common/exit-cause.js';
 import { JitsuError } from '../../errors.js';
 import { resolveAccel } from './accel.js';
@@ -72,12 +73,6 @@ function mustRead(path: string, what: string, service: string): void {
   }
 }
 
-function abortError(signal: AbortSignal, code: 'BOOT_TIMEOUT' | 'READY_TIMEOUT', what: string, details: Record<string, unknown>): JitsuError {
-  const r = signal.reason as { name?: unknown } | undefined;
-  if (r?.name === 'TimeoutError') return new JitsuError(code, what, details);
-  return new JitsuError('ABORTED', `${what}: aborted`, details);
-}
-
 function bootFailure(service: string, paths: Pick<RunPaths, 'console' | 'log'>, why: string): JitsuError {
   const qemuLog = fileTail(paths.log, 8);
   const consoleLog = fileTail(paths.console, 15);
@@ -91,7 +86,7 @@ async function awaitQmp(paths: RunPaths, exited: () => string | undefined, servi
   for (;;) {
     const gone = exited();
     if (gone !== undefined) throw bootFailure(service, paths, `QEMU exited (${gone}) before the guest started`);
-    if (signal.aborted) throw abortError(signal, 'BOOT_TIMEOUT', `service ${service}: QEMU did not start in time`, { service });
+    if (signal.aborted) throw abortError(signal, 'start', { timeout: `service ${service}: QEMU did not start in time`, aborted: `service ${service}: QEMU did not start in time: aborted` }, { service });
     let sockExists = false;
     try {
       sockExists = statSync(paths.qmp).isSocket();
@@ -213,8 +208,8 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
     if (signal.aborted) {
       const lines = fileTail(d.console, 15);
       const what = spec.ready ? `tcp:${spec.ready.port} on ${spec.network.ip}` : `a first frame from ${handle.mac ?? 'the guest'} on ${d.tap}`;
-      const e = abortError(signal, 'READY_TIMEOUT', `service ${spec.service}: no ${what}; last console lines: ${lines.slice(-3).join(' | ') || '(none)'}`, { service: spec.service, console: lines });
-      throw e;
+      const timeout = `service ${spec.service}: no ${what}; last console lines: ${lines.slice(-3).join(' | ') || '(none)'}`;
+      throw abortError(signal, 'ready', { timeout, aborted: `${timeout}: aborted` }, { service: spec.service, console: lines });
     }
     throw new JitsuError('READY_TIMEOUT', `service ${spec.service}: cannot watch ${d.tap}: ${(err as Error).message}`, { service: spec.service }, { cause: err });
   }
@@ -275,7 +270,7 @@ async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
   try {
     await qmpOnce(d.qmp, 'cont');
   } catch (err) {
-    throw new JitsuError('STOP_FAILED', `service ${spec.service}: QMP cont failed: ${(err as Error).message}`, { service: spec.service }, { cause: err });
+    throw new JitsuError('RESUME_FAILED', `service ${spec.service}: QMP cont failed: ${(err as Error).message}`, { service: spec.service }, { cause: err });
   }
 }
 
