@@ -12,9 +12,12 @@ import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, Sto
 import { JitsuError, errorCode } from '../../errors.js';
 import { isLinkUp, linkExists, netnsName, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
 import { claimedAll, findInRoot, notPreBoundNote, preloadWorks, programLinkage, servingProbe } from '../common/activation.js';
+import { callAborted, type BoundedCall } from '../common/abort.js';
+import { handleCodec } from '../common/handle.js';
 import { activatePath, preloadPath } from '../common/launcher.js';
+import { pollPacer, pollUntil } from '../common/readiness.js';
 import { LOG_MAX_BYTES, logTail } from '../common/logs.js';
-import { listeningTcpPorts, readProcStat } from '../common/proc.js';
+import { isAlive, listeningTcpPorts, readProcStat } from '../common/proc.js';
 import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
 import { CLAIMS_FILE, containerProgram, containerUser, defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
 import { maskStrategy } from '../../masking/registry.js';
@@ -68,6 +71,8 @@ interface ContainerFacts {
   startTime: number;
   /** Size of the container log when this container started: its own output begins there. */
   logStart: number;
+  /** The service's netns (its connections are reset on stop); set once the netns is known. */
+  netns?: string;
 }
 
 /**
@@ -123,18 +128,14 @@ function logSince(path: string, offset: number, lines = 5): string[] {
   return buf.toString('utf8').split('\n').filter((l) => l.length > 0).slice(-lines);
 }
 
+/** Every crun call names the container by id under its state root. */
+const containerHandle = handleCodec<ContainerFacts>({ backend: 'container', required: { id: 'string', root: 'string' } });
+
 function facts(handle: BackendHandle): ContainerFacts {
-  return handle.data as unknown as ContainerFacts;
+  return containerHandle.read(handle).data;
 }
 
-/** An aborted call: a deadline (AbortSignal.timeout) is a timeout with its own code, anything else ABORTED. */
-function aborted(what: 'start' | 'ready' | 'stop' | 'resume', service: string, signal: AbortSignal): JitsuError {
-  const timedOut = (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
-  const code = !timedOut ? 'ABORTED' : what === 'ready' ? 'READY_TIMEOUT' : what === 'stop' ? 'STOP_FAILED' : 'BOOT_TIMEOUT';
-  return new JitsuError(code, `container ${what} ${timedOut ? 'timed out' : 'aborted'} for service ${service}`, { service });
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const aborted = (call: BoundedCall, service: string, signal: AbortSignal): JitsuError => callAborted('container', call, service, signal);
 
 /** Runs the launcher and waits for it to exit. stdio is not piped: the launcher's log writer keeps its fds for life. */
 function runLauncher(argv: readonly string[], timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: string }> {
@@ -192,9 +193,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
 
   /** Is the container's main process still alive (and still ours: same start time)? */
   function alive(handle: BackendHandle): boolean {
-    if (!handle.pid) return false;
-    const st = readProcStat(handle.pid);
-    return st !== undefined && st.startTime === facts(handle).startTime && st.state !== 'Z' && st.state !== 'X';
+    return isAlive(handle.pid, facts(handle).startTime);
   }
 
   function bootFailure(service: string, f: ContainerFacts, what: string): JitsuError {
@@ -319,7 +318,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         service: spec.service,
         link: net.hostLink,
         mac: spec.network.mac,
-        data: { ...f, netns: net.netns },
+        data: containerHandle.write({ ...f, netns: net.netns }),
       };
       if (pid > 0) handle.pid = pid;
       if (signal.aborted) {
@@ -335,12 +334,13 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       // other probed port (ready=tcp:PORT, else the first port=) listening in its netns.
       const wanted = spec.ready ? [spec.ready.port] : f.activated ? f.ports : f.ports.slice(0, 1);
       const probe = servingProbe(wanted, f.activated && f.claims ? f.ports : []);
+      const nextCheck = pollPacer({ firstMs: pollMs, maxMs: pollMs });
       for (;;) {
         if (signal.aborted) throw aborted('ready', handle.service, signal);
         if (!alive(handle)) throw bootFailure(handle.service, f, 'exited before it was ready');
         const claimed = probe.claim.length === 0 || claimedAll(f.claims!, probe.claim);
         if (claimed && (probe.listen === 'any' || probe.listen.length === 0 || probe.listen.every((p) => listeningTcpPorts(handle.pid!).has(p)))) break;
-        await sleep(pollMs);
+        await nextCheck();
       }
       // Parked: from here the container's own kernel answers ARP and SYNs (Synjitsu hands over now).
       if (f.parked && !isLinkUp(f.hostLink)) await setLinkUp(f.hostLink, true);
@@ -363,12 +363,11 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         // A paused container cannot act on TERM; let it run so it can.
         await crun('resume', f, crunArgv.resume(f.id)).catch(() => undefined);
         // Bounded by our own limit and by the caller's deadline, whichever comes first; then KILL.
-        const deadline = Date.now() + shutdownTimeoutMs;
-        while (alive(handle) && Date.now() < deadline && !signal.aborted) await sleep(Math.max(pollMs, 10));
+        const every = Math.max(pollMs, 10);
+        await pollUntil(() => !alive(handle), shutdownTimeoutMs, { firstMs: every, maxMs: every }, signal);
       }
       // Its clients get a RST now, while the link is still up (see network/reset.ts).
-      const netns = handle.data['netns'];
-      if (typeof netns === 'string') await resetConnections(netns);
+      if (f.netns !== undefined) await resetConnections(f.netns);
       if (alive(handle)) await crun('kill', f, crunArgv.kill(f.id, 'KILL')).catch(() => undefined);
       await remove(f);
       await linkDown(f);
@@ -382,7 +381,8 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
 
     async resume(handle, _spec, signal) {
       if (signal.aborted) throw aborted('resume', handle.service, signal);
-      await crun('resume', facts(handle), crunArgv.resume(facts(handle).id));
+      const f = facts(handle);
+      await crun('resume', f, crunArgv.resume(f.id));
     },
 
     async state(handle): Promise<RuntimeState> {

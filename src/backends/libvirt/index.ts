@@ -6,9 +6,11 @@
  * the `ready=tcp:PORT` probe.
  */
 import { readFile } from 'node:fs/promises';
-import type { Backend, BackendHandle, JsonValue, OptionSpec, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import type { Backend, BackendHandle, OptionSpec, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError } from '../../errors.js';
 import { linkExists } from '../../network/link.js';
+import { abortError, timedOut } from '../common/abort.js';
+import { handleCodec } from '../common/handle.js';
 import { rxPackets, waitFirstFrame, waitTcp } from '../common/readiness.js';
 import { DEFAULT_URI, isNoDomain, parseDomIfList, parseDomState, runtimeStateOf, virsh, virshReason, type DomIface, type DomState } from './virsh.js';
 
@@ -67,13 +69,8 @@ interface LibvirtData {
   adopted: boolean;
 }
 
-function dataOf(handle: BackendHandle): LibvirtData {
-  const d = handle.data as Partial<Record<keyof LibvirtData, JsonValue>>;
-  if (typeof d.domain !== 'string' || typeof d.uri !== 'string') {
-    throw new JitsuError('STATE_CORRUPT', `libvirt handle for ${handle.service} lacks domain/uri`, { service: handle.service });
-  }
-  return handle.data as unknown as LibvirtData;
-}
+/** Every call names the domain at its URI; the pid (local qemu driver only) is a fact, not a need. */
+const libvirtHandle = handleCodec<LibvirtData>({ backend: 'libvirt', required: { domain: 'string', uri: 'string' } });
 
 async function domState(cfg: Pick<LibvirtConfig, 'uri' | 'domain'>, service: string): Promise<{ state: DomState; reason?: string }> {
   const r = await virsh(cfg.uri, ['domstate', '--reason', cfg.domain], 10_000);
@@ -113,7 +110,7 @@ async function domPid(cfg: LibvirtConfig): Promise<number | undefined> {
 async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
   const cfg = parseLibvirtOptions(spec);
   const before = await domState(cfg, spec.service);
-  if (signal.aborted) throw new JitsuError('ABORTED', `service ${spec.service}: start aborted`, { service: spec.service });
+  if (signal.aborted) throw abortError(signal, 'start', { timeout: `service ${spec.service}: start timed out`, aborted: `service ${spec.service}: start aborted` }, { service: spec.service });
   let adopted = false;
   switch (before.state) {
     case 'running':
@@ -151,12 +148,12 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     ...(link ? { link } : {}),
     ...(iface ? { mac: iface.mac } : {}),
     ...(pid !== undefined ? { pid } : {}),
-    data: data as unknown as { [key: string]: JsonValue },
+    data: libvirtHandle.write(data),
   };
 }
 
 async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
-  const d = dataOf(handle);
+  const { data: d } = libvirtHandle.read(handle);
   const link = handle.link;
   // The domain's tap vanishes when it dies: a cheap liveness check that needs no virsh fork.
   const check = (): void => {
@@ -172,17 +169,17 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
     if (err instanceof JitsuError) throw err;
     if (signal.aborted) {
       const st = await domState(d, spec.service).catch(() => undefined);
-      const r = signal.reason as { name?: unknown } | undefined;
       const what = spec.ready ? `tcp:${spec.ready.port} on ${spec.network.ip}` : `a first frame on ${link ?? '?'}`;
-      if (r?.name !== 'TimeoutError') throw new JitsuError('ABORTED', `service ${spec.service}: ready aborted`, { service: spec.service });
-      throw new JitsuError('READY_TIMEOUT', `service ${spec.service}: no ${what} from domain ${d.domain} (state: ${st ? `${st.state}${st.reason ? ` (${st.reason})` : ''}` : 'unknown'})`, { service: spec.service, domain: d.domain, state: st?.state ?? 'unknown' });
+      if (!timedOut(signal)) throw abortError(signal, 'ready', { timeout: `service ${spec.service}: ready aborted` }, { service: spec.service });
+      const timeout = `service ${spec.service}: no ${what} from domain ${d.domain} (state: ${st ? `${st.state}${st.reason ? ` (${st.reason})` : ''}` : 'unknown'})`;
+      throw abortError(signal, 'ready', { timeout }, { service: spec.service, domain: d.domain, state: st?.state ?? 'unknown' });
     }
     throw new JitsuError('READY_TIMEOUT', `service ${spec.service}: cannot watch ${link}: ${(err as Error).message}`, { service: spec.service }, { cause: err });
   }
 }
 
 async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
-  const d = dataOf(handle);
+  const { data: d } = libvirtHandle.read(handle);
   const cfg: LibvirtConfig = { domain: d.domain, uri: d.uri, shutdownTimeoutMs: d.shutdownTimeoutMs };
   let st: DomState;
   try {
@@ -216,7 +213,7 @@ async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, si
 }
 
 async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
-  const d = dataOf(handle);
+  const { data: d } = libvirtHandle.read(handle);
   const cfg: LibvirtConfig = { domain: d.domain, uri: d.uri, shutdownTimeoutMs: d.shutdownTimeoutMs };
   const st = await domState(cfg, spec.service);
   if (runtimeStateOf(st.state) === 'stopped') {
@@ -226,7 +223,7 @@ async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
 }
 
 async function state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState> {
-  const d = dataOf(handle);
+  const { data: d } = libvirtHandle.read(handle);
   const r = await virsh(d.uri, ['domstate', d.domain], 10_000);
   if (!r.ok) return isNoDomain(r.stderr) ? 'stopped' : 'unknown';
   void spec;

@@ -10,7 +10,9 @@ import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { accessSync, appendFileSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
-import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { abortError, type BoundedCall } from '../common/abort.js';
+import { handleCodec } from '../common/handle.js';
 import { describeExit } from '../common/exit-cause.js';
 import { abortableSleep } from '../common/sleep.js';
 import { JitsuError } from '../../errors.js';
@@ -20,6 +22,7 @@ import { planLimits } from './confine.js';
 import { resolveIdentity, type Identity } from '../common/identity.js';
 import { activatePath, preloadPath } from '../common/launcher.js';
 import { LOG_MAX_BYTES, logTail, startLog } from '../common/logs.js';
+import { pollPacer, pollUntil } from '../common/readiness.js';
 import { parseProcessOptions, processOptions, type ProcessConfig } from './options.js';
 import { signalGroup } from '../common/process-group.js';
 import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from '../common/proc.js';
@@ -48,13 +51,8 @@ interface ProcessData {
   claimsPath?: string;
 }
 
-function dataOf(handle: BackendHandle): ProcessData {
-  const d = handle.data as Partial<Record<keyof ProcessData, JsonValue>>;
-  if (typeof handle.pid !== 'number' || typeof d.startTime !== 'number' || typeof d.netns !== 'string') {
-    throw new JitsuError('STATE_CORRUPT', `process handle for ${handle.service} lacks pid/startTime/netns`, { service: handle.service });
-  }
-  return handle.data as unknown as ProcessData;
-}
+/** Every call needs the pid, its start time (pid-reuse defence) and the netns (connection resets). */
+const processHandle = handleCodec<ProcessData>({ backend: 'process', required: { startTime: 'number', netns: 'string' }, pid: true });
 
 function fileStem(service: string): string {
   return service.replace(/[^A-Za-z0-9_.-]/g, '_');
@@ -62,15 +60,6 @@ function fileStem(service: string): string {
 
 /** Event-loop turns spent polling before timers take over (~a few ms of /proc reads). */
 const SPIN_POLLS = 10;
-
-function yieldTo(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => (signal.aborted ? reject(signal.reason) : setImmediate(resolve)));
-}
-
-function isTimeout(signal: AbortSignal): boolean {
-  const r = signal.reason as { name?: unknown } | undefined;
-  return r?.name === 'TimeoutError';
-}
 
 /** Find the command like execvp would, so "not found" fails the boot at once with a clear message. */
 function resolveCommand(cmd: string, pathEnv: string | undefined, cwd: string | undefined): string | undefined {
@@ -173,7 +162,7 @@ function probeText(probe: ServingProbe): string {
 }
 
 /** Poll until the process is in its netns and serving per `probe`; BOOT_FAILED if it dies first. */
-async function waitServing(spec: ServiceSpec, pid: number, data: ProcessData, probe: ServingProbe, signal: AbortSignal, timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT'): Promise<void> {
+async function waitServing(spec: ServiceSpec, pid: number, data: ProcessData, probe: ServingProbe, signal: AbortSignal, call: BoundedCall): Promise<void> {
   const nsLink = netnsLink(data.netnsPath);
   // A claim wakes the loop at once (inotify), whatever the poll interval has backed off to.
   // `written` keeps a claim that lands between a check and the next pause from being missed.
@@ -195,7 +184,7 @@ async function waitServing(spec: ServiceSpec, pid: number, data: ProcessData, pr
       abortableSleep(ms, signal).then(resolve, reject);
     });
   try {
-    await pollServing(spec, pid, data, probe, nsLink, signal, timeoutCode, pause);
+    await pollServing(spec, pid, data, probe, nsLink, signal, call, pause);
   } finally {
     unwatch();
   }
@@ -208,10 +197,14 @@ async function pollServing(
   probe: ServingProbe,
   nsLink: string,
   signal: AbortSignal,
-  timeoutCode: 'BOOT_TIMEOUT' | 'READY_TIMEOUT',
+  call: BoundedCall,
   pause: (ms: number) => Promise<void>,
 ): Promise<void> {
-  for (let i = 0, delay = 1; ; i++) {
+  // Claims and listens come within a few ms for a fast server: poll on the event loop first, then
+  // back off to timers for slow boots. Watched claims wake the loop themselves: then the timers
+  // only pace the liveness checks.
+  const nextCheck = pollPacer({ spins: SPIN_POLLS, firstMs: 1, maxMs: probe.claim.length > 0 ? 20 : 4 }, signal, pause);
+  for (;;) {
     const l = liveness(pid, data.startTime);
     if (l.state === 'exited' || l.state === 'gone') {
       let exit = exitOf(pid, data);
@@ -225,34 +218,22 @@ async function pollServing(
     }
     if (l.state === 'alive' && inNetns(pid, nsLink) && serving(pid, data, probe)) return;
     try {
-      // Claims and listens come within a few ms for a fast server: poll on the event loop first
-      // (a timer of "1 ms" is several ms on a busy box), then back off to timers for slow boots.
-      if (i < SPIN_POLLS) await yieldTo(signal);
-      else {
-        await pause(delay);
-        // Watched claims wake the loop themselves: then the timers only pace the liveness checks.
-        delay = Math.min(delay * 2, probe.claim.length > 0 ? 20 : 4);
-      }
+      await nextCheck();
     } catch {
       const tail = logTail(data.logPath, 10);
-      throw new JitsuError(
-        isTimeout(signal) ? timeoutCode : 'ABORTED',
-        `service ${spec.service}: process ${pid} ${probeText(probe)} in time${tail.length ? `; last log lines: ${tail.slice(-3).join(' | ')}` : ''}`,
-        { service: spec.service, pid, logTail: tail },
-      );
+      const timeout = `service ${spec.service}: process ${pid} ${probeText(probe)} in time${tail.length ? `; last log lines: ${tail.slice(-3).join(' | ')}` : ''}`;
+      throw abortError(signal, call, { timeout }, { service: spec.service, pid, logTail: tail });
     }
   }
 }
 
 /** Wait (bounded) until the process is no longer running; true when it ended. */
-async function waitEnded(pid: number, startTime: number, ms: number, signal?: AbortSignal): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+function waitEnded(pid: number, startTime: number, ms: number, signal?: AbortSignal): Promise<boolean> {
+  const ended = (): boolean => {
     const s = liveness(pid, startTime).state;
-    if (s === 'gone' || s === 'exited') return true;
-    if (Date.now() >= deadline || signal?.aborted) return false;
-    await new Promise((r) => setTimeout(r, delay));
-  }
+    return s === 'gone' || s === 'exited';
+  };
+  return pollUntil(ended, ms, { firstMs: 1, maxMs: 20 }, signal);
 }
 
 /**
@@ -317,7 +298,7 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   if (cfg.cwd) args.push('--chdir', cfg.cwd);
   args.push(...confinementArgs(spec, stem, cfg.confinement, identity), '--', ...argv);
 
-  if (signal.aborted) throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: start aborted`, { service: spec.service });
+  if (signal.aborted) throw abortError(signal, 'start', { timeout: `service ${spec.service}: start aborted` }, { service: spec.service });
   // The launcher binds the sockets in the netns, forks a supervisor that forks the command in its
   // own session (pgid = pid) and reports the command's pid on fd 3, then exits. The supervisor
   // (reparented to init, not ours) records the exit status: no thread of ours ever has to reap the
@@ -337,7 +318,7 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     link,
     mac: spec.network.mac,
     pid,
-    data: data as unknown as { [key: string]: JsonValue },
+    data: processHandle.write(data),
   };
   // The sockets were bound before the pid was reported: from now on the kernel queues every SYN.
   // The link goes up at once unless parked (park/handshake: in ready()) or the ports are the
@@ -381,9 +362,7 @@ async function launched(spec: ServiceSpec, child: ChildProcess, logPath: string,
   if (outcome === 'pid' && pid > 0) return pid;
   if (outcome === 'aborted') {
     if (child.pid) signalGroup(child.pid, 'SIGKILL');
-    throw new JitsuError(isTimeout(signal) ? 'BOOT_TIMEOUT' : 'ABORTED', `service ${spec.service}: the launcher did not start the command in time`, {
-      service: spec.service,
-    });
+    throw abortError(signal, 'start', { timeout: `service ${spec.service}: the launcher did not start the command in time` }, { service: spec.service });
   }
   const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 1000))]);
   // The logger writes the launcher's one-line reason a moment after it exits.
@@ -396,10 +375,9 @@ async function launched(spec: ServiceSpec, child: ChildProcess, logPath: string,
 }
 
 async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
-  const data = dataOf(handle);
-  const pid = handle.pid!;
+  const { data, pid } = processHandle.read(handle);
   const wanted = spec.ready ? [spec.ready.port] : data.ports;
-  await waitServing(spec, pid, data, servingProbe(wanted, data.preBound ?? []), signal, 'READY_TIMEOUT');
+  await waitServing(spec, pid, data, servingProbe(wanted, data.preBound ?? []), signal, 'ready');
   // Last step: from here the service's own kernel answers ARP and SYNs (Synjitsu hands over now).
   if (handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
 }
@@ -418,8 +396,7 @@ async function disconnect(handle: BackendHandle, data: ProcessData): Promise<voi
 }
 
 async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
-  const data = dataOf(handle);
-  const pid = handle.pid!;
+  const { data, pid } = processHandle.read(handle);
   const l = liveness(pid, data.startTime);
   if (l.state === 'gone' || l.state === 'exited') {
     await disconnect(handle, data);
@@ -458,8 +435,7 @@ async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, s
 }
 
 async function resume(handle: BackendHandle, spec: ServiceSpec, _signal: AbortSignal): Promise<void> {
-  const data = dataOf(handle);
-  const pid = handle.pid!;
+  const { data, pid } = processHandle.read(handle);
   const l = liveness(pid, data.startTime);
   if (l.state === 'gone' || l.state === 'exited') {
     throw new JitsuError('NOT_RUNNING', `service ${handle.service}: process ${pid} is gone; start it again`, { service: handle.service, pid });
@@ -475,8 +451,7 @@ async function resume(handle: BackendHandle, spec: ServiceSpec, _signal: AbortSi
 
 /** How a ready service's command ended: its supervisor's exit record (written right after it reaps it) and its log. */
 async function exitReport(handle: BackendHandle): Promise<ExitReport> {
-  const data = dataOf(handle);
-  const pid = handle.pid!;
+  const { data, pid } = processHandle.read(handle);
   let exit = exitOf(pid, data);
   for (let i = 0; i < 40 && !exit; i++) {
     await new Promise((r) => setTimeout(r, 5));
@@ -487,8 +462,8 @@ async function exitReport(handle: BackendHandle): Promise<ExitReport> {
 }
 
 async function state(handle: BackendHandle): Promise<RuntimeState> {
-  const data = dataOf(handle);
-  switch (liveness(handle.pid!, data.startTime).state) {
+  const { data, pid } = processHandle.read(handle);
+  switch (liveness(pid, data.startTime).state) {
     case 'alive':
       return 'running';
     case 'stopped-signal':

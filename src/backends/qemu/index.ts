@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { abortError } from '../common/abort.js';
+import { handleCodec } from '../common/handle.js';
 import { describeExit } from '../common/exit-cause.js';
 import { JitsuError } from '../../errors.js';
 import { resolveAccel } from './accel.js';
@@ -17,7 +18,7 @@ import { guestImageDir, parseQemuOptions, qemuOptions, type QemuConfig } from '.
 import { isAlive, readProcStat } from '../common/proc.js';
 import { signalGroup } from '../common/process-group.js';
 import { QmpClient, qmpOnce } from './qmp.js';
-import { rxPackets, waitFirstFrame, waitTcp } from '../common/readiness.js';
+import { pollUntil, rxPackets, waitFirstFrame, waitTcp } from '../common/readiness.js';
 import { createTap, removeTap } from './tap.js';
 import { resolveIdentity } from '../common/identity.js';
 
@@ -51,13 +52,8 @@ interface QemuData {
 
 const hash8 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 8);
 
-function dataOf(handle: BackendHandle): QemuData {
-  const d = handle.data as Partial<Record<keyof QemuData, JsonValue>>;
-  if (typeof handle.pid !== 'number' || typeof d.qmp !== 'string' || typeof d.tap !== 'string' || typeof d.startTime !== 'number') {
-    throw new JitsuError('STATE_CORRUPT', `qemu handle for ${handle.service} lacks pid/qmp/tap/startTime`, { service: handle.service });
-  }
-  return handle.data as unknown as QemuData;
-}
+/** Every call needs QEMU's pid and start time, its QMP socket and its tap. */
+const qemuHandle = handleCodec<QemuData>({ backend: 'qemu', required: { qmp: 'string', tap: 'string', startTime: 'number' }, pid: true });
 
 function cacheRoot(): string {
   return process.env['JITSU_CACHE'] || '/var/cache/jitsu';
@@ -107,13 +103,8 @@ async function awaitQmp(paths: RunPaths, exited: () => string | undefined, servi
   }
 }
 
-async function waitExit(pid: number, startTime: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (isAlive(pid, startTime)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return true;
+function waitExit(pid: number, startTime: number, ms: number): Promise<boolean> {
+  return pollUntil(() => !isAlive(pid, startTime), ms, { firstMs: 10, maxMs: 10 });
 }
 
 async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
@@ -187,12 +178,11 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     rxBaseline,
     exit: paths.exit,
   };
-  return { backend: 'qemu', service: spec.service, link: cfg.tap, mac: cfg.mac, pid, data: data as unknown as { [key: string]: JsonValue } };
+  return { backend: 'qemu', service: spec.service, link: cfg.tap, mac: cfg.mac, pid, data: qemuHandle.write(data) };
 }
 
 async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
-  const d = dataOf(handle);
-  const pid = handle.pid!;
+  const { data: d, pid } = qemuHandle.read(handle);
   const check = (): void => {
     capConsole(d.console);
     if (!isAlive(pid, d.startTime)) throw bootFailure(spec.service, d, 'QEMU exited before the guest network came up');
@@ -216,8 +206,7 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
 }
 
 async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
-  const d = dataOf(handle);
-  const pid = handle.pid!;
+  const { data: d, pid } = qemuHandle.read(handle);
   const alive = (): boolean => isAlive(pid, d.startTime);
   if (mode === 'suspend') {
     if (!alive()) throw new JitsuError('NOT_RUNNING', `service ${spec.service}: QEMU (pid ${pid}) is not running; cannot suspend`, { service: spec.service, pid });
@@ -236,9 +225,7 @@ async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, si
     } catch {
       // QMP gone: fall through to quit/kill
     }
-    const bound = Math.max(0, d.shutdownTimeoutMs);
-    const deadline = Date.now() + bound;
-    while (alive() && Date.now() < deadline && !signal.aborted) await new Promise((r) => setTimeout(r, 20));
+    await pollUntil(() => !alive(), Math.max(0, d.shutdownTimeoutMs), { firstMs: 20, maxMs: 20 }, signal);
   }
   if (alive()) {
     try {
@@ -263,9 +250,9 @@ async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, si
 }
 
 async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
-  const d = dataOf(handle);
-  if (!isAlive(handle.pid, d.startTime)) {
-    throw new JitsuError('NOT_RUNNING', `service ${spec.service}: QEMU (pid ${handle.pid}) is not running; start it instead of resuming`, { service: spec.service });
+  const { data: d, pid } = qemuHandle.read(handle);
+  if (!isAlive(pid, d.startTime)) {
+    throw new JitsuError('NOT_RUNNING', `service ${spec.service}: QEMU (pid ${pid}) is not running; start it instead of resuming`, { service: spec.service });
   }
   try {
     await qmpOnce(d.qmp, 'cont');
@@ -284,7 +271,7 @@ const GUEST_POWEROFF = /reboot: (Power down|Restarting system)|System halted/;
  * status plus the console's last words tell a panic, a power-off and a kill apart.
  */
 async function exitReport(handle: BackendHandle): Promise<ExitReport> {
-  const d = dataOf(handle);
+  const { data: d, pid } = qemuHandle.read(handle);
   const consoleTail = fileTail(d.console, 15);
   let status: { code: number | null; signal: string | null } | undefined;
   for (let i = 0; i < 40 && d.exit !== undefined && status === undefined; i++) {
@@ -297,18 +284,18 @@ async function exitReport(handle: BackendHandle): Promise<ExitReport> {
   const qemu = describeExit(status?.code ?? null, status?.signal ?? null);
   const qemuSays = fileTail(d.log, 3).join(' | ');
   if (consoleTail.some((l) => GUEST_PANIC.test(l))) {
-    return { reason: 'panicked', cause: `guest kernel panic (QEMU pid ${handle.pid} ${qemu.cause})`, logTail: consoleTail };
+    return { reason: 'panicked', cause: `guest kernel panic (QEMU pid ${pid} ${qemu.cause})`, logTail: consoleTail };
   }
   if (consoleTail.some((l) => GUEST_POWEROFF.test(l))) {
-    return { reason: 'exited', cause: `the guest powered off (QEMU pid ${handle.pid} ${qemu.cause})`, logTail: consoleTail };
+    return { reason: 'exited', cause: `the guest powered off (QEMU pid ${pid} ${qemu.cause})`, logTail: consoleTail };
   }
-  return { reason: qemu.reason, cause: `QEMU pid ${handle.pid} ${qemu.cause}${qemuSays ? `: ${qemuSays}` : ''}`, logTail: consoleTail };
+  return { reason: qemu.reason, cause: `QEMU pid ${pid} ${qemu.cause}${qemuSays ? `: ${qemuSays}` : ''}`, logTail: consoleTail };
 }
 
 async function state(handle: BackendHandle): Promise<RuntimeState> {
-  const d = dataOf(handle);
+  const { data: d, pid } = qemuHandle.read(handle);
   capConsole(d.console);
-  if (!isAlive(handle.pid, d.startTime)) return 'stopped';
+  if (!isAlive(pid, d.startTime)) return 'stopped';
   try {
     const st = (await qmpOnce(d.qmp, 'query-status', undefined, 1000)) as { status?: JsonValue; running?: JsonValue } | null;
     if (st?.running === true) return 'running';

@@ -2,12 +2,14 @@
  * Xen backend driving the `xl` CLI, with the original Jitsu's libxl keys.
  * UNTESTED ON XEN: no hypervisor runs where this was written; see README.md.
  */
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { access, writeFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
+import { callAborted, type BoundedCall } from '../common/abort.js';
+import { handleCodec } from '../common/handle.js';
+import { rxPackets, tcpConnects } from '../common/readiness.js';
 import { abortableSleep } from '../common/sleep.js';
 import { parseXlDomain, renderXlConfig, XL_OPTIONS } from './config.js';
 import { mapXlFailure, runXl, xlArgv, type XlOp } from './command.js';
@@ -26,30 +28,21 @@ export interface XlBackendOptions {
   pollMs?: number;
 }
 
-/** An aborted call: a deadline (AbortSignal.timeout) is a timeout with its own code, anything else ABORTED. */
-function aborted(what: 'start' | 'ready' | 'stop' | 'resume', service: string, signal: AbortSignal): JitsuError {
-  const timedOut = (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
-  const code = !timedOut ? 'ABORTED' : what === 'ready' ? 'READY_TIMEOUT' : what === 'stop' ? 'STOP_FAILED' : 'BOOT_TIMEOUT';
-  return new JitsuError(code, `xl ${what} ${timedOut ? 'timed out' : 'aborted'} for service ${service}`, { service });
+const aborted = (call: BoundedCall, service: string, signal: AbortSignal): JitsuError => callAborted('xl', call, service, signal);
+
+interface XlData {
+  /** The domain's name (absent: the service's name, as the config defaults it). */
+  domain?: string;
+  domid?: number;
+  /** The xl config file start() wrote. */
+  config?: string;
 }
+
+/** Nothing is required: a domain is found by name, and the name defaults to the service's. */
+const xlHandle = handleCodec<XlData>({ backend: 'xl', required: {} });
 
 function domainOf(handle: BackendHandle): string {
-  const d = handle.data['domain'];
-  return typeof d === 'string' ? d : handle.service;
-}
-
-/** One TCP connect attempt; resolves true once something accepts. */
-function tcpOnce(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect({ host, port });
-    const done = (ok: boolean): void => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(timeoutMs, () => done(false));
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-  });
+  return xlHandle.read(handle).data.domain ?? handle.service;
 }
 
 export function createXlBackend(opts: XlBackendOptions = {}): Backend {
@@ -78,7 +71,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
       // netback names the host side of a guest's first NIC vif<domid>.0.
       link: `vif${entry.domid}.0`,
       mac,
-      data: { domain: entry.name, domid: entry.domid, config: configPath },
+      data: xlHandle.write({ domain: entry.name, domid: entry.domid, config: configPath }),
     };
   }
 
@@ -139,14 +132,13 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
     async ready(handle, spec, signal) {
       if (spec.ready) {
         const { ip } = spec.network;
-        while (!(await tcpOnce(ip, spec.ready.port, 200))) await abortableSleep(pollMs * 4, signal, () => aborted('ready', handle.service, signal));
+        while (!(await tcpConnects(ip, spec.ready.port, 200))) await abortableSleep(pollMs * 4, signal, () => aborted('ready', handle.service, signal));
         return;
       }
       // First frame from the guest: netback counts the guest's transmissions as rx on the host vif.
-      const counter = `/sys/class/net/${handle.link ?? ''}/statistics/rx_packets`;
+      // The vif may appear only after `xl create` returns: a missing counter reads as no frame yet.
       for (;;) {
-        const text = await readFile(counter, 'utf8').catch(() => '0');
-        if (Number(text.trim()) > 0) return;
+        if ((rxPackets(handle.link ?? '') ?? 0) > 0) return;
         await abortableSleep(pollMs, signal, () => aborted('ready', handle.service, signal));
       }
     },
