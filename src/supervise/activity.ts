@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { BackendHandle } from '../backends/backend.js';
+import { parseProcNet } from '../backends/common/proc.js';
 
 export interface ActivitySample {
   /** rx + tx bytes of the host-side link; undefined when the handle names no link we can read. */
@@ -31,19 +32,9 @@ export function linkBytes(link: string): number | undefined {
 /** TCP states from include/net/tcp_states.h that are no client connection: LISTEN (0A), CLOSE (07), TIME_WAIT (06). */
 const NOT_A_CONNECTION = new Set(['0A', '07', '06']);
 
-/** Count connections in /proc/net/tcp{,6} text (columns: sl local rem st ...). */
+/** Count connections in /proc/net/tcp{,6} text. */
 export function countOpenConnections(text: string): number {
-  let n = 0;
-  let start = text.indexOf('\n') + 1;
-  while (start > 0 && start < text.length) {
-    let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
-    const cols = text.slice(start, end).trim().split(/\s+/);
-    start = end + 1;
-    const state = cols[3];
-    if (state !== undefined && !NOT_A_CONNECTION.has(state)) n++;
-  }
-  return n;
+  return parseProcNet(text).filter((socket) => !NOT_A_CONNECTION.has(socket.state)).length;
 }
 
 /** Connections open in the network namespace `pid` lives in; undefined when /proc cannot tell. */

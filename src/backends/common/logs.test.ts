@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { logTail, startLog } from './logs.js';
+import { logSince, logTail, startLog } from './logs.js';
 
 describe('service logs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'jt2-logs-'));
@@ -33,5 +33,17 @@ describe('service logs', () => {
     expect(readFileSync(`${log}.prev`, 'utf8')).toBe('previous boot\n');
     expect(logTail(log)).toEqual([]);
     startLog(join(dir, 'never-existed.log')); // first boot: nothing to move
+  });
+
+  it('quotes only what a boot wrote since its offset, or the tail after a rotation', () => {
+    const log = join(dir, 'd.log');
+    writeFileSync(log, 'earlier boot\n');
+    const offset = 'earlier boot\n'.length;
+    expect(logSince(log, offset)).toEqual([]);
+    writeFileSync(log, 'earlier boot\nthis boot\n');
+    expect(logSince(log, offset)).toEqual(['this boot']);
+    writeFileSync(log, 'x\n');
+    expect(logSince(log, offset)).toEqual(['x']);
+    expect(logSince(join(dir, 'missing.log'), 0)).toEqual([]);
   });
 });

@@ -1,4 +1,5 @@
-import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
+/** Service logs as the launcher writes them (native/activate.c: capped, rotated once to `<log>.1`). */
+import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 
 /** Per-service log cap on disk (the launcher rotates at half, keeping one old file). */
 export const LOG_MAX_BYTES = 1 << 20;
@@ -21,11 +22,32 @@ function tailBytes(path: string, bytes: number): string {
   }
 }
 
+function lastLines(text: string, lines: number): string[] {
+  return text.split('\n').filter((l) => l.length > 0).slice(-lines);
+}
+
 /** The last `lines` lines of the service log (looking into the rotated file when the current one is short). */
 export function logTail(path: string, lines = 10, bytes = 4096): string[] {
   let text = tailBytes(path, bytes);
   if (text.split('\n').length <= lines) text = tailBytes(`${path}.1`, bytes) + text;
-  return text.split('\n').filter((l) => l.length > 0).slice(-lines);
+  return lastLines(text, lines);
+}
+
+/**
+ * The last lines written since `offset` (the log's size when this boot started), so a failure never
+ * quotes an earlier boot (a log several boots share, like a container's); the plain tail when the
+ * log was rotated meanwhile.
+ */
+export function logSince(path: string, offset: number, lines = 5, bytes = 4096): string[] {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    return [];
+  }
+  if (size < offset) return logTail(path, lines);
+  if (size === offset) return [];
+  return lastLines(tailBytes(path, Math.min(size - offset, bytes)), lines);
 }
 
 /**

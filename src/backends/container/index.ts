@@ -5,7 +5,7 @@
  * kernel's accept queue instead of being refused.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
@@ -16,7 +16,7 @@ import { callAborted, type BoundedCall } from '../common/abort.js';
 import { handleCodec } from '../common/handle.js';
 import { activatePath, preloadPath } from '../common/launcher.js';
 import { pollPacer, pollUntil } from '../common/readiness.js';
-import { LOG_MAX_BYTES, logTail } from '../common/logs.js';
+import { LOG_MAX_BYTES, logSince } from '../common/logs.js';
 import { isAlive, listeningTcpPorts, readProcStat } from '../common/proc.js';
 import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
 import { CLAIMS_FILE, containerProgram, containerUser, defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
@@ -102,30 +102,6 @@ async function serviceNetns(spec: ServiceSpec, linkUp: boolean): Promise<{ netns
   const entry = { key, netnsPath: net.netnsPath, hostLink: net.hostLink, netns: net.netns };
   preparedNetns.set(spec.service, entry);
   return entry;
-}
-
-/**
- * The last lines the container wrote since `offset` (the log's size when it started), so a failure
- * never quotes an earlier boot; falls back to the plain tail when the log was rotated meanwhile.
- */
-function logSince(path: string, offset: number, lines = 5): string[] {
-  let size = 0;
-  try {
-    size = statSync(path).size;
-  } catch {
-    return [];
-  }
-  if (size < offset) return logTail(path, lines);
-  const len = Math.min(size - offset, 4096);
-  if (len === 0) return [];
-  const buf = Buffer.alloc(len);
-  const fd = openSync(path, 'r');
-  try {
-    readSync(fd, buf, 0, len, size - len);
-  } finally {
-    closeSync(fd);
-  }
-  return buf.toString('utf8').split('\n').filter((l) => l.length > 0).slice(-lines);
 }
 
 /** Every crun call names the container by id under its state root. */
