@@ -61,7 +61,7 @@ uninstall_command() {
   echo "removed $command_path"
 }
 
-# The user process services and QEMU run as by default (src/backends/process/confine.ts
+# The user process services and QEMU run as by default (src/backends/common/identity.ts
 # DEFAULT_SERVICE_USER). A system user with its own group, no home, no login shell; never modified
 # once it exists. Remove it with `userdel jitsu-svc` (its group goes with it).
 service_user=jitsu-svc
