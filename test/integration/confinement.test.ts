@@ -346,7 +346,22 @@ describe.skipIf(why !== '' || !hasQemu)(`confinement: QEMU guests ${hasQemu ? wh
     expect(readFileSync(join(s.runDir, 'console.log'), 'utf8')).toContain('jitsu-guest');
   }, 180_000);
 
-  it('figures: start -> first byte of the page, confined (sandbox + runas) vs user=root,sandbox=off', async () => {
+  it('without chroot= (TCG) QEMU is started as the service user: it never holds root, and the sandbox denies elevating', async () => {
+    const s = vmSpec(`${PREFIX}-vm-user`, 12);
+    const { handle } = await bootVm(s);
+    const status = procStatus(handle.pid!);
+    expect(status['Uid']).toBe(`${svcUid}\t${svcUid}\t${svcUid}\t${svcUid}`);
+    expect(status['NoNewPrivs']).toBe('1');
+    expect(status['Seccomp']).toBe('2');
+    for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) expect(status[set], set).toBe('0000000000000000');
+    const argv = readFileSync(`/proc/${handle.pid}/cmdline`, 'latin1').split('\0');
+    expect(argv).toContain('on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
+    expect(argv).not.toContain('-runas');
+    expect(await curl(`http://${s.network.ip}/`)).toContain('jitsu');
+    await destroy(handle, s);
+  }, 180_000);
+
+  it('figures: start -> first byte of the page, confined (sandbox, unprivileged) vs user=root,sandbox=off', async () => {
     const times: Record<string, number[]> = { confined: [], root: [] };
     for (let round = 0; round < 3; round++) {
       const variants: [string, Record<string, string[]>][] = [['confined', {}], ['root', { user: ['root'], sandbox: ['off'] }]];

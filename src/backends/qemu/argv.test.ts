@@ -34,7 +34,7 @@ describe('buildCmdline', () => {
 describe('buildQemuArgs', () => {
   const paths = runPaths('/run/jitsu/web');
   it('sandboxes QEMU and drops to the service user; elevateprivileges is denied only when it stays root (7.2 filters before -runas)', () => {
-    const a = buildQemuArgs({ ...cfg, chroot: '/var/empty' }, 'CMD', 'tcg', paths, 'jitsu-svc');
+    const a = buildQemuArgs({ ...cfg, chroot: '/var/empty' }, 'CMD', 'tcg', paths, { mode: 'runas', user: 'jitsu-svc' });
     expect(after(a, '-sandbox')).toEqual(['on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny']);
     expect(after(a, '-runas')).toEqual(['jitsu-svc']);
     expect(after(a, '-chroot')).toEqual(['/var/empty']);
@@ -42,6 +42,10 @@ describe('buildQemuArgs', () => {
     expect(after(root, '-sandbox')).toEqual(['on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
     expect(root).not.toContain('-runas');
     expect(buildQemuArgs({ ...cfg, sandbox: false }, 'CMD', 'tcg', paths)).not.toContain('-sandbox');
+    // Started as the service user: nothing to drop, every elevation denied.
+    const unprivileged = buildQemuArgs(cfg, 'CMD', 'tcg', paths, { mode: 'unprivileged' });
+    expect(after(unprivileged, '-sandbox')).toEqual(['on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
+    expect(unprivileged).not.toContain('-runas');
   });
   it('builds a detached-friendly microvm command line with tap, console file, QMP and pidfile', () => {
     const a = buildQemuArgs(cfg, 'CMD', 'tcg', paths);

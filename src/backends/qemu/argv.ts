@@ -67,22 +67,26 @@ export function qemuOptValue(v: string): string {
 }
 
 /**
- * QEMU's own confinement. -runas and -chroot act once the machine is set up: the tap, /dev/kvm,
- * the QMP socket, console, log and pidfile are already open (created as root, so the daemon owns
- * them). QEMU 7.2 installs the seccomp filter before it changes uid, so elevateprivileges=deny
- * would kill its own -runas (SIGSYS in setgid): it is denied only when QEMU stays root. Once it
- * runs as `runAs` it holds no capabilities and no_new_privs is set (spawn=deny blocks exec anyway).
+ * How QEMU is without root. `unprivileged`: it is started as the service user (its tap is that
+ * user's, its run dir too), so it never held a privilege and the sandbox denies every way to get
+ * one. `runas`: it starts as root and drops to `user` itself once the machine is set up — needed
+ * for `-chroot` (a root-only syscall) and for KVM (/dev/kvm is root:kvm); QEMU 7.2 installs its
+ * seccomp filter before it changes uid, so elevateprivileges=deny would kill its own -runas
+ * (SIGSYS in setgid) and is relaxed to allow there. `root`: user=root, QEMU keeps root.
  */
-export function confinementArgs(cfg: Pick<QemuConfig, 'sandbox' | 'chroot'>, runAs: string | undefined): string[] {
+export type QemuPrivileges = { mode: 'unprivileged' } | { mode: 'runas'; user: string } | { mode: 'root' };
+
+export function confinementArgs(cfg: Pick<QemuConfig, 'sandbox' | 'chroot'>, privileges: QemuPrivileges): string[] {
   const args: string[] = [];
-  if (cfg.sandbox) args.push('-sandbox', `on,obsolete=deny,elevateprivileges=${runAs === undefined ? 'deny' : 'allow'},spawn=deny,resourcecontrol=deny`);
-  if (runAs !== undefined) args.push('-runas', runAs);
+  const elevate = privileges.mode === 'runas' ? 'allow' : 'deny';
+  if (cfg.sandbox) args.push('-sandbox', `on,obsolete=deny,elevateprivileges=${elevate},spawn=deny,resourcecontrol=deny`);
+  if (privileges.mode === 'runas') args.push('-runas', privileges.user);
   if (cfg.chroot !== undefined) args.push('-chroot', cfg.chroot);
   return args;
 }
 
-/** Full argv (without the binary) for a service VM; `runAs` undefined: QEMU stays root. */
-export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, paths: RunPaths, runAs?: string): string[] {
+/** Full argv (without the binary) for a service VM. */
+export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, paths: RunPaths, privileges: QemuPrivileges = { mode: 'root' }): string[] {
   const args = [
     // microvm: no PCI, no firmware tables beyond what the kernel needs; boots in tens of ms.
     '-M', `microvm,acpi=${cfg.acpi ? 'on' : 'off'}`,
@@ -108,7 +112,7 @@ export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, pa
     '-serial', 'chardev:con',
     '-qmp', `unix:${qemuOptValue(paths.qmp)},server=on,wait=off`,
     '-pidfile', paths.pidfile,
-    ...confinementArgs(cfg, runAs),
+    ...confinementArgs(cfg, privileges),
   );
   return args;
 }

@@ -5,14 +5,15 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, closeSync, constants, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, closeSync, constants, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { abortError } from '../common/abort.js';
 import { handleCodec } from '../common/handle.js';
 import { describeExit } from '../common/exit-cause.js';
 import { JitsuError } from '../../errors.js';
 import { resolveAccel } from './accel.js';
-import { buildCmdline, buildQemuArgs, hostCpuKhz, runPaths, type Accel, type RunPaths } from './argv.js';
+import { buildCmdline, buildQemuArgs, hostCpuKhz, runPaths, type Accel, type QemuPrivileges, type RunPaths } from './argv.js';
 import { capConsole, fileTail } from './console.js';
 import { guestImageDir, parseQemuOptions, qemuOptions, type QemuConfig } from './options.js';
 import { isAlive, readProcStat } from '../common/proc.js';
@@ -20,7 +21,7 @@ import { signalGroup } from '../common/process-group.js';
 import { QmpClient, qmpOnce } from './qmp.js';
 import { pollUntil, rxPackets, waitFirstFrame, waitTcp } from '../common/readiness.js';
 import { createTap, removeTap } from './tap.js';
-import { resolveIdentity } from '../common/identity.js';
+import { resolveIdentity, type Identity } from '../common/identity.js';
 
 export { parseQemuOptions, qemuOptions, defaultTapName, guestImageDir } from './options.js';
 export type { QemuConfig } from './options.js';
@@ -103,6 +104,27 @@ async function awaitQmp(paths: RunPaths, exited: () => string | undefined, servi
   }
 }
 
+/**
+ * Started as the service user where nothing needs root: TCG (no /dev/kvm), no chroot, and a run
+ * dir the user can reach (every directory above it searchable by others: the state dir is ours,
+ * 0700 unless we open it). Otherwise QEMU starts as root and drops with -runas (see argv.ts).
+ */
+function qemuPrivileges(identity: Identity, cfg: QemuConfig, accel: Accel, runDir: string): QemuPrivileges {
+  if (identity.uid === 0) return { mode: 'root' };
+  if (cfg.chroot !== undefined || accel !== 'tcg') return { mode: 'runas', user: identity.user };
+  // The state dir and its run/ are ours: let others search them (never list or write) so the
+  // service user reaches its own run dir. Above the state dir we change nothing.
+  const run = dirname(runDir);
+  for (const dir of [dirname(run), run]) {
+    const mode = statSync(dir).mode & 0o7777;
+    if ((mode & 0o001) === 0) chmodSync(dir, mode | 0o001);
+  }
+  for (let dir = dirname(dirname(run)); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return { mode: 'runas', user: identity.user };
+    if (dir === '/') return { mode: 'unprivileged' };
+  }
+}
+
 function waitExit(pid: number, startTime: number, ms: number): Promise<boolean> {
   return pollUntil(() => !isAlive(pid, startTime), ms, { firstMs: 10, maxMs: 10 });
 }
@@ -119,18 +141,25 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   if (cfg.chroot !== undefined && !statSync(cfg.chroot, { throwIfNoEntry: false })?.isDirectory()) {
     throw new JitsuError('BOOT_FAILED', `service ${spec.service}: chroot ${cfg.chroot} is not a directory (create it, e.g. an empty one)`, { service: spec.service, key: 'chroot' });
   }
-  const args = buildQemuArgs(cfg, cmdline, verdict.accel, paths, identity.uid === 0 ? undefined : identity.user);
+  const privileges = qemuPrivileges(identity, cfg, verdict.accel, spec.runDir);
+  const args = buildQemuArgs(cfg, cmdline, verdict.accel, paths, privileges);
+  const startsAs = privileges.mode === 'unprivileged' ? { uid: identity.uid, gid: identity.gid } : undefined;
 
   for (const p of [paths.qmp, paths.pidfile, paths.exit]) rmSync(p, { force: true });
   writeFileSync(paths.console, '');
-  await createTap(cfg.tap, cfg.bridge);
+  if (startsAs) {
+    // It creates its QMP socket and pidfile here and appends to the console: its own run dir.
+    chownSync(spec.runDir, startsAs.uid, startsAs.gid);
+    chownSync(paths.console, startsAs.uid, startsAs.gid);
+  }
+  await createTap(cfg.tap, cfg.bridge, startsAs);
   const rxBaseline = rxPackets(cfg.tap) ?? 0;
 
   const logFd = openSync(paths.log, 'w');
   let exitedHow: string | undefined;
   let child;
   try {
-    child = spawn(cfg.binary, args, { detached: true, stdio: ['ignore', logFd, logFd] });
+    child = spawn(cfg.binary, args, { detached: true, stdio: ['ignore', logFd, logFd], ...(startsAs ?? {}) });
   } finally {
     closeSync(logFd);
   }

@@ -22,7 +22,8 @@ function tapHolders(tap: string): number[] {
   });
 }
 
-export async function createTap(tap: string, bridge: string): Promise<void> {
+/** `owner`: the user an unprivileged QEMU runs as; a persistent tap it owns is one it may attach to without CAP_NET_ADMIN. */
+export async function createTap(tap: string, bridge: string, owner?: { uid: number; gid: number }): Promise<void> {
   if (!isBridge(bridge)) {
     throw new JitsuError('NETWORK_SETUP', `network setup failed: bridge ${bridge} does not exist (start the daemon, or set nic= to an existing bridge)`, { bridge, tap });
   }
@@ -34,7 +35,7 @@ export async function createTap(tap: string, bridge: string): Promise<void> {
     await ipBatch([`link del ${tap}`]);
   }
   await ipBatch([
-    `tuntap add dev ${tap} mode tap`,
+    `tuntap add dev ${tap} mode tap${owner ? ` user ${owner.uid} group ${owner.gid}` : ''}`,
     // No host IPv6 on a bridge port: the host would otherwise send DAD/RS frames into the guest.
     `link set ${tap} addrgenmode none`,
     `link set ${tap} master ${bridge}`,
