@@ -63,12 +63,84 @@ export function isErrorCode(value: string): value is ErrorCode {
   return Object.hasOwn(ERROR_CODES, value);
 }
 
-export class JitsuError extends Error {
-  readonly code: ErrorCode;
-  /** Extra machine-readable facts (service name, key, exit status, ...). */
-  readonly details: Readonly<Record<string, unknown>>;
+/** What every code may carry: the service concerned and a lower-level cause in words. */
+interface Common {
+  service?: string;
+  cause?: string;
+  /** The backend call that failed (crun/virsh/xl operation). */
+  op?: string;
+  /** The libvirt/xl domain or crun container concerned. */
+  domain?: string;
+  container?: string;
+}
 
-  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+/** Details of a process that ended (exit status or signal, and its last log lines). */
+interface ProcessEnd {
+  pid?: number;
+  exitCode?: number | null;
+  exitSignal?: string | number | null;
+  logTail?: string[];
+  log?: string;
+}
+
+/**
+ * The machine-readable facts each code carries (`details`), checked where the error is made.
+ * They cross the worker boundary as JSON, so every field is plain data.
+ */
+export interface ErrorDetails {
+  CONFIG_INVALID: Common & { key?: string; value?: string; ip?: string; cidr?: string; bridge?: string; address?: string };
+  BACKEND_UNKNOWN: Common & { backend: string };
+  BACKEND_UNSUPPORTED: Common & { backend?: string; reason?: string };
+  BOOT_FAILED: Common & ProcessEnd & {
+    command?: string;
+    reason?: string;
+    key?: string;
+    value?: string;
+    /** libvirt connection URI, QMP socket, cgroup directory: where the failing call went. */
+    uri?: string;
+    qmp?: string;
+    cgroup?: string;
+    path?: string;
+    qemuLog?: string[];
+    console?: string[];
+  };
+  BOOT_TIMEOUT: Common & ProcessEnd;
+  READY_TIMEOUT: Common & ProcessEnd & { console?: string[]; state?: string };
+  STOP_FAILED: Common & { pid?: number };
+  NOT_RUNNING: Common & { pid?: number; reason?: string };
+  SERVICE_FAILED: Common & { retryInSeconds: number };
+  BOOT_REFUSED: Common & { reason: string };
+  NETWORK_SETUP: Common & {
+    /** The iproute2/nft command that failed, with its stderr. */
+    command?: string;
+    stderr?: string;
+    script?: string;
+    bridge?: string;
+    link?: string;
+    iface?: string;
+    tap?: string;
+    pids?: number[];
+    what?: string;
+  };
+  NATIVE_UNAVAILABLE: Common & { path?: string };
+  ABORTED: Common;
+  STATE_CORRUPT: Common & { missing?: string[] };
+  DNS_MALFORMED: Common & { name?: string; address?: string; family?: number };
+  UPSTREAM_FAILED: Common & { reason?: string; upstream?: string };
+  SERVICE_UNKNOWN: Common;
+  CONTROL_FAILED: Common & { path?: string };
+  STATE_IN_USE: Common & { path: string };
+  NOT_BUILT: Common & { workerFile: string };
+  WORKER_FAILED: Common & { op: string };
+  RESUME_FAILED: Common & { pid?: number };
+}
+
+export class JitsuError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
+  /** Extra machine-readable facts (service name, key, exit status, ...), shaped per code. */
+  readonly details: Readonly<ErrorDetails[C]>;
+
+  constructor(code: C, message: string, details: ErrorDetails[C] = {} as ErrorDetails[C], options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'JitsuError';
     this.code = code;

@@ -36,7 +36,7 @@ export function createFakeBackend(): FakeBackend {
       await abortableSleep(fake.bootMs, signal, timedOut);
       if (fake.failNext > 0) {
         fake.failNext--;
-        throw new JitsuError('BOOT_FAILED', `${spec.service} exited with status 1`, { logTail: 'exec: not found' });
+        throw new JitsuError('BOOT_FAILED', `${spec.service} exited with status 1`, { logTail: ['exec: not found'] });
       }
       fake.running.set(spec.service, 'running');
       // startTime: a pid-watched handle names its process by pid and start time.
