@@ -210,7 +210,7 @@ const BRIDGE_HOST = '10.205.1.1';
  */
 async function daemonPeer(ctx: BenchContext, names: readonly NameEntry[], rrl?: 'off' | 'on'): Promise<Peer> {
   const services = SERVICES.map(
-    (s) => `name=${s.name},${names.filter((n) => n.service === s.name).map((n) => `dns=${n.name}`).join(',')},ip=${s.ip},exec=${busyboxHttpdExec()}`,
+    (s) => `name=${s.name},${names.filter((n) => n.service === s.name).map((n) => `dns=${n.name}`).join(',')},ip=${s.ip},exec=${busyboxHttpdExec()},private_tmp=false`,
   );
   const daemon: RunningDaemon = await startJitsu({
     root: ctx.root,
