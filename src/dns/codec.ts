@@ -9,15 +9,8 @@
  */
 import { JitsuError } from '../errors.js';
 import { formatIpv4, formatIpv6, writeIpv4, writeIpv6 } from './address.js';
-import {
-  EDNS_DO,
-  Flag,
-  HEADER_SIZE,
-  MAX_LABEL_LENGTH,
-  MAX_MESSAGE_SIZE,
-  MAX_NAME_WIRE_LENGTH,
-  QType,
-} from './constants.js';
+import { Flag, HEADER_SIZE, MAX_LABEL_LENGTH, MAX_MESSAGE_SIZE, MAX_NAME_WIRE_LENGTH, QType } from './constants.js';
+import { OPT_FIXED_SIZE, opcodeBits, opcodeOf, optDnssecOk, optExtendedRcode, optTtl, optVersion, RCODE_MASK, writeOpt } from './wire.js';
 
 export interface DnsQuestion {
   name: string;
@@ -265,8 +258,8 @@ function decodeEdns(buf: Uint8Array, name: string, klass: number, ttl: number, s
   }
   return {
     udpPayloadSize: klass,
-    version: (ttl >>> 16) & 0xff,
-    dnssecOk: (ttl & EDNS_DO) !== 0,
+    version: optVersion(ttl),
+    dnssecOk: optDnssecOk(ttl),
     options,
   };
 }
@@ -278,14 +271,14 @@ export function decodeMessage(buf: Uint8Array): DnsMessage {
   const msg: DnsMessage = {
     id: u16(buf, 0),
     qr: (flags & Flag.QR) !== 0,
-    opcode: (flags >> 11) & 0xf,
+    opcode: opcodeOf(flags),
     aa: (flags & Flag.AA) !== 0,
     tc: (flags & Flag.TC) !== 0,
     rd: (flags & Flag.RD) !== 0,
     ra: (flags & Flag.RA) !== 0,
     ad: (flags & Flag.AD) !== 0,
     cd: (flags & Flag.CD) !== 0,
-    rcode: flags & 0xf,
+    rcode: flags & RCODE_MASK,
     questions: [],
     answers: [],
     authorities: [],
@@ -316,7 +309,7 @@ export function decodeMessage(buf: Uint8Array): DnsMessage {
         if (s !== 2) throw malformed('OPT record outside the additional section', { offset: pos });
         if (msg.edns) throw malformed('more than one OPT record', { offset: pos });
         msg.edns = decodeEdns(buf, name, klass, ttl, pos, rdlength);
-        msg.rcode |= ((ttl >>> 24) & 0xff) << 4;
+        msg.rcode |= optExtendedRcode(ttl) << 4;
       } else {
         list.push({ name, type, class: klass, ttl, data: decodeRData(buf, type, pos, rdlength) });
       }
@@ -451,14 +444,12 @@ function writeRecord(w: Writer, rr: ResourceRecord): void {
   w.buf[lengthAt + 1] = rdlength & 0xff;
 }
 
-function writeOpt(w: Writer, edns: Edns, extendedRcode: number): void {
-  w.u8(0);
-  w.u16(QType.OPT);
-  w.u16(edns.udpPayloadSize);
-  w.u32(((extendedRcode & 0xff) << 24) | ((edns.version & 0xff) << 16) | (edns.dnssecOk ? EDNS_DO : 0));
+function writeEdns(w: Writer, edns: Edns, extendedRcode: number): void {
   let len = 0;
   for (const o of edns.options) len += 4 + o.data.length;
-  w.u16(len);
+  w.ensure(OPT_FIXED_SIZE);
+  writeOpt(w.buf, w.pos, edns.udpPayloadSize, optTtl(extendedRcode, edns.version, edns.dnssecOk), len);
+  w.pos += OPT_FIXED_SIZE;
   for (const o of edns.options) {
     w.u16(o.code);
     w.u16(o.data.length);
@@ -469,14 +460,14 @@ function writeOpt(w: Writer, edns: Edns, extendedRcode: number): void {
 export function encodeFlags(m: Pick<DnsMessage, 'qr' | 'opcode' | 'aa' | 'tc' | 'rd' | 'ra' | 'ad' | 'cd' | 'rcode'>): number {
   return (
     (m.qr ? Flag.QR : 0) |
-    ((m.opcode & 0xf) << 11) |
+    opcodeBits(m.opcode) |
     (m.aa ? Flag.AA : 0) |
     (m.tc ? Flag.TC : 0) |
     (m.rd ? Flag.RD : 0) |
     (m.ra ? Flag.RA : 0) |
     (m.ad ? Flag.AD : 0) |
     (m.cd ? Flag.CD : 0) |
-    (m.rcode & 0xf)
+    (m.rcode & RCODE_MASK)
   );
 }
 
@@ -499,6 +490,6 @@ export function encodeMessage(msg: DnsMessage): Buffer {
   for (const rr of msg.answers) writeRecord(w, rr);
   for (const rr of msg.authorities) writeRecord(w, rr);
   for (const rr of msg.additionals) writeRecord(w, rr);
-  if (msg.edns) writeOpt(w, msg.edns, msg.rcode >> 4);
+  if (msg.edns) writeEdns(w, msg.edns, msg.rcode >> 4);
   return Buffer.from(w.buf.subarray(0, w.pos));
 }

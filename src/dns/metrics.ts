@@ -2,6 +2,7 @@
  * DNS metric families and pre-resolved children, so the hot path increments a field instead of
  * looking a label set up in a map.
  */
+import { performance } from 'node:perf_hooks';
 import type { CounterChild, Gauge, HistogramChild, MetricsRegistry } from '../observe/metrics.js';
 import type { Transport } from './types.js';
 import { rcodeName } from './constants.js';
@@ -88,13 +89,21 @@ export class DnsMetrics {
   }
 
   query(transport: Transport, rcode: number): void {
-    const list = this.byRcode[transport];
-    let child = list[rcode];
-    if (child === undefined) {
-      child = this.queries.labels({ transport, rcode: rcodeName(rcode) });
-      list[rcode] = child;
-    }
+    const child = this.byRcode[transport][rcode];
+    // The first answer with an rcode resolves its child: apart, so this inlines into the hot path.
+    if (child === undefined) this.firstQuery(transport, rcode);
+    else child.value++;
+  }
+
+  private firstQuery(transport: Transport, rcode: number): void {
+    const child = this.queries.labels({ transport, rcode: rcodeName(rcode) });
+    this.byRcode[transport][rcode] = child;
     child.value++;
+  }
+
+  /** Observes the latency of an answer on `path` to a query that arrived at `t0` (performance.now()). */
+  answeredSince(path: AnswerPath, t0: number): void {
+    this.latencyByPath[path].observe((performance.now() - t0) / 1000);
   }
 
   upstreamFailure(reason: string): void {

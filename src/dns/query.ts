@@ -3,8 +3,9 @@
  * caller-owned object that is reused for every query (no allocation).
  * Anything unusual (compressed question name, non-ASCII bytes) is left to the full decoder.
  */
-import { EDNS_DO, HEADER_SIZE, MAX_NAME_WIRE_LENGTH, QType } from './constants.js';
+import { HEADER_SIZE, MAX_NAME_WIRE_LENGTH, QType } from './constants.js';
 import { malformed } from './codec.js';
+import { flagsOf, optDnssecOk, optVersion } from './wire.js';
 
 export class ParsedQuery {
   id = 0;
@@ -52,7 +53,7 @@ function skipName(buf: Uint8Array, pos: number): number {
 /** Fills `q` from `buf`; throws DNS_MALFORMED. The caller has checked buf.length >= 12. */
 export function parseQuery(buf: Buffer, q: ParsedQuery): void {
   q.id = (buf[0]! << 8) | buf[1]!;
-  q.flags = (buf[2]! << 8) | buf[3]!;
+  q.flags = flagsOf(buf);
   q.qdcount = (buf[4]! << 8) | buf[5]!;
   q.ancount = (buf[6]! << 8) | buf[7]!;
   q.nscount = (buf[8]! << 8) | buf[9]!;
@@ -111,9 +112,10 @@ export function parseQuery(buf: Buffer, q: ParsedQuery): void {
       if (q.hasEdns) q.ednsDuplicate = true;
       if (buf[start] !== 0) throw malformed('OPT record with a non-root owner name', { offset: start });
       q.hasEdns = true;
+      const ttl = ((buf[pos + 4]! << 24) | (buf[pos + 5]! << 16) | (buf[pos + 6]! << 8) | buf[pos + 7]!) >>> 0;
       q.ednsPayload = (buf[pos + 2]! << 8) | buf[pos + 3]!;
-      q.ednsVersion = buf[pos + 5]!;
-      q.ednsDo = (((buf[pos + 6]! << 8) | buf[pos + 7]!) & EDNS_DO) !== 0;
+      q.ednsVersion = optVersion(ttl);
+      q.ednsDo = optDnssecOk(ttl);
     }
     pos += 10 + rdlength;
   }

@@ -1,0 +1,42 @@
+/**
+ * RRL of our own answers (`../rrl.ts` decides): each UDP answer we make ourselves — cached,
+ * authoritative, NXDOMAIN, REFUSED — spends a token of its client's prefix; over the rate it is
+ * dropped, or slipped as the bare question with TC=1. Forwarded replies, TCP and in-process callers
+ * are never limited. A gate: the fit step asks it before an answer leaves, the refuse step before
+ * REFUSED does.
+ */
+import { Flag } from '../constants.js';
+import type { DnsMetrics } from '../metrics.js';
+import type { ResponseRateLimiter } from '../rrl.js';
+import { flagsOf, rcodeOf } from '../wire.js';
+import type { Replies } from './reply.js';
+import type { DnsRequest } from './step.js';
+
+export class RateLimitStep {
+  constructor(
+    private readonly rrl: ResponseRateLimiter,
+    private readonly replies: Replies,
+    private readonly metrics: DnsMetrics,
+  ) {}
+
+  /** For an encoded answer: its rcode and AA bit as the slipped reply keeps them. */
+  answer(req: DnsRequest, template: Buffer): Buffer | null | undefined {
+    return this.limit(req, rcodeOf(template), flagsOf(template) & Flag.AA);
+  }
+
+  /**
+   * RRL for an answer with this rcode (AA as given): undefined = within the client's rate (or not
+   * limited: TCP, an in-process caller); null = drop it; else the slipped reply (TC=1, question
+   * only) to send instead.
+   */
+  limit(req: DnsRequest, rcode: number, aa: number): Buffer | null | undefined {
+    const source = req.source;
+    if (source === undefined || req.transport !== 'udp') return undefined;
+    const verdict = this.rrl.check(source);
+    if (verdict === 'send') return undefined;
+    this.metrics.rrlLimited.inc();
+    if (verdict === 'drop') return null;
+    this.metrics.rrlSlipped.inc();
+    return this.replies.bare(req, rcode, aa, Flag.TC);
+  }
+}
