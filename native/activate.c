@@ -285,12 +285,23 @@ static void set_listen_env(const struct listen_spec *specs, int nspecs) {
   }
 }
 
-/* The command's LD_PRELOAD gets --preload first (set in the command's process only). */
+/* The command's LD_PRELOAD gets --preload first (set in the command's process only). The library
+ * is opened here, while we are still root and see the host's mounts, and named by its fd: a
+ * confined command may see neither its directory (a private /tmp, a directory only root may
+ * enter) nor its path, yet the dynamic loader opens /proc/self/fd/N, which checks only the file's
+ * own permissions. The fd stays open across exec (and in a wrapper's children, which may need it). */
 static void set_preload_env(void) {
   if (!preload_lib) return;
+  int fd = open(preload_lib, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die(EXIT_FDS, "open --preload", preload_lib, errno);
+  int kept = fcntl(fd, F_DUPFD, 3 + MAX_LISTEN + 10);
+  if (kept < 0) die(EXIT_FDS, "fcntl(F_DUPFD) --preload", preload_lib, errno);
+  close(fd);
+  char by_fd[32];
+  snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", kept);
   const char *old = getenv("LD_PRELOAD");
   char value[PATH_MAX * 2];
-  int len = old && *old ? snprintf(value, sizeof value, "%s:%s", preload_lib, old) : snprintf(value, sizeof value, "%s", preload_lib);
+  int len = old && *old ? snprintf(value, sizeof value, "%s:%s", by_fd, old) : snprintf(value, sizeof value, "%s", by_fd);
   if (len < 0 || (size_t)len >= sizeof value) die(EXIT_FDS, "LD_PRELOAD too long with", preload_lib, 0);
   if (setenv("LD_PRELOAD", value, 1) != 0) die(EXIT_FDS, "setenv LD_PRELOAD", NULL, errno);
 }

@@ -1,4 +1,4 @@
-import { fileURLToPath } from 'node:url';
+import { BUILT_DEMO_SERVER, stageDemoServer } from '../demo/stage.js';
 import type { RawConfig } from './validate.js';
 
 /** The demo's service address: its own /24 on the daemon's bridge, the host at .1. */
@@ -12,7 +12,13 @@ export const DEMO_METRICS = '127.0.0.1:9153';
  * service (the built-in HTTP server) at demo.jitsu.test. Flags given with --demo override it.
  */
 export function demoConfig(): RawConfig {
-  const server = fileURLToPath(new URL('../demo/http.js', import.meta.url));
+  // Run by the unprivileged service user: from a copy it can reach (root can write /run).
+  let server = BUILT_DEMO_SERVER;
+  try {
+    server = stageDemoServer('/run/jitsu-demo');
+  } catch {
+    // not root: the daemon will say so; the service would run from the checkout
+  }
   const exec = `${process.execPath} ${server} --port 80 --message "hello from demo.jitsu.test (summoned by Jitsu)"`;
   return {
     flags: new Map([
