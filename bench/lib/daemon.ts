@@ -5,10 +5,19 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stageDemoServer } from '../../src/demo/stage.js';
 import { deferCleanup } from './cleanup.js';
 import { freePort } from './net.js';
 import { start, tail, type Proc } from './proc.js';
 import { sweepNetwork } from './sweep.js';
+
+let stagedDemo: string | undefined;
+
+/** The demo server the bench's services run, staged where the unprivileged service user reaches it. */
+export function benchDemoServer(): string {
+  stagedDemo ??= stageDemoServer('/var/tmp/jitsu-bench-demo');
+  return stagedDemo;
+}
 
 export interface DaemonOptions {
   root: string;

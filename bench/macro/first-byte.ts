@@ -6,7 +6,7 @@
  * Also the daemon's ready -> handover overhead for the masked boots.
  */
 import { startProbeClient } from '../lib/client.js';
-import { startJitsu, type RunningDaemon } from '../lib/daemon.js';
+import { startJitsu, type RunningDaemon, benchDemoServer } from '../lib/daemon.js';
 import { statCells } from '../lib/report.js';
 import { summarize } from '../lib/stats.js';
 import { coldSummon } from '../lib/summon.js';
@@ -34,8 +34,8 @@ interface Profile {
 }
 
 function nodeServer(delayMs: number): (ctx: BenchContext, mask: Mask) => string {
-  return (ctx, mask) => {
-    const exec = `exec="${process.execPath} ${ctx.root}dist/src/demo/http.js --port 80 --delay-ms ${delayMs}"`;
+  return (_ctx, mask) => {
+    const exec = `exec="${process.execPath} ${benchDemoServer()} --port 80 --delay-ms ${delayMs}"`;
     const keys = mask === 'activate' ? 'port=80,mask=activate' : `ready=tcp:80,mask=${mask}`;
     return `backend=process,${exec},${keys}`;
   };

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { startProbeClient } from '../lib/client.js';
-import { startJitsu, type RunningDaemon } from '../lib/daemon.js';
+import { startJitsu, type RunningDaemon, benchDemoServer } from '../lib/daemon.js';
 import { rssBytes } from '../lib/proc.js';
 import { summarize } from '../lib/stats.js';
 import { waitStopped } from '../lib/summon.js';
@@ -147,7 +147,7 @@ export const holdBenchmark: Benchmark = {
   title: 'Connections held during one boot, and summons per second',
   async run(ctx: BenchContext, out: SectionResult) {
     const count = ctx.quick ? 500 : 10_000;
-    const server = `${ctx.root}dist/src/demo/http.js`;
+    const server = benchDemoServer();
     const services = HOLD_MASKS.map((m, i) => {
       const exec = `exec="${process.execPath} ${server} --port 80 --delay-ms ${BOOT_DELAY_MS}"`;
       const keys = m === 'activate' ? 'port=80,mask=activate' : `ready=tcp:80,mask=${m}`;

@@ -15,10 +15,12 @@ import { silentLogger } from '../../src/observe/log.js';
 import { BackendPool, defaultWorkerFile } from '../../src/pool/index.js';
 import { createNetEnv, leftovers, nstatCounter } from '../helpers/net-env.js';
 import type { NetEnv } from '../helpers/net-env.js';
+import { DEMO_HTTP } from '../helpers/daemon.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..', '..');
-const demo = join(root, 'dist', 'src', 'demo', 'http.js');
+// Staged outside the checkout: the service runs as jitsu-svc with a private /tmp.
+const demo = DEMO_HTTP;
 const built = existsSync(defaultWorkerFile()) && existsSync(demo) && existsSync(join(root, 'build', 'Release', 'jitsu-activate'));
 const canRun = process.getuid?.() === 0 && built;
 if (!built) console.warn('process backend tests skipped: run `npx tsc -p .` and `npm run build:native` first');
