@@ -76,7 +76,8 @@ class Handler implements QueryHandler {
 
   constructor(opts: HandlerOptions) {
     const { summoner, forwarder, logger } = opts;
-    const metrics = (this.metrics = new DnsMetrics(opts.metrics));
+    this.metrics = new DnsMetrics(opts.metrics);
+    const metrics = this.metrics;
     const replies = new Replies(metrics, forwarder ? Flag.RA : 0);
     const answers = new ZoneAnswers({ summoner, serial: opts.serial ?? Math.floor(Date.now() / 1000), ttl: opts.ttl ?? 60, ra: forwarder !== undefined });
     // Every answer's way out: the RRL gate (our own UDP answers), then fit to the client's datagram.

@@ -59,11 +59,6 @@ export class SummonStep {
     return up === true ? undefined : this.later(req, answer, up);
   }
 
-  /** Queries waiting for a boot now. */
-  waiting(): number {
-    return this.pending;
-  }
-
   private later(req: DnsRequest, answer: ServiceAnswer, up: Promise<void>): Reply {
     // The boot itself is the service layer's; only this query's wait is refused.
     up.catch(() => {});
