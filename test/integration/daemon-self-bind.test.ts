@@ -6,8 +6,7 @@
  * exit status or signal; a static server (busybox httpd) binds the port itself and serves.
  * Bridge jt8<pid>b, services 10.218.N.0/24, client netns on the same bridge.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClientNetns, type ClientNetns } from '../helpers/client-netns.js';
@@ -25,7 +24,9 @@ describe.skipIf(!canRun)(`daemon: port= services whose servers bind their own po
   const svc = (name: string, host: number, exec: string, extra = ''): string => `name=${PREFIX}${name},dns=${name}.jt8.test,ip=${NET}.${host},port=80,exec=${exec}${extra}`;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'jt8-'));
+    // Outside /tmp and world-readable: the services run as jitsu-svc with a private /tmp.
+    dir = mkdtempSync('/var/tmp/jt8-');
+    chmodSync(dir, 0o755);
     writeFileSync(join(dir, 'index.html'), 'hello from python\n');
     writeFileSync(join(dir, 'server.cjs'), "require('node:http').createServer((q, s) => s.end('hello from node\\n')).listen(80);\n");
     d = await startDaemon({
