@@ -8,7 +8,6 @@
 import { Flag } from '../constants.js';
 import type { DnsMetrics } from '../metrics.js';
 import type { ResponseRateLimiter } from '../rrl.js';
-import { flagsOf, rcodeOf } from '../wire.js';
 import type { Replies } from './reply.js';
 import type { DnsRequest } from './step.js';
 
@@ -18,11 +17,6 @@ export class RateLimitStep {
     private readonly replies: Replies,
     private readonly metrics: DnsMetrics,
   ) {}
-
-  /** For an encoded answer: its rcode and AA bit as the slipped reply keeps them. */
-  answer(req: DnsRequest, template: Buffer): Buffer | null | undefined {
-    return this.limit(req, rcodeOf(template), flagsOf(template) & Flag.AA);
-  }
 
   /**
    * RRL for an answer with this rcode (AA as given): undefined = within the client's rate (or not
