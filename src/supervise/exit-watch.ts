@@ -33,24 +33,20 @@ export function watchedProcess(handle: BackendHandle): WatchedProcess | undefine
   return { pid: handle.pid, startTime };
 }
 
-/** Alive and still the same process: exists, not a zombie, same start time. */
-export function isSameLiveProcess(target: WatchedProcess): boolean {
-  return isAlive(target.pid, target.startTime);
-}
+const POLL_FALLBACK_MS = 50;
 
-export const POLL_FALLBACK_MS = 50;
-
-export function createExitWatcher(logger: Logger, native: NativeAddon | undefined = tryNative(logger)): ExitWatcher {
+/** `native`: the addon, or null to poll /proc (no addon; tests of the fallback). */
+export function createExitWatcher(logger: Logger, native: NativeAddon | null = tryNative(logger)): ExitWatcher {
   if (native) return pidfdWatcher(native, logger);
   return pollWatcher(POLL_FALLBACK_MS);
 }
 
-function tryNative(logger: Logger): NativeAddon | undefined {
+function tryNative(logger: Logger): NativeAddon | null {
   try {
     return loadNative();
   } catch (err) {
     logger.warn('pidfd watch unavailable: polling /proc for service exits', { interval_ms: POLL_FALLBACK_MS, cause: errorMessage(err) });
-    return undefined;
+    return null;
   }
 }
 
@@ -85,7 +81,7 @@ function pidfdWatcher(native: NativeAddon, logger: Logger): ExitWatcher {
         return fallback.watch(target, onExit);
       }
       // The fd now pins the process it was opened on: if that is not ours any more, ours is gone.
-      if (!isSameLiveProcess(target)) {
+      if (!isAlive(target.pid, target.startTime)) {
         pidWatch.close();
         setImmediate(fire);
       }
@@ -102,7 +98,7 @@ function pollWatcher(intervalMs: number): ExitWatcher {
     mechanism: 'poll',
     watch(target, onExit) {
       const timer = setInterval(() => {
-        if (isSameLiveProcess(target)) return;
+        if (isAlive(target.pid, target.startTime)) return;
         clearInterval(timer);
         onExit();
       }, intervalMs);
