@@ -149,6 +149,9 @@ describe.skipIf(!canRun)(`a log consumer that goes away ${why}`, () => {
       await expectNothingLeft(id, bridge);
     } finally {
       sh.kill('SIGKILL');
+      // The daemon is the pipeline's child, not ours: if an assertion failed it still runs. SIGTERM
+      // lets it remove what it made.
+      await run('pkill', ['-TERM', '-f', `${CLI} -b 127.0.0.1 -l ${port} `]).catch(() => undefined);
     }
   });
 });
