@@ -2,30 +2,19 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../observe/log.js';
 import { MetricsRegistry } from '../observe/metrics.js';
-import { decodeMessage, encodeMessage } from './codec.js';
+import { decodeMessage } from './codec.js';
 import { QType, Rcode } from './constants.js';
-import type { Forwarder } from './forwarder.js';
 import { createDnsHandler } from './handler.js';
 import { ResponseRateLimiter } from './rrl.js';
 import { AddressSet, sourceFromText } from './source.js';
 import { createStaticSummoner } from './static-summoner.js';
-import { query } from '../../test/helpers/dns-util.js';
+import { query, stubForwarder } from '../../test/helpers/dns-util.js';
 
 const summoner = createStaticSummoner([{ service: 'www', names: ['www.jitsu.test'], ipv4: ['10.0.0.1'], ttl: 30 }]);
 
-function echoForwarder(): Forwarder & { calls: number } {
-  const f = {
-    calls: 0,
-    upstreams: [{ address: '192.0.2.53', port: 53 }],
-    outstanding: () => 0,
-    close: async () => {},
-    forward: async (q: Buffer): Promise<Buffer> => {
-      f.calls++;
-      const m = decodeMessage(q);
-      return encodeMessage({ ...m, qr: true, ra: true, answers: [{ name: m.questions[0]!.name, type: QType.A, class: 1, ttl: 5, data: { kind: 'A', address: '198.51.100.1' } }] });
-    },
-  };
-  return f;
+/** Answers every forwarded question with 198.51.100.1. */
+function echoForwarder(): ReturnType<typeof stubForwarder> {
+  return stubForwarder((m) => ({ ...m, qr: true, ra: true, answers: [{ name: m.questions[0]!.name, type: QType.A, class: 1, ttl: 5, data: { kind: 'A', address: '198.51.100.1' } }] }));
 }
 
 // Created once: each keeps its arrival time, so the RRL loops below run within one instant.

@@ -4,11 +4,10 @@ import { silentLogger } from '../observe/log.js';
 import { MetricsRegistry } from '../observe/metrics.js';
 import { decodeMessage, encodeMessage, type DnsMessage } from './codec.js';
 import { QType, Rcode } from './constants.js';
-import type { Forwarder } from './forwarder.js';
 import { createDnsHandler, type HandlerOptions } from './handler.js';
 import { createStaticSummoner, type StaticService } from './static-summoner.js';
 import type { Transport } from './types.js';
-import { query } from '../../test/helpers/dns-util.js';
+import { query, stubForwarder } from '../../test/helpers/dns-util.js';
 
 const SERIAL = 1_700_000_000;
 
@@ -17,23 +16,6 @@ const services: StaticService[] = [
   { service: 'v6', names: ['six.jitsu.test'], ipv6: ['fd00::6'], ttl: 30 },
   { service: 'many', names: ['many.jitsu.test'], ipv4: Array.from({ length: 60 }, (_, i) => `10.1.0.${i}`), ttl: 30 },
 ];
-
-/** An in-memory stand-in for the UDP forwarder (the real one is tested against a real upstream). */
-function stubForwarder(answer: (q: DnsMessage) => DnsMessage | Error): Forwarder & { calls: number } {
-  const f = {
-    calls: 0,
-    upstreams: [{ address: '192.0.2.53', port: 53 }],
-    outstanding: () => 0,
-    close: async () => {},
-    forward: async (q: Buffer): Promise<Buffer> => {
-      f.calls++;
-      const out = answer(decodeMessage(q));
-      if (out instanceof Error) throw out;
-      return encodeMessage(out);
-    },
-  };
-  return f;
-}
 
 function setup(opts: Partial<HandlerOptions> & { services?: StaticService[] } = {}) {
   const metrics = new MetricsRegistry();

@@ -1,5 +1,6 @@
 /** Small builders shared by the DNS unit and integration tests. */
-import { encodeMessage, type DnsMessage, type Edns } from '../../src/dns/codec.js';
+import { decodeMessage, encodeMessage, type DnsMessage, type Edns } from '../../src/dns/codec.js';
+import type { Forwarder } from '../../src/dns/forwarder.js';
 
 export function query(
   name: string,
@@ -29,4 +30,21 @@ export function query(
 /** Hex string (spaces ignored) -> Buffer. */
 export function hex(text: string): Buffer {
   return Buffer.from(text.replace(/\s+/g, ''), 'hex');
+}
+
+/** An in-memory stand-in for the UDP forwarder (the real one is tested against a real upstream). */
+export function stubForwarder(answer: (q: DnsMessage) => DnsMessage | Error): Forwarder & { calls: number } {
+  const f = {
+    calls: 0,
+    upstreams: [{ address: '192.0.2.53', port: 53 }],
+    outstanding: () => 0,
+    close: async () => {},
+    forward: async (q: Buffer): Promise<Buffer> => {
+      f.calls++;
+      const out = answer(decodeMessage(q));
+      if (out instanceof Error) throw out;
+      return encodeMessage(out);
+    },
+  };
+  return f;
 }
