@@ -173,7 +173,9 @@ step "TypeScript build"
 npm run --silent build:ts
 
 if [ "$want_test_artefacts" -eq 1 ]; then
-  for script in scripts/build-guest.sh scripts/build-rootfs.sh; do
+  # Every scripts/build-*.sh builds one cached test artefact (guest image, container rootfs, labs);
+  # each is idempotent and does nothing when its inputs are unchanged.
+  for script in scripts/build-*.sh; do
     if [ -x "$script" ]; then
       step "$script"
       "$script"
