@@ -12,7 +12,7 @@
       "target_name": "jitsu-activate",
       "type": "executable",
       "sources": ["native/activate.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "-std=c11", "-D_GNU_SOURCE"]
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=c11", "-D_GNU_SOURCE", "-D_FILE_OFFSET_BITS=64", "-D_TIME_BITS=64"]
     },
     {
       "target_name": "jitsu-preload",

@@ -69,6 +69,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* 32-bit targets (armhf): rlim_t, off_t and time_t must be 64 bits (see binding.gyp). */
+_Static_assert(sizeof(rlim_t) == 8, "build with -D_FILE_OFFSET_BITS=64: rlim_t must hold byte counts above 4 GiB");
+_Static_assert(sizeof(time_t) == 8, "build with -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64: time_t must be 64 bits");
+
 enum {
   EXIT_USAGE = 64,
   EXIT_NETNS_OPEN = 65,
@@ -335,7 +339,13 @@ static void parse_rlimit(const char *text) {
   if (eq && (size_t)(eq - text) == 2 && strncmp(text, "as", 2) == 0) resource = RLIMIT_AS;
   else if (eq && (size_t)(eq - text) == 5 && strncmp(text, "nproc", 5) == 0) resource = RLIMIT_NPROC;
   else die(EXIT_USAGE, "--rlimit must be as=BYTES or nproc=N, got", text, 0);
-  long v = parse_long(eq + 1, 1, LONG_MAX, "--rlimit value must be a positive integer:");
+  /* Not parse_long: memory= is bytes, and a long is 32 bits on armhf, so as=4294967296 (4 GiB) would
+   * be refused there. rlim_t is 64 bits on every target (binding.gyp builds with _FILE_OFFSET_BITS=64). */
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = eq[1] == '-' ? 0 : strtoull(eq + 1, &end, 10);
+  if (errno || end == eq + 1 || *end != '\0' || v < 1 || v >= (unsigned long long)RLIM_INFINITY)
+    die(EXIT_USAGE, "--rlimit value must be a positive integer:", eq + 1, 0);
   confinement.limits[confinement.nlimits].resource = resource;
   confinement.limits[confinement.nlimits].value = (rlim_t)v;
   confinement.limits[confinement.nlimits++].text = text;

@@ -175,6 +175,21 @@ describe.skipIf(!canRun)('jitsu-activate launcher', () => {
     }
   });
 
+  // memory= beyond 2 GiB: on armhf a long is 32 bits, and the launcher once parsed the bytes into one
+  // (exit 64 for as=4294967296); rlim_t is 64 bits there only with _FILE_OFFSET_BITS=64.
+  it('--rlimit as= takes byte counts above 4 GiB on every architecture, and refuses junk', async () => {
+    for (const bytes of [2 ** 31, 2 ** 32, 2 ** 33 + 4096]) {
+      const r = await launch(['--rlimit', `as=${bytes}`, '--', 'sh', '-c', 'ulimit -v']);
+      expect({ bytes, code: r.code, stderr: r.stderr }).toEqual({ bytes, code: 0, stderr: '' });
+      expect(Number(r.stdout.trim()) * 1024).toBe(Math.floor(bytes / 1024) * 1024);
+    }
+    for (const bad of ['0', '-1', '12x', '', '18446744073709551615', '99999999999999999999999']) {
+      const r = await launch(['--rlimit', `as=${bad}`, '--', 'true']);
+      expect({ bad, code: r.code }).toEqual({ bad, code: 64 });
+      expect(r.stderr).toMatch(/--rlimit value must be a positive integer/);
+    }
+  });
+
   it('fails with 67 when a port stays taken', async () => {
     const server: Server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
