@@ -2,18 +2,21 @@
  * The DNS path (DESIGN.md section 3), composed: one step per file in `steps/`, linked here in the
  * order a query travels. Each step answers or hands the query to the next:
  *
- *   parse -> guard -> cache -> authority -> forward -> nxdomain -> refuse
+ *   parse -> cache -> authority -> forward -> nxdomain -> refuse
  *
  * and every answer we make ourselves leaves through RRL, then fit (truncation, personal copy). The
  * summon gate sits in front of each A/AAAA/ANY answer for a configured name (cache hit or not); the
- * forwarding access list in front of the upstream.
+ * forwarding access list in front of the upstream. A fault in any step (a bug, an answer too large
+ * for any transport) costs the query one SERVFAIL, never the listener: the guard around the path.
  */
 import { performance } from 'node:perf_hooks';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { MetricsRegistry } from '../observe/metrics.js';
-import { Flag } from './constants.js';
+import { Flag, Rcode } from './constants.js';
 import type { Forwarder } from './forwarder.js';
 import { DnsMetrics } from './metrics.js';
+import { parseQuery } from './query.js';
 import type { ResponseRateLimiter } from './rrl.js';
 import type { AddressSet, QuerySource } from './source.js';
 import { ForwardAccess } from './steps/access.js';
@@ -22,7 +25,6 @@ import { AuthorityStep } from './steps/authority.js';
 import { CacheStep } from './steps/cache.js';
 import { FitStep } from './steps/fit.js';
 import { ForwardStep } from './steps/forward.js';
-import { GuardStep } from './steps/guard.js';
 import { NxdomainStep } from './steps/nxdomain.js';
 import { ParseStep } from './steps/parse.js';
 import { RateLimitStep } from './steps/rate-limit.js';
@@ -70,6 +72,8 @@ class Handler implements QueryHandler {
   private readonly path: Step;
   private readonly cache: CacheStep;
   private readonly metrics: DnsMetrics;
+  private readonly replies: Replies;
+  private readonly logger: Logger;
   /** Reused for every query: valid during handle() only (steps that answer later detach a copy). */
   private readonly request = new DnsRequest();
   private tick = 0;
@@ -79,6 +83,8 @@ class Handler implements QueryHandler {
     this.metrics = new DnsMetrics(opts.metrics);
     const metrics = this.metrics;
     const replies = new Replies(metrics, forwarder ? Flag.RA : 0);
+    this.replies = replies;
+    this.logger = logger;
     const answers = new ZoneAnswers({ summoner, serial: opts.serial ?? Math.floor(Date.now() / 1000), ttl: opts.ttl ?? 60, ra: forwarder !== undefined });
     // Every answer's way out: the RRL gate (our own UDP answers), then fit to the client's datagram.
     const rrl = opts.rrl === undefined ? undefined : new RateLimitStep(opts.rrl, replies, metrics);
@@ -88,8 +94,6 @@ class Handler implements QueryHandler {
     this.path = link(
       // Header rules, the question, OPT.
       new ParseStep(replies, metrics),
-      // A fault below costs one SERVFAIL.
-      new GuardStep(replies, logger),
       // Cached answers: the summon gate, then out.
       this.cache,
       // Configured names: the summon gate, then their addresses or NODATA + SOA.
@@ -109,7 +113,24 @@ class Handler implements QueryHandler {
 
   handle(msg: Buffer, transport: Transport, source?: QuerySource): Reply {
     const req = this.request.start(msg, transport, source);
-    return (++this.tick & SAMPLE_MASK) !== 0 ? this.path.serve(req) : this.timed(req);
+    // The guard is here rather than a step of its own: one call less on every query, and TurboFan
+    // makes a try block free when nothing throws.
+    try {
+      return (++this.tick & SAMPLE_MASK) !== 0 ? this.path.serve(req) : this.timed(req);
+    } catch (err) {
+      return this.fault(req, err);
+    }
+  }
+
+  /** A step threw: SERVFAIL with the question, or nothing if the message has none we can read. */
+  private fault(req: DnsRequest, err: unknown): Buffer | null {
+    this.logger.warn('dns handler failed', { error: errorMessage(err) });
+    try {
+      parseQuery(req.msg, req.q); // the parse step may not have run (or finished) for this message
+    } catch {
+      return null;
+    }
+    return this.replies.bare(req, Rcode.SERVFAIL);
   }
 
   /** The 1 in 64: kept out of handle() so the path inlines into it. */
