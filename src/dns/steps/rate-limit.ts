@@ -27,7 +27,11 @@ export class RateLimitStep {
     const source = req.source;
     if (source === undefined || req.transport !== 'udp') return undefined;
     const verdict = this.rrl.check(source);
-    if (verdict === 'send') return undefined;
+    return verdict === 'send' ? undefined : this.limited(req, verdict, rcode, aa);
+  }
+
+  /** Over the rate: apart from limit(), so the common case stays small enough to inline. */
+  private limited(req: DnsRequest, verdict: 'drop' | 'slip', rcode: number, aa: number): Buffer | null {
     this.metrics.rrlLimited.inc();
     if (verdict === 'drop') return null;
     this.metrics.rrlSlipped.inc();
