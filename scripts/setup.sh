@@ -160,8 +160,24 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
+  # DNS servers among them (unbound, nsd, knot) would otherwise be started by their maintainer
+  # scripts (invoke-rc.d / deb-systemd-invoke) and stay on port 53: the benchmarks run their own
+  # copies on loopback ports, and jitsu itself wants 53. A policy-rc.d that denies every start
+  # (exit 101) is honoured by both; one already present (containers ship one) is left alone.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# scripts/setup.sh: no service starts during its apt-get install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=1
+    trap '[ "$own_policy" -eq 1 ] && rm -f "$policy"' EXIT
+  fi
   # With recommends: that is how every package here was installed and tested.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ "$own_policy" -eq 1 ]; then
+    rm -f "$policy"
+    own_policy=0
+  fi
 else
   echo "all ${#packages[@]} present"
 fi

@@ -27,9 +27,11 @@ async function firstLine(cmd: string, args: string[], re?: RegExp): Promise<stri
 
 export async function machineFacts(): Promise<MachineFacts> {
   const load = readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).map(Number);
-  const [dnsmasq, unbound, dnsperf, qemu, crun, dig] = await Promise.all([
+  const [dnsmasq, unbound, knot, nsd, dnsperf, qemu, crun, dig] = await Promise.all([
     firstLine('dnsmasq', ['--version'], /Dnsmasq version (\S+)/),
     firstLine('unbound', ['-V'], /Version (\S+)/),
+    firstLine('knotd', ['-V'], /version (\S+)/),
+    firstLine('nsd', ['-v'], /NSD version (\S+)/),
     firstLine('dnsperf', ['-h'], /Version (\S+)/),
     firstLine('qemu-system-x86_64', ['--version'], /version (\S+)/),
     firstLine('crun', ['--version'], /crun version (\S+)/),
@@ -43,6 +45,6 @@ export async function machineFacts(): Promise<MachineFacts> {
     kernel: release(),
     node: process.version,
     loadAverage: load,
-    tools: { dnsmasq, unbound, dnsperf, qemu, crun, dig },
+    tools: { dnsmasq, unbound, knot, nsd, dnsperf, qemu, crun, dig },
   };
 }

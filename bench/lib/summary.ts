@@ -30,8 +30,8 @@ export function headlineTable(s: Sections): Table {
   rows.push(['dns', 'DNS qps, jitsu daemon (running services)', qps('jitsu-daemon'), '≥ 1.0× dnsmasq on 2 cores']);
   rows.push(['dns', 'DNS qps, jitsu DNS layer only: default UDP path / Node dgram / 2 cluster workers', `${qps('jitsu-dns-layer')}; ${qps('jitsu-dns-layer-dgram')}; ${qps('jitsu-dns-layer-2w')}`, '≥ 1.0× dnsmasq']);
   const cpu = (id: string): string => fmt(value(s, 'dns', `${id} server CPU µs per query`));
-  rows.push(['dns', 'server CPU per answer, µs: dnsmasq / unbound 1t / jitsu layer / jitsu layer dgram / jitsu daemon', ['dnsmasq', 'unbound-1t', 'jitsu-dns-layer', 'jitsu-dns-layer-dgram', 'jitsu-daemon'].map(cpu).join(' / '), 'reported']);
-  rows.push(['dns', 'DNS qps, dnsmasq / unbound 1 thread / unbound 2 threads', ['dnsmasq', 'unbound-1t', 'unbound-2t'].map((id) => fmt(value(s, 'dns', `${id} qps`))).join(' / '), 'reference']);
+  rows.push(['dns', 'server CPU per answer, µs: dnsmasq / unbound 1t / knot 1w / nsd 1p / jitsu layer / jitsu layer dgram / jitsu daemon', ['dnsmasq', 'unbound-1t', 'knot-1w', 'nsd-1p', 'jitsu-dns-layer', 'jitsu-dns-layer-dgram', 'jitsu-daemon'].map(cpu).join(' / '), 'reported']);
+  rows.push(['dns', 'DNS qps, dnsmasq / unbound 1 thread / unbound 2 threads / knot 1 UDP worker / nsd 1 server', ['dnsmasq', 'unbound-1t', 'unbound-2t', 'knot-1w', 'nsd-1p'].map((id) => fmt(value(s, 'dns', `${id} qps`))).join(' / '), 'reference']);
   for (const b of ['process', 'container', 'qemu']) {
     const st = metric(s, 'boot', `${b} query to first byte`);
     rows.push(['boot', `boot to first byte, ${b} (median / p99)`, st ? `${ms(st.median)} / ${ms(st.p99)}` : `– (${s['boot']?.skipped[b] ?? 'not run'})`.slice(0, 120), 'reported side by side']);

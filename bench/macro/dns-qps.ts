@@ -1,11 +1,12 @@
 /**
  * Section `dns`: queries per second for names of running services, with dnsperf, against our daemon
- * (full CLI, services pre-warmed), the DNS layer alone, dnsmasq and unbound (1 and 2 threads) — same
- * names, same query file, same machine, one run. Ratios are to dnsmasq. The daemon also runs with
+ * (full CLI, services pre-warmed), the DNS layer alone, dnsmasq, unbound (1 and 2 threads), and the
+ * fastest authoritative servers, Knot DNS (one UDP worker) and NSD (one server process, RRL off) —
+ * same names, same query file, same machine, one run. Ratios are to dnsmasq. The daemon also runs with
  * RRL off and on for a client that is not loopback (RRL exempts loopback): dnsperf then sends from
  * the host's address on the services' bridge.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deferCleanup } from '../lib/cleanup.js';
@@ -175,6 +176,108 @@ async function unboundPeer(names: readonly NameEntry[], threads: number, dir: st
   return processPeer(`unbound-${threads}t`, `unbound (${threads} thread${threads > 1 ? 's' : ''})`, 'unbound', ['-d', '-c', conf], port, null);
 }
 
+/**
+ * The names as an authoritative zone file (Knot and NSD serve zones, not local data): SOA, NS with
+ * its glue, and the same A records every other peer answers.
+ */
+function zoneFile(names: readonly NameEntry[]): string {
+  return [
+    `$ORIGIN ${ZONE}.`,
+    '$TTL 60',
+    `@ IN SOA ns.${ZONE}. hostmaster.${ZONE}. 1 3600 600 86400 60`,
+    `@ IN NS ns.${ZONE}.`,
+    'ns IN A 127.0.0.1',
+    ...names.map((n) => `${n.name}. IN A ${n.ip}`),
+    '',
+  ].join('\n');
+}
+
+/** Knot DNS with one UDP worker (and one TCP, one background): the single-core figure, like unbound 1t. */
+async function knotPeer(names: readonly NameEntry[], dir: string): Promise<Peer> {
+  const port = await freePort();
+  const home = join(dir, 'knot');
+  mkdirSync(home, { recursive: true });
+  writeFileSync(join(home, `${ZONE}.zone`), zoneFile(names));
+  const conf = join(home, 'knot.conf');
+  writeFileSync(
+    conf,
+    [
+      'server:',
+      `    rundir: "${home}"`,
+      `    listen: 127.0.0.1@${port}`,
+      '    udp-workers: 1',
+      '    tcp-workers: 1',
+      '    background-workers: 1',
+      'log:',
+      '  - target: stderr',
+      '    any: warning',
+      'database:',
+      `    storage: "${home}"`,
+      'control:',
+      `    listen: "${home}/knot.sock"`,
+      'template:',
+      '  - id: default',
+      `    storage: "${home}"`,
+      'zone:',
+      `  - domain: ${ZONE}`,
+      `    file: "${home}/${ZONE}.zone"`,
+      '',
+    ].join('\n'),
+  );
+  // knotd stays in the foreground unless given -d; one process, its workers are threads.
+  return processPeer('knot-1w', 'Knot DNS (1 UDP worker)', 'knotd', ['-c', conf], port, null);
+}
+
+/** A process and all its descendants (NSD's server process is a grandchild of the one we start). */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length && out.length < 64; i++) out.push(...childPids(out[i]!));
+  return out;
+}
+
+/**
+ * NSD with one server process and RRL off (Debian builds it with --enable-ratelimit, whose default
+ * would limit dnsperf's single source). Its CPU is that of the whole tree: the process we start
+ * becomes xfrd, its child the main process, whose child serves the queries.
+ */
+async function nsdPeer(names: readonly NameEntry[], dir: string): Promise<Peer> {
+  const port = await freePort();
+  const home = join(dir, 'nsd');
+  mkdirSync(home, { recursive: true });
+  writeFileSync(join(home, `${ZONE}.zone`), zoneFile(names));
+  const conf = join(home, 'nsd.conf');
+  writeFileSync(
+    conf,
+    [
+      'server:',
+      '    server-count: 1',
+      `    ip-address: 127.0.0.1@${port}`,
+      '    do-ip6: no',
+      '    username: ""',
+      '    chroot: ""',
+      `    zonesdir: "${home}"`,
+      '    database: ""',
+      `    pidfile: "${home}/nsd.pid"`,
+      `    xfrdfile: "${home}/xfrd.state"`,
+      `    zonelistfile: "${home}/zone.list"`,
+      `    xfrdir: "${home}"`,
+      `    logfile: "${home}/nsd.log"`,
+      '    verbosity: 0',
+      '    rrl-ratelimit: 0',
+      '    rrl-whitelist-ratelimit: 0',
+      'remote-control:',
+      '    control-enable: no',
+      'zone:',
+      `    name: ${ZONE}`,
+      `    zonefile: "${home}/${ZONE}.zone"`,
+      '',
+    ].join('\n'),
+  );
+  const peer = await processPeer('nsd-1p', 'NSD (1 server process, RRL off)', 'nsd', ['-d', '-c', conf], port, null);
+  const leader = peer.pids()[0]!;
+  return { ...peer, pids: () => processTree(leader) };
+}
+
 async function dnsLayerPeer(ctx: BenchContext, names: readonly NameEntry[], workers: number, udp: 'auto' | 'dgram'): Promise<Peer> {
   const port = await freePort();
   const proc = start(process.execPath, [
@@ -255,10 +358,12 @@ export const dnsQpsBenchmark: Benchmark = {
     // The same file for every server: each name, type A, in rotation.
     writeFileSync(queryFile, Array.from({ length: 64 }, (_, i) => `${names[i % names.length]!.name} A`).join('\n') + '\n');
 
-    const makers: { id: string; need?: string; make: () => Promise<Peer> }[] = [
+    const makers: { id: string; need?: string; pkg?: string; make: () => Promise<Peer> }[] = [
       { id: 'dnsmasq', need: 'dnsmasq', make: () => dnsmasqPeer(names) },
       { id: 'unbound-1t', need: 'unbound', make: () => unboundPeer(names, 1, dir) },
       { id: 'unbound-2t', need: 'unbound', make: () => unboundPeer(names, 2, dir) },
+      { id: 'knot-1w', need: 'knotd', pkg: 'knot', make: () => knotPeer(names, dir) },
+      { id: 'nsd-1p', need: 'nsd', pkg: 'nsd', make: () => nsdPeer(names, dir) },
       { id: 'jitsu-dns-layer', make: () => dnsLayerPeer(ctx, names, 0, 'auto') },
       { id: 'jitsu-dns-layer-dgram', make: () => dnsLayerPeer(ctx, names, 0, 'dgram') },
       { id: 'jitsu-dns-layer-2w', make: () => dnsLayerPeer(ctx, names, 2, 'auto') },
@@ -274,7 +379,7 @@ export const dnsQpsBenchmark: Benchmark = {
         for (const m of makers) {
           if (out.skipped[m.id]) continue;
           if (m.need && !(await which(m.need))) {
-            out.skipped[m.id] = `${m.need} is not installed`;
+            out.skipped[m.id] = `${m.need} is not installed${m.pkg ? ` (apt-get install ${m.pkg})` : ''}`;
             continue;
           }
           if (Date.now() + (ctx.dnsSeconds + 10) * 1000 > ctx.deadline && results.has(m.id)) continue;

@@ -56,7 +56,7 @@ describe.skipIf(!isRoot() || !haveCommand('dnsperf'))('bench smoke: --quick --on
     expect(doc.options).toMatchObject({ quick: true, only: ['micro', 'dns'] });
     expect(doc.machine.cores).toBeGreaterThan(0);
     expect(doc.machine.node).toMatch(/^v\d+/);
-    expect(Object.keys(doc.machine.tools).sort()).toEqual(['crun', 'dig', 'dnsmasq', 'dnsperf', 'qemu', 'unbound']);
+    expect(Object.keys(doc.machine.tools).sort()).toEqual(['crun', 'dig', 'dnsmasq', 'dnsperf', 'knot', 'nsd', 'qemu', 'unbound']);
     expect(doc.machine.tools['dnsperf']).toMatch(/^\d+\.\d+/);
     expect(Object.keys(doc.sections)).toEqual(['micro', 'dns']);
   });
@@ -80,7 +80,7 @@ describe.skipIf(!isRoot() || !haveCommand('dnsperf'))('bench smoke: --quick --on
   it('dns: every server has a positive qps and a ratio to dnsmasq, or says why it was skipped', () => {
     const dns = doc.sections['dns']!;
     expect(['ok', 'partial']).toContain(dns.status);
-    const ids = ['dnsmasq', 'unbound-1t', 'unbound-2t', 'jitsu-dns-layer', 'jitsu-dns-layer-dgram', 'jitsu-dns-layer-2w', 'jitsu-daemon', 'jitsu-daemon-rrl-off', 'jitsu-daemon-rrl-on'];
+    const ids = ['dnsmasq', 'unbound-1t', 'unbound-2t', 'knot-1w', 'nsd-1p', 'jitsu-dns-layer', 'jitsu-dns-layer-dgram', 'jitsu-dns-layer-2w', 'jitsu-daemon', 'jitsu-daemon-rrl-off', 'jitsu-daemon-rrl-on'];
     for (const id of ids) {
       if (dns.skipped[id] !== undefined) {
         expect(dns.skipped[id]!.length, id).toBeGreaterThan(0);
