@@ -130,6 +130,23 @@ describe('ServiceManager lifecycle', () => {
     expect(fake.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
   });
 
+  it('a boot longer than the idle timeout is not idle at once: the idle clock starts at ready', async () => {
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5'], { ttl: '10', 'boot-timeout': '120' });
+    const start = fake.start.bind(fake);
+    fake.start = async (spec, signal) => {
+      const handle = await start(spec, signal);
+      clock = 60_000; // the boot took a minute of daemon time (found on Xen under emulation)
+      return handle;
+    };
+    await mgr.lookup('web.jitsu.test')!.ensureUp();
+    clock = 60_001;
+    mgr.sweep();
+    expect(mgr.runtime('web.jitsu.test')!.phase).toBe('ready');
+    clock = 80_001;
+    mgr.sweep();
+    await until(() => mgr.runtime('web.jitsu.test')!.phase === 'stopped');
+  });
+
   it('resumes a suspended service instead of booting it again', async () => {
     const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5'], { ttl: '1', mode: 'suspend' });
     await mgr.lookup('web.jitsu.test')!.ensureUp();

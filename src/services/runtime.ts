@@ -186,6 +186,9 @@ export class ServiceRuntime {
         metrics.orchestration.labels({ step: 'ready_to_handover' }).observe((epochNow() - readyAt) / 1000);
       }
       this.phase = 'ready';
+      // The idle clock starts when the answers go out: a boot longer than the idle timeout (a VM on a
+      // slow host) would otherwise be stopped at the next sweep, before its clients could connect.
+      this.lastActivity = this.deps.now();
       this.watch(this.handle!);
       this.lastBootMs = this.deps.now() - startedAt;
       this.lastError = undefined;
