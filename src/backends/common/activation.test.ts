@@ -22,7 +22,35 @@ function elf64(interp?: string): Buffer {
   return buf;
 }
 
+/** The same for a 32-bit little-endian ELF (armhf, i386): 4-byte words, other offsets. */
+function elf32(interp?: string): Buffer {
+  const buf = Buffer.alloc(0x100);
+  buf.writeUInt32BE(0x7f454c46, 0);
+  buf[4] = 1; // ELFCLASS32
+  buf[5] = 1;
+  buf.writeUInt32LE(0x34, 0x1c); // e_phoff
+  buf.writeUInt16LE(0x20, 0x2a); // e_phentsize
+  buf.writeUInt16LE(1, 0x2c); // e_phnum
+  buf.writeUInt32LE(interp ? 3 : 1, 0x34);
+  if (interp) {
+    buf.writeUInt32LE(0x80, 0x38); // p_offset
+    buf.writeUInt32LE(interp.length + 1, 0x44); // p_filesz
+    buf.write(`${interp}\0`, 0x80, 'latin1');
+  }
+  return buf;
+}
+
 describe('ELF linkage', () => {
+  // On an armhf host every program is ELF32 with /lib/ld-linux-armhf.so.3: read as ELF64 it would
+  // be "static" and the daemon would refuse activation for programs that bind their own port.
+  it('reads 32-bit ELF too (armhf), and the node running this test is glibc-linked on every architecture', () => {
+    expect(elfInterpreter(elf32('/lib/ld-linux-armhf.so.3'))).toBe('/lib/ld-linux-armhf.so.3');
+    expect(elfInterpreter(elf32())).toBeNull();
+    expect(linkageOfInterpreter('/lib/ld-linux-armhf.so.3')).toBe('glibc');
+    expect(linkageOfInterpreter('/lib/ld-linux.so.2')).toBe('glibc');
+    expect(programLinkage(process.execPath)).toBe('glibc');
+  });
+
   it('reads the interpreter, null for a static ELF, undefined for anything else', () => {
     expect(elfInterpreter(elf64('/lib64/ld-linux-x86-64.so.2'))).toBe('/lib64/ld-linux-x86-64.so.2');
     expect(elfInterpreter(elf64())).toBeNull();
