@@ -32,11 +32,11 @@ export function headlineTable(s: Sections): Table {
   const cpu = (id: string): string => fmt(value(s, 'dns', `${id} server CPU µs per query`));
   rows.push(['dns', 'server CPU per answer, µs: dnsmasq / unbound 1t / knot 1w / nsd 1p / jitsu layer / jitsu layer dgram / jitsu daemon', ['dnsmasq', 'unbound-1t', 'knot-1w', 'nsd-1p', 'jitsu-dns-layer', 'jitsu-dns-layer-dgram', 'jitsu-daemon'].map(cpu).join(' / '), 'reported']);
   rows.push(['dns', 'DNS qps, dnsmasq / unbound 1 thread / unbound 2 threads / knot 1 UDP worker / nsd 1 server', ['dnsmasq', 'unbound-1t', 'unbound-2t', 'knot-1w', 'nsd-1p'].map((id) => fmt(value(s, 'dns', `${id} qps`))).join(' / '), 'reference']);
-  for (const b of ['process', 'container', 'qemu']) {
+  for (const b of ['process', 'container', 'container-precreate', 'qemu']) {
     const st = metric(s, 'boot', `${b} query to first byte`);
     rows.push(['boot', `boot to first byte, ${b} (median / p99)`, st ? `${ms(st.median)} / ${ms(st.p99)}` : `– (${s['boot']?.skipped[b] ?? 'not run'})`.slice(0, 120), 'reported side by side']);
   }
-  const qts = ['process', 'container', 'qemu'].map((b) => metric(s, 'boot', `${b} overhead query_to_start`)).filter((x): x is Stat => x !== undefined);
+  const qts = ['process', 'container', 'container-precreate', 'qemu'].map((b) => metric(s, 'boot', `${b} overhead query_to_start`)).filter((x): x is Stat => x !== undefined);
   rows.push([
     'boot',
     'daemon overhead: query → backend start call (median / worst p99 over backends)',

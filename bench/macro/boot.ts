@@ -20,6 +20,8 @@ export const ROOTFS = '/var/cache/jitsu/rootfs/busybox';
 
 export interface BackendCase {
   backend: 'process' | 'container' | 'qemu';
+  /** The row's name when a backend has more than one case (default: the backend's). */
+  id?: string;
   /** The service argument's backend part (after name/dns/ip). */
   keys: string;
   /** Seconds without a query before the reaper stops it (longer than one boot + first byte). */
@@ -52,30 +54,42 @@ export async function qemuMissing(ctx: BenchContext): Promise<string | undefined
   return undefined;
 }
 
+async function containerMissing(): Promise<string | undefined> {
+  if (!(await which('crun'))) return 'crun is not installed';
+  if (!existsSync(`${ROOTFS}/bin/httpd`) && !existsSync(`${ROOTFS}/bin/busybox`)) return `busybox rootfs missing (${ROOTFS}; run scripts/build-rootfs.sh busybox)`;
+  return undefined;
+}
+
 export const CASES: BackendCase[] = [
   {
     backend: 'process',
-    keys: `backend=process,exec=${busyboxHttpdExec()},ready=tcp:80,mask=none`,
+    // The document root is under the host's /tmp (bench/lib/www.ts): no private /tmp for it.
+    keys: `backend=process,exec=${busyboxHttpdExec()},ready=tcp:80,mask=none,private_tmp=false`,
     idleTimeout: 0.3,
-    share: 0.2,
+    share: 0.15,
     missing: async () => ((await which('busybox')) ? undefined : 'busybox is not installed'),
   },
   {
     backend: 'container',
     keys: `backend=container,rootfs=${ROOTFS},exec="/bin/httpd -f -p 80 -h /www",port=80,mask=none`,
     idleTimeout: 0.3,
-    share: 0.25,
-    missing: async () => {
-      if (!(await which('crun'))) return 'crun is not installed';
-      if (!existsSync(`${ROOTFS}/bin/httpd`) && !existsSync(`${ROOTFS}/bin/busybox`)) return `busybox rootfs missing (${ROOTFS}; run scripts/build-rootfs.sh busybox)`;
-      return undefined;
-    },
+    share: 0.2,
+    missing: containerMissing,
+  },
+  {
+    // The same container created ahead while stopped (crun create): a summon is crun start + link up.
+    backend: 'container',
+    id: 'container-precreate',
+    keys: `backend=container,rootfs=${ROOTFS},exec="/bin/httpd -f -p 80 -h /www",port=80,mask=none,precreate=on`,
+    idleTimeout: 0.3,
+    share: 0.2,
+    missing: containerMissing,
   },
   {
     backend: 'qemu',
     keys: '',
     idleTimeout: 3,
-    share: 0.55,
+    share: 0.45,
     missing: qemuMissing,
   },
 ];
@@ -92,15 +106,16 @@ export const bootBenchmark: Benchmark = {
     let sliceStart = began;
     for (const [i, c] of CASES.entries()) {
       const sliceEnd = sliceStart + total * c.share;
+      const row = c.id ?? c.backend;
       const why = await c.missing(ctx);
       if (why) {
-        out.skipped[c.backend] = why;
+        out.skipped[row] = why;
         sliceStart = sliceEnd;
         continue;
       }
-      ctx.log(`boot: ${c.backend}, up to ${ctx.runs} runs`);
-      const service = `jt6b${c.backend[0]}`;
-      const name = `${c.backend}.jt6b.test`;
+      ctx.log(`boot: ${row}, up to ${ctx.runs} runs`);
+      const service = `jt6b${c.backend[0]}${i}`;
+      const name = `${row}.jt6b.test`;
       const ip = `${SUBNET}.${10 + i}`;
       const keys = c.backend === 'qemu' ? qemuKeys() : c.keys;
       const daemon = await startJitsu({
@@ -109,7 +124,7 @@ export const bootBenchmark: Benchmark = {
         services: [`name=${service},dns=${name},ip=${ip},${keys}`],
         extraBind: [`${SUBNET}.1`],
       }).catch((err: unknown) => {
-        out.skipped[c.backend] = `daemon did not start: ${err instanceof Error ? err.message : String(err)}`.slice(0, 600);
+        out.skipped[row] = `daemon did not start: ${err instanceof Error ? err.message : String(err)}`.slice(0, 600);
         return undefined;
       });
       if (!daemon) {
@@ -131,7 +146,7 @@ export const bootBenchmark: Benchmark = {
             stoppedTimeoutMs: 20_000,
             runTimeoutMs: 60_000,
           });
-          if (warm.reply.ok) out.values[`${c.backend} first boot after daemon start, first byte ms`] = Number((warm.reply.firstByteMs as number).toFixed(3));
+          if (warm.reply.ok) out.values[`${row} first boot after daemon start, first byte ms`] = Number((warm.reply.firstByteMs as number).toFixed(3));
           else lastError = `warm-up: ${warm.reply.error ?? 'failed'}`;
           for (let r = 0; r < ctx.runs && Date.now() < sliceEnd && failures < 3; r++) {
             const s = await coldSummon(daemon, client, service, { dns: `${SUBNET}.1`, dnsPort: daemon.dnsPort, name, port: 80 }, {
@@ -160,18 +175,18 @@ export const bootBenchmark: Benchmark = {
         await daemon.stop();
       }
       if (firstByte.length === 0) {
-        out.skipped[c.backend] = `no successful boot: ${lastError}`.slice(0, 600);
+        out.skipped[row] = `no successful boot: ${lastError}`.slice(0, 600);
       } else {
-        if (lastError) out.notes.push(`${c.backend}: ${failures} failed run(s), last: ${lastError.slice(0, 300)}`);
-        out.samples[c.backend] = firstByte.map((x) => Number(x.toFixed(3)));
+        if (lastError) out.notes.push(`${row}: ${failures} failed run(s), last: ${lastError.slice(0, 300)}`);
+        out.samples[row] = firstByte.map((x) => Number(x.toFixed(3)));
         const fbStat = summarize(firstByte, 'ms');
-        out.metrics[`${c.backend} query to first byte`] = fbStat;
-        out.metrics[`${c.backend} boot (daemon: summon to ready)`] = summarize(boot, 'ms');
-        out.metrics[`${c.backend} query to answer`] = summarize(dns, 'ms');
-        out.metrics[`${c.backend} overhead query_to_start`] = summarize(qts, 'µs');
-        out.values[`${c.backend} SYN retransmissions`] = synRetrans;
-        fb.push([c.backend, fbStat]);
-        overheadRows.push([c.backend, ...statCells(out.metrics[`${c.backend} overhead query_to_start`])]);
+        out.metrics[`${row} query to first byte`] = fbStat;
+        out.metrics[`${row} boot (daemon: summon to ready)`] = summarize(boot, 'ms');
+        out.metrics[`${row} query to answer`] = summarize(dns, 'ms');
+        out.metrics[`${row} overhead query_to_start`] = summarize(qts, 'µs');
+        out.values[`${row} SYN retransmissions`] = synRetrans;
+        fb.push([row, fbStat]);
+        overheadRows.push([row, ...statCells(out.metrics[`${row} overhead query_to_start`])]);
       }
       sliceStart = sliceEnd;
     }
@@ -195,7 +210,7 @@ export const bootBenchmark: Benchmark = {
     });
     out.notes.push(
       'Client: a network namespace on the daemon\'s bridge (like a host on the service LAN) running bench/macro/probe-client.js: UDP A query, TCP connect to the answer, HTTP GET, first response byte; TCP counters are that namespace\'s own.',
-      'Services: process = busybox httpd in its netns (ready=tcp:80); container = crun with the busybox rootfs (ready = port 80 listening); qemu = microVM (TCG) with the guest image of scripts/build-guest.sh. Response delay -d 0; the idle reaper stops the service between runs.',
+      'Services: process = busybox httpd in its netns (ready=tcp:80); container = crun with the busybox rootfs (ready = port 80 listening); container-precreate = the same with precreate=on (created ahead while stopped, a summon runs crun start); qemu = microVM (TCG) with the guest image of scripts/build-guest.sh. Response delay -d 0; the idle reaper stops the service between runs.',
       'Each backend gets one uncounted warm-up boot first (its first byte is in values as "first boot after daemon start").',
       'Overhead samples are exact per boot: the increase of jitsu_orchestration_seconds_sum{step} over the run (exactly one observation each).',
     );

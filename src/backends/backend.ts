@@ -119,6 +119,16 @@ export interface Backend {
   readonly options: readonly OptionSpec[];
   /** Start (or cold-boot) the service. Must clean up after itself when `signal` aborts. */
   start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle>;
+  /**
+   * Optional: get the next start() ready ahead of time while the service is stopped (the container
+   * backend's `precreate=on`: a container created, waiting to be started). Called off the DNS path,
+   * after a stop and once at daemon start, never while a start runs; idempotent (what is there and
+   * still good is kept). Returns a handle to what is held — the daemon persists it and, when the
+   * service goes away (shutdown, reload, no longer configured), stops it with `destroy` — or
+   * undefined when the service's keys ask for nothing (anything held from before is removed).
+   * The next start() takes it over or removes it.
+   */
+  prepare?(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined>;
   /** Resolves once the service's network is up (guest's first frame, or the `ready` probe). */
   ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void>;
   /** Stop with the given mode; idempotent (stopping a stopped service is fine). */

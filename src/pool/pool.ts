@@ -76,6 +76,10 @@ export class BackendPool {
     return this.call({ op: 'start', spec, timeoutMs }, onCalled);
   }
 
+  async prepare(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle | undefined> {
+    return (await this.call({ op: 'prepare', spec, timeoutMs })) ?? undefined;
+  }
+
   async ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number, onSettled?: (epochMs: number) => void): Promise<void> {
     await this.call({ op: 'ready', handle, spec, timeoutMs }, undefined, onSettled);
   }

@@ -8,6 +8,7 @@ import { JitsuError, errorCode, errorMessage, systemErrorCode } from '../errors.
 
 export type PoolRequest =
   | { op: 'start'; spec: ServiceSpec; timeoutMs: number }
+  | { op: 'prepare'; spec: ServiceSpec; timeoutMs: number }
   | { op: 'ready'; handle: BackendHandle; spec: ServiceSpec; timeoutMs: number }
   | { op: 'stop'; handle: BackendHandle; spec: ServiceSpec; mode: StopMode; timeoutMs: number }
   | { op: 'resume'; handle: BackendHandle; spec: ServiceSpec; timeoutMs: number }
@@ -19,6 +20,7 @@ export type PoolOp = PoolRequest['op'];
 /** What a successful call of each op yields. */
 export interface PoolResults {
   start: BackendHandle;
+  prepare: BackendHandle | null;
   ready: null;
   stop: null;
   resume: null;
@@ -49,6 +51,7 @@ export function epochNow(): number {
 /** The code an error without one gets, by the op that failed. */
 const FALLBACK_CODE: Record<PoolOp, ErrorCode> = {
   start: 'BOOT_FAILED',
+  prepare: 'BOOT_FAILED',
   ready: 'BOOT_FAILED',
   stop: 'STOP_FAILED',
   resume: 'RESUME_FAILED',

@@ -17,6 +17,8 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
         const calledAt = epochNow();
         return { ok: true, value: await backend.start(req.spec, AbortSignal.timeout(req.timeoutMs)), calledAt };
       }
+      case 'prepare':
+        return { ok: true, value: backend.prepare ? ((await backend.prepare(req.spec, AbortSignal.timeout(req.timeoutMs))) ?? null) : null };
       case 'ready':
         await backend.ready(req.handle, req.spec, AbortSignal.timeout(req.timeoutMs));
         return { ok: true, value: null, settledAt: epochNow() };

@@ -10,6 +10,8 @@ import { epochNow } from '../pool/protocol.js';
 export interface BackendCalls {
   /** `onCalled` learns when the backend's start began (epoch ms, see epochNow), for overhead metrics. */
   start(spec: ServiceSpec, timeoutMs: number, onCalled?: (epochMs: number) => void): Promise<BackendHandle>;
+  /** Backend.prepare (optional there and here): what the next start may take over, held while stopped. */
+  prepare?(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle | undefined>;
   /** `onSettled` learns when the backend saw the service ready (epoch ms). */
   ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number, onSettled?: (epochMs: number) => void): Promise<void>;
   stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void>;
@@ -26,6 +28,10 @@ export function directCalls(lookup: (name: BackendName) => Backend): BackendCall
     start: (spec, ms, onCalled) => {
       onCalled?.(epochNow());
       return lookup(spec.backend).start(spec, AbortSignal.timeout(ms));
+    },
+    prepare: async (spec, ms) => {
+      const backend = lookup(spec.backend);
+      return backend.prepare ? backend.prepare(spec, AbortSignal.timeout(ms)) : undefined;
     },
     ready: async (handle, spec, ms, onSettled) => {
       await lookup(spec.backend).ready(handle, spec, AbortSignal.timeout(ms));

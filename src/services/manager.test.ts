@@ -50,18 +50,20 @@ describe('ServiceManager lifecycle', () => {
 
   function manager(services: string[], flags: Record<string, string> = {}): { mgr: ServiceManager; store: StateStore; exits: ManualExitWatcher } {
     const exits = manualExitWatcher();
+    // This test's backend: a manager left over from an earlier test must not reach the next one's.
+    const backend = fake;
     const raw = { flags: new Map(Object.entries({ state: dir, delay: '0', ...flags }).map(([k, v]) => [k, [v]])), services: services.map(parseServiceArg) };
-    const config = validateConfig(raw, { defaultForwarders: () => [], backend: () => fake });
+    const config = validateConfig(raw, { defaultForwarders: () => [], backend: () => backend });
     const store = new StateStore(dir);
     const mgr = new ServiceManager(config, {
       specs: config.services.map((s) => buildSpec(s, config)),
-      calls: directCalls(() => fake),
+      calls: directCalls(() => backend),
       masker: recordingMasker(events),
       store,
       logger: silentLogger,
       metrics: new MetricsRegistry(),
       exitWatcher: exits.watcher,
-      backend: () => fake,
+      backend: () => backend,
       now: () => clock,
     });
     return { mgr, store, exits };
@@ -324,6 +326,120 @@ describe('ServiceManager lifecycle', () => {
       mgr.sweep();
       await until(() => runtime.phase === 'stopped');
       expect(runtime.status().exits).toBe(1);
+    });
+  });
+
+  describe('held ahead (Backend.prepare, e.g. precreate=on)', () => {
+    // A name of its own per test: managers of earlier tests still reach `fake` (the variable) with theirs.
+    let n = 0;
+    let name = '';
+    let WEB = '';
+    /** Ends what a test left in flight (a prepare and its state write) before its dir is removed. */
+    const settle = async (mgr: ServiceManager, store: StateStore): Promise<void> => {
+      await mgr.stopAll();
+      await store.flush();
+    };
+    beforeEach(() => {
+      name = `held${++n}.jitsu.test`;
+      WEB = `dns=${name},ip=10.0.0.5`;
+    });
+
+    it('prepares at daemon start, persists the standby, boots from it, and prepares the next one after an idle stop', async () => {
+      fake.prepares = true;
+      const { mgr, store } = manager([WEB], { ttl: '1' });
+      await mgr.adopt({});
+      await until(() => fake.held.has(name));
+      await store.flush();
+      const pid = fake.held.get(name)!.pid;
+      expect((await store.load())[name]).toMatchObject({ standby: true, handle: { pid } });
+      await mgr.lookup(name)!.ensureUp();
+      expect(fake.calls.filter((c) => c.startsWith('start'))).toEqual([`start ${name} from ${pid}`]);
+      expect(mgr.runtime(name)!.status()).toMatchObject({ state: 'ready', pid });
+      clock = 5_000;
+      mgr.sweep();
+      await until(() => fake.held.has(name));
+      expect(fake.held.get(name)!.pid).not.toBe(pid);
+      expect(fake.calls.filter((c) => c.startsWith('prepare'))).toEqual([`prepare ${name}`, `prepare ${name}`]);
+      await settle(mgr, store);
+    });
+
+    it('a query while the standby is being made waits for it and starts it (one creation, not two)', async () => {
+      fake.prepares = true;
+      fake.prepareMs = 50;
+      const { mgr, store } = manager([WEB]);
+      await mgr.adopt({});
+      expect(fake.held.has(name)).toBe(false); // still being made
+      await mgr.lookup(name)!.ensureUp();
+      expect(fake.calls.filter((c) => /^(prepare|start)/.test(c))).toEqual([`prepare ${name}`, expect.stringMatching(new RegExp(`^start ${name} from \\d+$`))]);
+      await settle(mgr, store);
+    });
+
+    it('daemon shutdown destroys the standby and forgets it', async () => {
+      fake.prepares = true;
+      const { mgr, store } = manager([WEB]);
+      await mgr.adopt({});
+      await until(() => fake.held.has(name));
+      const pid = fake.held.get(name)!.pid;
+      await mgr.stopAll();
+      await store.flush();
+      expect(fake.calls).toContain(`stop ${name} standby ${pid} destroy`);
+      expect(fake.held.size).toBe(0);
+      expect(await store.load()).toEqual({});
+    });
+
+    it('a restarted daemon lets the backend keep the standby it finds (no second one)', async () => {
+      fake.prepares = true;
+      const first = manager([WEB]);
+      await first.mgr.adopt({});
+      await until(() => fake.held.has(name));
+      await first.store.flush();
+      const pid = fake.held.get(name)!.pid;
+      const second = manager([WEB]);
+      await second.mgr.adopt(await second.store.load());
+      await until(() => fake.calls.includes(`prepare ${name} kept ${pid}`));
+      expect(fake.calls.filter((c) => c === `prepare ${name}`)).toHaveLength(1);
+      await second.mgr.lookup(name)!.ensureUp();
+      expect(fake.calls).toContain(`start ${name} from ${pid}`);
+      await settle(second.mgr, second.store);
+    });
+
+    it('a restarted daemon without the service destroys what was held for it', async () => {
+      fake.prepares = true;
+      const first = manager([`dns=old${n}.jitsu.test,ip=10.0.0.9`]);
+      await first.mgr.adopt({});
+      await until(() => fake.held.has(`old${n}.jitsu.test`));
+      await first.store.flush();
+      const pid = fake.held.get(`old${n}.jitsu.test`)!.pid;
+      const second = manager([WEB]);
+      await second.mgr.adopt(await second.store.load());
+      expect(fake.calls).toContain(`stop old${n}.jitsu.test standby ${pid} destroy`);
+      expect(fake.held.has(`old${n}.jitsu.test`)).toBe(false);
+      await settle(second.mgr, second.store);
+    });
+
+    it('a reload that removes the service destroys its standby; one that adds a service prepares it', async () => {
+      fake.prepares = true;
+      const { mgr, store } = manager([`dns=old${n}.jitsu.test,ip=10.0.0.9`]);
+      await mgr.adopt({});
+      await until(() => fake.held.has(`old${n}.jitsu.test`));
+      const raw = { flags: new Map([['state', [dir]], ['delay', ['0']]]), services: [parseServiceArg(WEB)] };
+      const next = validateConfig(raw, { defaultForwarders: () => [], backend: () => fake });
+      await mgr.reconfigure(next, next.services.map((s) => buildSpec(s, next)), async () => undefined);
+      expect(fake.held.has(`old${n}.jitsu.test`)).toBe(false);
+      await until(() => fake.held.has(name));
+      await settle(mgr, store);
+    });
+
+    it('a backend that holds nothing costs no state write', async () => {
+      const { mgr, store } = manager([WEB], { ttl: '1' });
+      await mgr.adopt({});
+      await mgr.lookup(name)!.ensureUp();
+      clock = 5_000;
+      mgr.sweep();
+      await until(() => mgr.runtime(name)!.phase === 'stopped');
+      await store.flush();
+      expect(await store.load()).toEqual({});
+      expect(fake.calls.filter((c) => c.startsWith('prepare'))).toEqual([]);
     });
   });
 

@@ -149,6 +149,7 @@ export class ServiceManager implements Summoner {
       const unchanged = plan.unchanged.includes(name) ? kept.get(name) : undefined;
       if (unchanged === undefined) {
         this.install(service, spec);
+        this.installed.get(name)!.runtime.prepareAhead();
         continue;
       }
       unchanged.deps.bootTimeoutMs = next.bootTimeout * 1000;
@@ -216,6 +217,7 @@ export class ServiceManager implements Summoner {
       }
       await this.deps.store.set(name, undefined);
     }
+    for (const runtime of this.runtimeList()) runtime.prepareAhead();
   }
 
   startReaper(): void {

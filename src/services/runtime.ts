@@ -87,6 +87,12 @@ export class ServiceRuntime {
   /** The backend start call of the boot in flight: short, and its handle must never escape a shutdown. */
   private starting: Promise<unknown> | undefined;
   private stopping: Promise<void> | undefined;
+  /**
+   * What the backend holds ahead for the next start while the service is stopped (Backend.prepare,
+   * e.g. a created container), and the prepare call in flight: at most one of each.
+   */
+  private standby: BackendHandle | undefined;
+  private preparing: Promise<void> | undefined;
   private closing = false;
   private unwatch: Unwatch | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -167,7 +173,14 @@ export class ServiceRuntime {
     // Dispatch the backend call first: the bookkeeping below then overlaps the worker's wake-up
     // instead of delaying the boot (a log line is a synchronous write).
     // (an async wrapper so that even a synchronous throw lands in the failure path below)
-    const starting = (async () => (resuming ? calls.resume(this.handle!, this.spec, remaining()) : calls.start(this.spec, remaining(), observeStart)))();
+    const starting = (async () => {
+      if (resuming) return calls.resume(this.handle!, this.spec, remaining());
+      // A prepare in flight is the first half of this start: wait for it, then start what it made.
+      await this.preparing;
+      // start() takes over what was held, or removes it: either way it is no longer a standby.
+      this.standby = undefined;
+      return calls.start(this.spec, remaining(), observeStart);
+    })();
     this.starting = starting.catch(() => undefined);
     this.log.info(resuming ? 'resuming' : 'booting', { backend: this.spec.backend, ip: this.spec.network.ip, mask: this.spec.mask });
     if (this.mask.onPacketPath) masker.booting(this.maskTarget);
@@ -289,6 +302,7 @@ export class ServiceRuntime {
     this.suspended = false;
     this.settleStopped();
     await this.save();
+    this.prepareAhead();
     this.ended({ kind: 'exited', reason: report.reason });
   }
 
@@ -390,6 +404,42 @@ export class ServiceRuntime {
     if (this.mask.onPacketPath) this.deps.masker.stopped(this.maskTarget);
     this.deps.metrics.stops.labels({ service: this.spec.service, mode }).inc();
     await this.save();
+    if (!this.suspended) this.prepareAhead();
+  }
+
+  /**
+   * Has the backend get the next start ready while the service is stopped (Backend.prepare), off
+   * the DNS path: after a stop or an exit, after adoption, and when a reload installs the service.
+   * One call at a time; a boot waits for the one in flight and then starts what it prepared.
+   */
+  prepareAhead(): void {
+    const { calls } = this.deps;
+    if (!calls.prepare || this.closing || this.preparing || this.phase !== 'stopped' || this.handle) return;
+    const preparing: Promise<void> = (async () => {
+      try {
+        const before = this.standby;
+        this.standby = await calls.prepare!(this.spec, this.deps.stopTimeoutMs);
+        if (before !== undefined || this.standby !== undefined) await this.save();
+      } catch (err) {
+        this.log.warn('could not prepare the next start ahead', { code: errorCode(err) ?? 'UNKNOWN', cause: errorMessage(err) });
+      }
+    })().finally(() => {
+      if (this.preparing === preparing) this.preparing = undefined;
+    });
+    this.preparing = preparing;
+  }
+
+  /** Destroys what the backend holds ahead (shutdown, reload): nothing prepared may outlive the service. */
+  private async dropStandby(): Promise<void> {
+    const standby = this.standby;
+    if (!standby) return;
+    this.standby = undefined;
+    try {
+      await this.deps.calls.stop(standby, this.spec, 'destroy', this.deps.stopTimeoutMs);
+    } catch (err) {
+      this.log.error('could not remove what was prepared ahead', { code: errorCode(err) ?? 'UNKNOWN', cause: errorMessage(err) });
+    }
+    await this.save();
   }
 
   /**
@@ -402,6 +452,8 @@ export class ServiceRuntime {
     this.stopWatching();
     await this.starting;
     await this.stopping;
+    await this.preparing;
+    await this.dropStandby();
     const handle = this.handle;
     if (!handle) return;
     this.handle = undefined;
@@ -418,6 +470,13 @@ export class ServiceRuntime {
 
   /** Take over a service a previous daemon left running (state dir), without booting it again. */
   async adopt(entry: PersistedService): Promise<boolean> {
+    if (entry.standby) {
+      // Not a service that runs: what the last daemon prepared. prepareAhead() lets the backend keep it or replace it.
+      this.bootCount = entry.bootCount;
+      if (entry.lastBootMs !== undefined) this.lastBootMs = entry.lastBootMs;
+      this.standby = entry.handle;
+      return false;
+    }
     const state = await this.deps.calls.state(entry.handle, this.spec).catch((): RuntimeState => 'unknown');
     this.bootCount = entry.bootCount;
     if (entry.lastBootMs !== undefined) this.lastBootMs = entry.lastBootMs;
@@ -473,9 +532,12 @@ export class ServiceRuntime {
   }
 
   private save(): Promise<void> {
+    const last = this.lastBootMs !== undefined ? { lastBootMs: this.lastBootMs } : {};
     const entry: PersistedService | undefined = this.handle
-      ? { spec: this.spec, handle: this.handle, suspended: this.suspended, bootCount: this.bootCount, ...(this.lastBootMs !== undefined ? { lastBootMs: this.lastBootMs } : {}) }
-      : undefined;
+      ? { spec: this.spec, handle: this.handle, suspended: this.suspended, bootCount: this.bootCount, ...last }
+      : this.standby
+        ? { spec: this.spec, handle: this.standby, standby: true, suspended: false, bootCount: this.bootCount, ...last }
+        : undefined;
     return this.deps.persist(entry).catch((err: unknown) => this.log.warn('could not persist state', { cause: errorMessage(err) }));
   }
 }

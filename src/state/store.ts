@@ -7,6 +7,12 @@ import { JitsuError } from '../errors.js';
 export interface PersistedService {
   spec: ServiceSpec;
   handle: BackendHandle;
+  /**
+   * The handle is not a running service but what the backend holds ahead for its next start
+   * (Backend.prepare): a restarted daemon lets the backend reuse it, or destroys it when the service
+   * is no longer configured.
+   */
+  standby?: boolean;
   suspended: boolean;
   bootCount: number;
   lastBootMs?: number;

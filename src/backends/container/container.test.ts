@@ -1,8 +1,12 @@
-import { describe, it, expect } from 'vitest';
+import { afterEach, beforeEach, describe, it, expect } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { errorCode } from '../../errors.js';
 import { containerOptions, parseContainerOptions } from './options.js';
 import { defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
-import { crunArgv, crunCommand, detectHybridCgroups, isNoSuchContainer, lastLine, mapCrunFailure, parseCrunState, runtimeStateOf, which } from './crun.js';
+import { crunArgv, crunCommand, detectHybridCgroups, isNoSuchContainer, lastLine, mapCrunFailure, parseCrunState, releaseCreated, runtimeStateOf, which } from './crun.js';
 import { containerId } from './index.js';
 
 const caught = (f: () => unknown): { code?: string; message: string; details: { key?: string } } => {
@@ -17,7 +21,17 @@ const caught = (f: () => unknown): { code?: string; message: string; details: { 
 describe('container options', () => {
   it('parses rootfs + exec + ports + env + cwd', () => {
     const c = parseContainerOptions('www', { rootfs: ['/r'], exec: ['/bin/httpd -f -p "80"'], port: ['80', '443', '80'], env: ['A=1', 'B=x=y'], cwd: ['/www'], readonly: ['false'] });
-    expect(c).toEqual({ rootfs: '/r', args: ['/bin/httpd', '-f', '-p', '80'], ports: [80, 443], env: ['A=1', 'B=x=y'], cwd: '/www', readonly: false });
+    expect(c).toEqual({ rootfs: '/r', args: ['/bin/httpd', '-f', '-p', '80'], ports: [80, 443], env: ['A=1', 'B=x=y'], cwd: '/www', readonly: false, precreate: false });
+  });
+
+  it('precreate=on|off (default off); anything else names the key and the values', () => {
+    expect(parseContainerOptions('www', { rootfs: ['/r'], exec: ['/x'], precreate: ['on'] }).precreate).toBe(true);
+    expect(parseContainerOptions('www', { rootfs: ['/r'], exec: ['/x'], precreate: ['off'] }).precreate).toBe(false);
+    const e = caught(() => parseContainerOptions('www', { rootfs: ['/r'], exec: ['/x'], precreate: ['yes'] }));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.details.key).toBe('precreate');
+    expect(e.message).toMatch(/precreate must be on or off, got "yes"/);
+    expect(containerOptions.find((o) => o.key === 'precreate')!.description).toMatch(/crun create/);
   });
 
   it('runs shell syntax through /bin/sh -c, like the process backend', () => {
@@ -25,7 +39,7 @@ describe('container options', () => {
   });
 
   it('takes a bundle without exec (the bundle has its own args)', () => {
-    expect(parseContainerOptions('www', { bundle: ['/b'] })).toEqual({ bundle: '/b', ports: [], env: [] });
+    expect(parseContainerOptions('www', { bundle: ['/b'] })).toEqual({ bundle: '/b', ports: [], env: [], precreate: false });
   });
 
   it.each([
@@ -56,7 +70,7 @@ describe('container options', () => {
 
 describe('OCI config', () => {
   const inputs = {
-    config: { rootfs: '/r', args: ['/bin/httpd'], ports: [80, 443], env: ['MODE=prod'] },
+    config: { rootfs: '/r', args: ['/bin/httpd'], ports: [80, 443], env: ['MODE=prod'], precreate: false },
     hostname: 'jitsu-www',
     netnsPath: '/run/netns/jitsu-www',
     listenPorts: [80, 443],
@@ -92,7 +106,7 @@ describe('OCI config', () => {
       linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'mount' }], resources: { devices: [] } },
       annotations: { keep: 'me' },
     };
-    const c = serviceOciConfig(bundle, { ...inputs, config: { bundle: '/b', ports: [80], env: [] }, listenPorts: [] }, '/b') as {
+    const c = serviceOciConfig(bundle, { ...inputs, config: { bundle: '/b', ports: [80], env: [], precreate: false }, listenPorts: [] }, '/b') as {
       root: { path: string };
       process: { args: string[]; env: string[]; cwd: string; terminal: boolean };
       linux: { namespaces: unknown[]; resources: unknown };
@@ -137,6 +151,44 @@ describe('crun', () => {
     expect(crunArgv.pause('x')).toEqual(['pause', 'x']);
     expect(crunArgv.resume('x')).toEqual(['resume', 'x']);
     expect(crunArgv.state('x')).toEqual(['state', 'x']);
+  });
+
+  it('creates ahead through the same wrapper as run; start needs none', () => {
+    const create = crunArgv.create('jitsu-www', '/b', '/p', 1);
+    expect(create).toEqual(['create', '--bundle=/b', '--pid-file=/p', '--preserve-fds=1', 'jitsu-www']);
+    expect(crunCommand({ crun: 'crun', root: '/r' }, create, true)[0]).toMatch(/(^|\/)unshare$/);
+    expect(crunCommand({ crun: 'crun', root: '/r' }, crunArgv.start('x'), true)).toEqual(['crun', '--root=/r', 'start', 'x']);
+  });
+
+  describe('releaseCreated (what crun start does, without exec)', () => {
+    let dir = '';
+    beforeEach(() => {
+      dir = mkdtempSync(join(tmpdir(), 'jitsu-fifo-'));
+      mkdirSync(join(dir, 'c1'));
+    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('writes one byte to a waiting reader and unlinks the fifo', () => {
+      const fifo = join(dir, 'c1', 'exec.fifo');
+      execFileSync('mkfifo', [fifo]);
+      // The reader stands for the container's init, blocked on the fifo.
+      const reader = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+      try {
+        expect(releaseCreated(dir, 'c1')).toBe(true);
+        expect(existsSync(fifo)).toBe(false);
+        const buf = Buffer.alloc(4);
+        expect(readSync(reader, buf)).toBe(1);
+      } finally {
+        closeSync(reader);
+      }
+    });
+
+    it('is false, without blocking, when no init waits on the fifo or it is gone', () => {
+      execFileSync('mkfifo', [join(dir, 'c1', 'exec.fifo')]);
+      expect(releaseCreated(dir, 'c1')).toBe(false);
+      expect(existsSync(join(dir, 'c1', 'exec.fifo'))).toBe(true);
+      expect(releaseCreated(dir, 'nope')).toBe(false);
+    });
   });
 
   it('parses crun state (real crun 1.8 output) and maps its statuses', () => {

@@ -5,11 +5,12 @@
  * kernel's accept queue instead of being refused.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
-import { JitsuError, errorCode } from '../../errors.js';
+import { JitsuError, errorCode, errorMessage } from '../../errors.js';
 import { isLinkUp, linkExists, netnsName, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
 import { claimedAll, findInRoot, notPreBoundNote, preloadWorks, programLinkage, servingProbe } from '../common/activation.js';
 import { callAborted, type BoundedCall } from '../common/abort.js';
@@ -29,6 +30,7 @@ import {
   lastLine,
   mapCrunFailure,
   parseCrunState,
+  releaseCreated,
   runCommand,
   runtimeStateOf,
   type CrunOp,
@@ -73,6 +75,61 @@ interface ContainerFacts {
   logStart: number;
   /** The service's netns (its connections are reset on stop); set once the netns is known. */
   netns?: string;
+  /** Its path (/run/netns/...): a container created ahead must still be in this very netns. */
+  netnsPath?: string;
+  /** The config has poststart hooks: only `crun start` runs them (else the exec fifo is written directly). */
+  poststartHooks?: boolean;
+}
+
+/**
+ * `precreate=on`: the container created ahead (crun create) for the next start, recorded in the
+ * service's runDir so any worker thread, and a restarted daemon, finds it. `key` says for which
+ * service definition it was made; anything else is removed, never started.
+ */
+interface Standby {
+  key: string;
+  handle: BackendHandle;
+}
+
+const standbyPath = (runDir: string): string => join(runDir, 'standby.json');
+
+/**
+ * What a created container was made from: the service spec (keys, network, mask) and, for a bundle,
+ * its config.json's mtime. A different key means the container no longer matches the service.
+ */
+function standbyKey(spec: ServiceSpec, config: ContainerConfig): string {
+  const bundleStamp = config.bundle === undefined ? '' : String(statSyncOrUndefined(join(config.bundle, 'config.json'))?.mtimeMs ?? 'none');
+  return createHash('sha256').update(JSON.stringify(spec)).update('\0').update(bundleStamp).digest('hex').slice(0, 32);
+}
+
+function statSyncOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function readStandby(runDir: string): Standby | undefined {
+  try {
+    const doc = JSON.parse(readFileSync(standbyPath(runDir), 'utf8')) as Partial<Standby>;
+    return typeof doc.key === 'string' && typeof doc.handle === 'object' && doc.handle !== null ? (doc as Standby) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A created container can be started only if its init still waits (same pid, same start time), in
+ * the service's current netns (a restarted daemon may have replaced the netns), with its state in
+ * crun's root and the host side of its veth present.
+ */
+function standbyUsable(f: ContainerFacts, pid: number | undefined): boolean {
+  if (!isAlive(pid, f.startTime) || f.netnsPath === undefined) return false;
+  if (!existsSync(join(f.root, f.id)) || !linkExists(f.hostLink)) return false;
+  const inNs = statSyncOrUndefined(`/proc/${pid}/ns/net`);
+  const current = statSyncOrUndefined(f.netnsPath);
+  return inNs !== undefined && current !== undefined && inNs.ino === current.ino && inNs.dev === current.dev;
 }
 
 /**
@@ -193,6 +250,159 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
     if (linkExists(f.hostLink)) await setLinkUp(f.hostLink, false);
   }
 
+  /** Removes a created container (and its record); a failure to is logged by the caller via the error. */
+  async function discardStandby(spec: ServiceSpec, held: Standby): Promise<void> {
+    await backend.stop(held.handle, spec, 'destroy', AbortSignal.timeout(commandTimeoutMs * 2));
+    await rm(standbyPath(spec.runDir), { force: true });
+  }
+
+  /**
+   * Starts the container created ahead: its network comes up (unless parked) while `crun start`
+   * lets its init exec the program. Undefined when it cannot be used (then it is removed and the
+   * caller creates a fresh one): other keys, its init gone, or `crun start` refusing it.
+   */
+  async function startStandby(spec: ServiceSpec, config: ContainerConfig, held: Standby, signal: AbortSignal): Promise<BackendHandle | undefined> {
+    const f = facts(held.handle);
+    // The record is consumed whatever happens next: a started container is a running one, not a standby.
+    await rm(standbyPath(spec.runDir), { force: true });
+    if (!config.precreate || held.key !== standbyKey(spec, config) || !standbyUsable(f, held.handle.pid)) {
+      await backend.stop(held.handle, spec, 'destroy', AbortSignal.timeout(commandTimeoutMs * 2)).catch(() => undefined);
+      return undefined;
+    }
+    if (signal.aborted) throw aborted('start', spec.service, signal);
+    // Only these two remain on the summon path: all the rest was done by prepare().
+    const release = async (): Promise<void> => {
+      if (f.poststartHooks || !releaseCreated(f.root, f.id)) await crun('start', f, crunArgv.start(f.id));
+    };
+    const [started, link] = await Promise.allSettled([release(), f.parked ? undefined : setLinkUp(f.hostLink, true)]);
+    if (started.status === 'rejected') {
+      appendFileSync(f.log, `jitsu: the container created ahead could not be started (${errorMessage(started.reason)}); creating a new one\n`);
+      await backend.stop(held.handle, spec, 'destroy', AbortSignal.timeout(commandTimeoutMs * 2)).catch(() => undefined);
+      return undefined;
+    }
+    if (link.status === 'rejected') {
+      await backend.stop(held.handle, spec, 'destroy', new AbortController().signal).catch(() => undefined);
+      throw link.reason;
+    }
+    if (signal.aborted) {
+      await backend.stop(held.handle, spec, 'destroy', new AbortController().signal);
+      throw aborted('start', spec.service, signal);
+    }
+    return held.handle;
+  }
+
+  /**
+   * A new container: the netns (prepared or adopted), the OCI config, the launcher with its
+   * pre-bound sockets, then `crun run --detach` (running at once) or `crun create` (created ahead:
+   * namespaces, mounts and sockets set up, the init waiting for `crun start`; its veth stays down).
+   */
+  async function launch(spec: ServiceSpec, config: ContainerConfig, op: 'run' | 'create', signal: AbortSignal): Promise<BackendHandle> {
+    const base = await loadBaseConfig(spec.service, config);
+    if (signal.aborted) throw aborted('start', spec.service, signal);
+    const id = containerId(spec.service);
+    // Pre-bound sockets reach a program that binds its own port only through jitsu-preload.so,
+    // which a static (or non-glibc) program never loads: such a program binds the port itself.
+    let selfBound: string | undefined;
+    const strategy = maskStrategy(spec.mask);
+    if (strategy.requires === 'prebind' && config.ports.length > 0) {
+      const { root, program, path } = containerProgram(base, config, config.bundle);
+      const linkage = program === undefined ? 'unknown' : programLinkage(findInRoot(program, path, root) ?? program, root);
+      if (!preloadWorks(linkage)) selfBound = notPreBoundNote(program ?? 'the container process', linkage, config.ports);
+    }
+    const activated = strategy.requires === 'prebind' && config.ports.length > 0 && selfBound === undefined;
+    const parked = strategy.linkUp === 'ready' || selfBound !== undefined;
+    const reportDir = join(spec.runDir, 'activation');
+    const f: ContainerFacts = {
+      id,
+      root: join(spec.runDir, 'crun'),
+      bundle: join(spec.runDir, 'bundle'),
+      log: join(spec.runDir, 'container.log'),
+      crunLog: join(spec.runDir, 'crun.log'),
+      hostLink: '',
+      activated,
+      parked,
+      ports: config.ports,
+      startTime: 0,
+      logStart: 0,
+      ...(activated ? { claims: join(reportDir, CLAIMS_FILE) } : {}),
+    };
+    const [net] = await Promise.all([
+      // Up at once (activated sockets queue SYNs; unmasked clients come after ready), except when
+      // parked, or created ahead: a stopped service must not answer ARP (startStandby brings it up).
+      serviceNetns(spec, !parked && op === 'run'),
+      mkdir(f.root, { recursive: true }),
+      mkdir(f.bundle, { recursive: true }),
+      activated ? mkdir(reportDir, { recursive: true }) : undefined,
+    ]);
+    f.hostLink = net.hostLink;
+    const oci = serviceOciConfig(
+      base,
+      { config, hostname: id, netnsPath: net.netnsPath, listenPorts: activated ? config.ports : [], ...(activated ? { preload: { library: preloadPath(), reportDir } } : {}) },
+      config.bundle,
+    );
+    const hooks = oci['hooks'];
+    if (typeof hooks === 'object' && hooks !== null && !Array.isArray(hooks) && Array.isArray(hooks['poststart']) && hooks['poststart'].length > 0) f.poststartHooks = true;
+    const pidFile = join(spec.runDir, 'container.pid');
+    // jitsu-preload.so writes its claims there as the container's user.
+    if (activated) await chown(reportDir, containerUser(oci).uid, containerUser(oci).gid);
+    await Promise.all([
+      writeFile(join(f.bundle, 'config.json'), JSON.stringify(oci)),
+      writeFile(f.crunLog, ''),
+      rm(pidFile, { force: true }),
+      f.claims ? rm(f.claims, { force: true }) : undefined,
+      // A container left by a previous daemon or a failed stop would make `crun run` fail on the id.
+      remove(f),
+    ]);
+
+    f.logStart = (await stat(f.log).catch(() => undefined))?.size ?? 0;
+    if (selfBound) appendFileSync(f.log, selfBound);
+    const any = spec.network.family === 6 ? '[::]' : '';
+    const launcher = [activatePath()];
+    if (activated) {
+      launcher.push('--netns', net.netnsPath);
+      for (const port of config.ports) launcher.push('--listen', `tcp:${any}:${port}`);
+    }
+    launcher.push('--log', f.log, '--log-max', String(LOG_MAX_BYTES), '--');
+    const argv = [
+      ...launcher,
+      ...crunCommand({ crun: crunBin, root: f.root, log: f.crunLog }, crunArgv[op](id, f.bundle, pidFile, activated ? config.ports.length : 0), hybrid()),
+    ];
+    const res = await runLauncher(argv, runTimeoutMs);
+    if (res.code !== 0) {
+      const crunSays = lastLine(await readFile(f.crunLog, 'utf8').catch(() => ''));
+      const cause = crunSays || res.error || logSince(f.log, f.logStart).at(-1) || `exit ${res.code ?? res.signal}`;
+      await remove(f).catch(() => undefined);
+      await linkDown(f).catch(() => undefined);
+      if (res.error && /ENOENT/.test(res.error)) {
+        throw new JitsuError('NATIVE_UNAVAILABLE', `cannot run the launcher ${argv[0]}: ${res.error} (run npm run build:native)`, { service: spec.service });
+      }
+      throw new JitsuError('BOOT_FAILED', `crun could not ${op === 'run' ? 'start' : 'create'} the container for service ${spec.service}: ${cause}`, {
+        service: spec.service,
+        container: id,
+        cause,
+        exitCode: res.code,
+        log: f.log,
+        reason: isNoSuchContainer(cause) ? 'crun-state' : `crun-${op}`,
+      });
+    }
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    const st = pid > 0 ? readProcStat(pid) : undefined;
+    f.startTime = st?.startTime ?? 0;
+    const handle: BackendHandle = {
+      backend: 'container',
+      service: spec.service,
+      link: net.hostLink,
+      mac: spec.network.mac,
+      data: containerHandle.write({ ...f, netns: net.netns, netnsPath: net.netnsPath }),
+    };
+    if (pid > 0) handle.pid = pid;
+    if (signal.aborted) {
+      await backend.stop(handle, spec, 'destroy', new AbortController().signal);
+      throw aborted('start', spec.service, signal);
+    }
+    return handle;
+  }
+
   const backend: Backend = {
     name: 'container',
     summary: 'OCI containers run by crun in the service netns, with socket activation (port=)',
@@ -201,108 +411,27 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
 
     async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
       const config = parseContainerOptions(spec.service, spec.options);
-      const base = await loadBaseConfig(spec.service, config);
-      if (signal.aborted) throw aborted('start', spec.service, signal);
-      const id = containerId(spec.service);
-      // Pre-bound sockets reach a program that binds its own port only through jitsu-preload.so,
-      // which a static (or non-glibc) program never loads: such a program binds the port itself.
-      let selfBound: string | undefined;
-      const strategy = maskStrategy(spec.mask);
-      if (strategy.requires === 'prebind' && config.ports.length > 0) {
-        const { root, program, path } = containerProgram(base, config, config.bundle);
-        const linkage = program === undefined ? 'unknown' : programLinkage(findInRoot(program, path, root) ?? program, root);
-        if (!preloadWorks(linkage)) selfBound = notPreBoundNote(program ?? 'the container process', linkage, config.ports);
+      const held = readStandby(spec.runDir);
+      if (held) {
+        const started = await startStandby(spec, config, held, signal);
+        if (started) return started;
       }
-      const activated = strategy.requires === 'prebind' && config.ports.length > 0 && selfBound === undefined;
-      const parked = strategy.linkUp === 'ready' || selfBound !== undefined;
-      const reportDir = join(spec.runDir, 'activation');
-      const f: ContainerFacts = {
-        id,
-        root: join(spec.runDir, 'crun'),
-        bundle: join(spec.runDir, 'bundle'),
-        log: join(spec.runDir, 'container.log'),
-        crunLog: join(spec.runDir, 'crun.log'),
-        hostLink: '',
-        activated,
-        parked,
-        ports: config.ports,
-        startTime: 0,
-        logStart: 0,
-        ...(activated ? { claims: join(reportDir, CLAIMS_FILE) } : {}),
-      };
-      const [net] = await Promise.all([
-        // Up at once (activated sockets queue SYNs; unmasked clients come after ready), except when parked.
-        serviceNetns(spec, !parked),
-        mkdir(f.root, { recursive: true }),
-        mkdir(f.bundle, { recursive: true }),
-        activated ? mkdir(reportDir, { recursive: true }) : undefined,
-      ]);
-      f.hostLink = net.hostLink;
-      const oci = serviceOciConfig(
-        base,
-        { config, hostname: id, netnsPath: net.netnsPath, listenPorts: activated ? config.ports : [], ...(activated ? { preload: { library: preloadPath(), reportDir } } : {}) },
-        config.bundle,
-      );
-      const pidFile = join(spec.runDir, 'container.pid');
-      // jitsu-preload.so writes its claims there as the container's user.
-      if (activated) await chown(reportDir, containerUser(oci).uid, containerUser(oci).gid);
-      await Promise.all([
-        writeFile(join(f.bundle, 'config.json'), JSON.stringify(oci)),
-        writeFile(f.crunLog, ''),
-        rm(pidFile, { force: true }),
-        f.claims ? rm(f.claims, { force: true }) : undefined,
-        // A container left by a previous daemon or a failed stop would make `crun run` fail on the id.
-        remove(f),
-      ]);
+      return launch(spec, config, 'run', signal);
+    },
 
-      f.logStart = (await stat(f.log).catch(() => undefined))?.size ?? 0;
-      if (selfBound) appendFileSync(f.log, selfBound);
-      const any = spec.network.family === 6 ? '[::]' : '';
-      const launcher = [activatePath()];
-      if (activated) {
-        launcher.push('--netns', net.netnsPath);
-        for (const port of config.ports) launcher.push('--listen', `tcp:${any}:${port}`);
-      }
-      launcher.push('--log', f.log, '--log-max', String(LOG_MAX_BYTES), '--');
-      const argv = [
-        ...launcher,
-        ...crunCommand({ crun: crunBin, root: f.root, log: f.crunLog }, crunArgv.run(id, f.bundle, pidFile, activated ? config.ports.length : 0), hybrid()),
-      ];
-      const res = await runLauncher(argv, runTimeoutMs);
-      if (res.code !== 0) {
-        const crunSays = lastLine(await readFile(f.crunLog, 'utf8').catch(() => ''));
-        const cause = crunSays || res.error || logSince(f.log, f.logStart).at(-1) || `exit ${res.code ?? res.signal}`;
-        await remove(f).catch(() => undefined);
-        await linkDown(f).catch(() => undefined);
-        if (res.error && /ENOENT/.test(res.error)) {
-          throw new JitsuError('NATIVE_UNAVAILABLE', `cannot run the launcher ${argv[0]}: ${res.error} (run npm run build:native)`, { service: spec.service });
-        }
-        throw new JitsuError('BOOT_FAILED', `crun could not start the container for service ${spec.service}: ${cause}`, {
-          service: spec.service,
-          container: id,
-          cause,
-          exitCode: res.code,
-          log: f.log,
-          reason: isNoSuchContainer(cause) ? 'crun-state' : 'crun-run',
-        });
-      }
-      const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
-      const st = pid > 0 ? readProcStat(pid) : undefined;
-      f.startTime = st?.startTime ?? 0;
-      const handle: BackendHandle = {
-        backend: 'container',
-        service: spec.service,
-        link: net.hostLink,
-        mac: spec.network.mac,
-        data: containerHandle.write({ ...f, netns: net.netns }),
-      };
-      if (pid > 0) handle.pid = pid;
-      if (signal.aborted) {
-        await backend.stop(handle, spec, 'destroy', new AbortController().signal);
-        throw aborted('start', spec.service, signal);
-      }
+    async prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
+      const config = parseContainerOptions(spec.service, spec.options);
+      const held = readStandby(spec.runDir);
+      const key = standbyKey(spec, config);
+      if (held && config.precreate && held.key === key && standbyUsable(facts(held.handle), held.handle.pid)) return held.handle;
+      // Anything else held is stale (other keys, its init gone, an old netns) or no longer wanted.
+      if (held) await discardStandby(spec, held);
+      if (!config.precreate) return undefined;
+      const handle = await launch(spec, config, 'create', signal);
+      await writeFile(standbyPath(spec.runDir), JSON.stringify({ key, handle } satisfies Standby));
       return handle;
     },
+
 
     async ready(handle, spec, signal) {
       const f = facts(handle);
@@ -346,6 +475,8 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       if (f.netns !== undefined) await resetConnections(f.netns);
       if (alive(handle)) await crun('kill', f, crunArgv.kill(f.id, 'KILL')).catch(() => undefined);
       await remove(f);
+      // A record of a container created ahead names this id: whatever it said is gone now.
+      await rm(standbyPath(dirname(f.root)), { force: true });
       await linkDown(f);
     },
 

@@ -22,6 +22,8 @@ export interface ContainerConfig {
   readonly?: boolean;
   /** process.user (default 65534:65534 for rootfs=, the bundle's choice for bundle=). */
   user?: { uid: number; gid: number };
+  /** Keep one container created ahead while the service is stopped, so a start is only `crun start`. */
+  precreate: boolean;
 }
 
 const absolute = (key: string) => (v: string) => (isAbsolute(v) ? undefined : `${key} must be an absolute path, got "${v}"`);
@@ -79,6 +81,13 @@ export const containerOptions: readonly OptionSpec[] = [
     validate: (v) => (/^\d{1,10}(:\d{1,10})?$/.test(v) ? undefined : `user must be UID or UID:GID (numbers), got "${v}"`),
   },
   {
+    key: 'precreate',
+    description:
+      'on: while the service is stopped, keep its next container created (crun create: namespaces, mounts, pre-bound sockets, the process waiting to exec), so a summon is only crun start; it holds that memory and its namespaces meanwhile. off (default): create at each start',
+    example: 'on',
+    validate: (v) => (v === 'on' || v === 'off' ? undefined : `precreate must be on or off, got "${v}"`),
+  },
+  {
     key: 'readonly',
     description: 'mount the root filesystem read-only: true (default with rootfs=) or false',
     example: 'false',
@@ -111,6 +120,7 @@ export function parseContainerOptions(service: string, options: Readonly<Record<
   const config: ContainerConfig = {
     ports: [...new Set((options['port'] ?? []).map(Number))],
     env: [...(options['env'] ?? [])],
+    precreate: one('precreate') === 'on',
   };
   if (bundle !== undefined) config.bundle = bundle;
   if (rootfs !== undefined) config.rootfs = rootfs;

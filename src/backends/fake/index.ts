@@ -14,6 +14,12 @@ export interface FakeBackend extends Backend {
   failNext: number;
   /** What exitReport() says about a service that ended. */
   exitWith: ExitReport;
+  /** prepare() holds a standby per service (like precreate=on); off: it holds nothing. */
+  prepares: boolean;
+  /** How long a prepare() takes. */
+  prepareMs: number;
+  /** Standbys held, by service: start() takes one over, stop() of its handle removes it. */
+  held: Map<string, BackendHandle>;
 }
 
 const timedOut = (): JitsuError => new JitsuError('BOOT_TIMEOUT', 'timed out');
@@ -31,7 +37,33 @@ export function createFakeBackend(): FakeBackend {
     readyMs: 5,
     failNext: 0,
     exitWith: { reason: 'killed', cause: 'killed by SIGKILL', logTail: ['last words'] },
+    prepares: false,
+    prepareMs: 5,
+    held: new Map(),
+    async prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
+      const held = fake.held.get(spec.service);
+      if (!fake.prepares) {
+        if (held) fake.held.delete(spec.service);
+        return undefined;
+      }
+      if (held) {
+        fake.calls.push(`prepare ${spec.service} kept ${held.pid}`);
+        return held;
+      }
+      fake.calls.push(`prepare ${spec.service}`);
+      await abortableSleep(fake.prepareMs, signal, timedOut);
+      const handle: BackendHandle = { backend: 'process', service: spec.service, pid: nextPid++, data: { startTime: 1, standby: true } };
+      fake.held.set(spec.service, handle);
+      return handle;
+    },
     async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
+      const held = fake.held.get(spec.service);
+      if (held) {
+        fake.held.delete(spec.service);
+        fake.calls.push(`start ${spec.service} from ${held.pid}`);
+        fake.running.set(spec.service, 'running');
+        return { ...held, data: { startTime: 1 } };
+      }
       fake.calls.push(`start ${spec.service}`);
       await abortableSleep(fake.bootMs, signal, timedOut);
       if (fake.failNext > 0) {
@@ -47,6 +79,11 @@ export function createFakeBackend(): FakeBackend {
       await abortableSleep(fake.readyMs, signal, timedOut);
     },
     async stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode): Promise<void> {
+      if (handle.data['standby'] === true) {
+        fake.calls.push(`stop ${handle.service} standby ${handle.pid} ${mode}`);
+        if (fake.held.get(handle.service)?.pid === handle.pid) fake.held.delete(handle.service);
+        return;
+      }
       fake.calls.push(`stop ${handle.service} ${mode}`);
       fake.running.set(handle.service, mode === 'suspend' ? 'paused' : 'stopped');
     },
