@@ -49,6 +49,8 @@ interface Rule {
   test: RegExp;
   /** Overrides the per-operation code (environment problems are the same whatever the op). */
   code?: ErrorCode;
+  /** Only for these operations (absent: all). */
+  ops?: readonly XlOp[];
   fix: string;
 }
 
@@ -102,6 +104,9 @@ const RULES: readonly Rule[] = [
     reason: 'vif-hotplug',
     test: /vif-bridge|hotplug|Could not find bridge|bridge .* not found/i,
     code: 'NETWORK_SETUP',
+    // Only a create plugs a vif. A destroy's device teardown also mentions hotplug scripts (seen on Xen
+    // 4.17 when a destroy raced another: "destroy failed (rc=-15)"): that is a stop failure, not a network one.
+    ops: ['create'],
     fix: "the guest's vif could not join its bridge: check that the nic= bridge exists and /etc/xen/scripts/vif-bridge works",
   },
   {
@@ -159,6 +164,7 @@ export function mapXlFailure(op: XlOp, argv: readonly string[], domain: string |
   const text = `${r.stderr}\n${r.stdout}`;
   const cause = xlCause(r.stderr) || xlCause(r.stdout) || `exit status ${r.exitCode ?? r.signal}`;
   for (const rule of RULES) {
+    if (rule.ops && !rule.ops.includes(op)) continue;
     if (rule.test.test(text)) {
       return new JitsuError(rule.code ?? opCode(op), `xl ${argv[0] ?? ''} failed${domain ? ` for domain ${domain}` : ''}: ${rule.fix} (xl said: ${cause})`, {
         ...base,

@@ -165,6 +165,16 @@ describe('xl failure mapping', () => {
     expect(reasonOf(slow)).toBe('timeout');
   });
 
+  it('a hotplug line in a stop failure is a stop failure, not a network one (vif-hotplug is for create)', () => {
+    const stderr = 'libxl: error: libxl_device.c:1114:device_backend_callback: unable to remove device with path /local/domain/0/backend/vif/1/0\nlibxl: error: libxl_domain.c:1575:devices_destroy_cb: Domain 1:libxl__devices_destroy failed\nlibxl: error: libxl_device.c:1310:device_hotplug: Domain 1:hotplug script failed\ndestroy failed (rc=-15)\n';
+    const stop = mapXlFailure('destroy', ['destroy', 'www'], 'www', failed(stderr));
+    expect(stop.code).toBe('STOP_FAILED');
+    expect(reasonOf(stop)).toBe('xl-failed');
+    const create = mapXlFailure('create', ['create', '/x.cfg'], 'www', failed(stderr));
+    expect(create.code).toBe('NETWORK_SETUP');
+    expect(reasonOf(create)).toBe('vif-hotplug');
+  });
+
   it('falls back to a per-operation code with the last error line as cause', () => {
     const err = mapXlFailure('pause', ['pause', 'www'], 'www', failed('something\nlibxl: error: weird thing happened\n'));
     expect(err.code).toBe('STOP_FAILED');
