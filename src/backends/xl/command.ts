@@ -166,10 +166,14 @@ export function mapXlFailure(op: XlOp, argv: readonly string[], domain: string |
   for (const rule of RULES) {
     if (rule.ops && !rule.ops.includes(op)) continue;
     if (rule.test.test(text)) {
-      return new JitsuError(rule.code ?? opCode(op), `xl ${argv[0] ?? ''} failed${domain ? ` for domain ${domain}` : ''}: ${rule.fix} (xl said: ${cause})`, {
+      // The lines that say what went wrong, not libxl's clean-up lines after them (Xen 4.17 ends a refused
+      // kernel with "Destruction of domain failed"; the reason is "xc_dom_find_loader: no loader found").
+      const matching = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && rule.test.test(l));
+      const telling = matching.length > 0 ? [...new Set(matching)].slice(0, 3).join(' | ').slice(0, 500) : cause;
+      return new JitsuError(rule.code ?? opCode(op), `xl ${argv[0] ?? ''} failed${domain ? ` for domain ${domain}` : ''}: ${rule.fix} (xl said: ${telling})`, {
         ...base,
         reason: rule.reason,
-        cause,
+        cause: telling,
       });
     }
   }

@@ -175,6 +175,13 @@ describe('xl failure mapping', () => {
     expect(reasonOf(create)).toBe('vif-hotplug');
   });
 
+  it("the cause is xl's line that names the problem, not the clean-up lines after it", () => {
+    const stderr = 'Parsing config from /x.cfg\nxc: error: panic: xc_dom_core.c:689: xc_dom_find_loader: no loader found: Invalid kernel\nlibxl: error: libxl_dom.c:592:libxl__build_dom: xc_dom_parse_image failed\nlibxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain 3:Destruction of domain failed\n';
+    const err = mapXlFailure('create', ['create', '/x.cfg'], 'bad', failed(stderr));
+    expect(reasonOf(err)).toBe('kernel-rejected');
+    expect(err.message).toContain('xc_dom_find_loader: no loader found');
+  });
+
   it('falls back to a per-operation code with the last error line as cause', () => {
     const err = mapXlFailure('pause', ['pause', 'www'], 'www', failed('something\nlibxl: error: weird thing happened\n'));
     expect(err.code).toBe('STOP_FAILED');
