@@ -1,0 +1,269 @@
+// The xl-on-Xen scenarios, run inside the Xen lab's dom0 by lab/xen/dom0.sh (test/integration/xl-xen.test.ts
+// boots the lab and asserts on what this records). Everything here is the real thing: `jitsu -x xl` from the
+// checkout, Xen's xl, Debian's dig and curl. Every wait is bounded.
+// Each scenario's observations go to /out/results.jsonl and the console as `LAB-RESULT {json}`.
+// Plain JavaScript (no build step): it runs from the 9p share with dom0's node.
+import { execFile, spawn } from 'node:child_process';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const src = process.argv[2];
+const OUT = '/out';
+const XL_CALLS = join(OUT, 'xl-calls.log');
+const SHIM_DIR = '/run/xl-shim';
+const BRIDGE = 'jitsu0';
+const GUEST_IP = '10.77.5.10';
+const NAME = 'www.xen.test';
+const KERNEL = '/lab/vmlinux';
+const INITRD = '/lab/domU.cpio';
+// Waits sized for a loaded 2-core TCG host: an xl create plus the guest's boot took 90-150 s with the
+// machine's cores shared three ways (20-40 s alone).
+const BOOT_S = 300;
+// Longer than a few dom0 steps (each dig, curl or xl call costs 1-10 s of emulated dom0 time).
+const IDLE_S = 20;
+const IDLE_B_S = 45;
+const SWEEP_S = 2;
+
+const t0 = Date.now();
+const up = () => ((Date.now() - t0) / 1000).toFixed(1);
+const say = (msg) => console.log(`LAB: [${up()} s] ${msg}`);
+
+function result(scenario, data) {
+  const line = JSON.stringify({ scenario, ...data });
+  appendFileSync(join(OUT, 'results.jsonl'), line + '\n');
+  console.log(`LAB-RESULT ${line}`);
+}
+
+function run(cmd, args, timeoutMs = 60_000) {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr), ms: performance.now() - started });
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` until it returns a truthy value or `timeoutMs` passes; returns the value or undefined. */
+async function waitFor(probe, timeoutMs, stepMs = 1000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) return undefined;
+    await sleep(stepMs);
+  }
+}
+
+async function dig(name, timeS = BOOT_S) {
+  const r = await run('dig', ['@127.0.0.1', '-p', '53', name, 'A', `+time=${timeS}`, '+tries=1', '+noall', '+answer', '+comments'], (timeS + 10) * 1000);
+  const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? (r.code === 9 ? 'TIMEOUT' : `dig-exit-${r.code}`);
+  const answer = /\sIN\s+A\s+([0-9.]+)/.exec(r.stdout)?.[1] ?? null;
+  return { status, answer, ms: Math.round(r.ms) };
+}
+
+async function curl(url, maxS = 10) {
+  const r = await run('curl', ['-s', '-S', '-m', String(maxS), '-o', '-', '-w', '\\n%{time_connect} %{time_starttransfer}', url], (maxS + 5) * 1000);
+  const lines = r.stdout.split('\n');
+  const timing = (lines.pop() ?? '').split(' ').map(Number);
+  return { ok: r.code === 0, body: lines.join('\n'), code: r.code, connectS: timing[0], firstByteS: timing[1], err: r.stderr.trim().slice(0, 300) };
+}
+
+async function xlList() {
+  const r = await run('xl', ['list']);
+  const domains = {};
+  for (const line of r.stdout.split('\n').slice(1)) {
+    const m = /^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([rbpscd-]{6})/.exec(line);
+    if (m) domains[m[1]] = { domid: Number(m[2]), flags: m[5] };
+  }
+  return domains;
+}
+
+/** The xl commands the daemon ran (recorded by the PATH shim), e.g. ['list', 'create /run/...']. */
+function xlCalls() {
+  if (!existsSync(XL_CALLS)) return [];
+  return readFileSync(XL_CALLS, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(1).join(' '));
+}
+const count = (verb) => xlCalls().filter((c) => c.split(' ')[0] === verb).length;
+function firstCallTime(verb, after = 0) {
+  for (const l of existsSync(XL_CALLS) ? readFileSync(XL_CALLS, 'utf8').split('\n') : []) {
+    const [ts, v] = l.split(' ');
+    if (v === verb && Number(ts) * 1000 >= after) return Number(ts) * 1000;
+  }
+  return undefined;
+}
+
+function synRetrans() {
+  const text = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+  for (let i = 0; i + 1 < text.length; i += 2) {
+    if (!text[i].startsWith('TcpExt:')) continue;
+    const keys = text[i].split(/\s+/);
+    const vals = text[i + 1].split(/\s+/);
+    return Number(vals[keys.indexOf('TCPSynRetrans')]);
+  }
+  return NaN;
+}
+
+async function metricsText() {
+  const r = await run('curl', ['-s', '-m', '5', 'http://127.0.0.1:9153/metrics']);
+  return r.stdout;
+}
+
+let daemon;
+let daemonLog = '';
+const logText = () => (existsSync(daemonLog) ? readFileSync(daemonLog, 'utf8') : '');
+
+const www = (extra = '') =>
+  `dns=${NAME},name=www,ip=${GUEST_IP},kernel=${KERNEL},initrd=${INITRD},memory=131072,cmdline="console=hvc0 quiet jitsu.ip=${GUEST_IP}/24 jitsu.name=www"${extra}`;
+
+async function startDaemon(tag, mode, services, idleS = IDLE_S) {
+  daemonLog = join(OUT, `daemon-${tag}.log`);
+  const args = [join(src, 'dist/src/cli/main.js'), '-x', 'xl', '-b', '127.0.0.1', '-l', '53', '-f', '0.0.0.0', '-t', '5', '-d', '0',
+    '--idle-timeout', String(idleS), '--sweep-interval', String(SWEEP_S), '--boot-timeout', String(BOOT_S), '-m', mode,
+    // One backend worker: each thread loads the backends (tens of seconds of emulated CPU at start).
+    '--workers', '1', '--state', '/var/lib/jitsu', '--bridge', BRIDGE, '--metrics', '127.0.0.1:9153', '--log-file', daemonLog, '--log-level', 'debug', ...services];
+  daemon = spawn('node', args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, PATH: `${SHIM_DIR}:${process.env.PATH}` } });
+  const t = Date.now();
+  // Up = it logged "jitsu ready" (polling the file is cheap; a dig probe costs seconds of dom0 CPU).
+  const ok = await waitFor(() => (daemon.exitCode === null && /msg="jitsu ready"/.test(logText()) ? true : undefined), 240_000, 250);
+  say(`daemon ${tag} (-m ${mode}) ${ok ? 'up' : 'NOT up'} after ${Date.now() - t} ms`);
+  return ok;
+}
+
+async function killDaemon(signal = 'SIGKILL') {
+  if (!daemon || daemon.exitCode !== null) return;
+  const exited = new Promise((r) => daemon.once('exit', r));
+  daemon.kill(signal);
+  await Promise.race([exited, sleep(60_000)]);
+}
+
+async function scenario(name, fn) {
+  say(`scenario ${name}`);
+  try {
+    await fn();
+  } catch (err) {
+    result(name, { error: String(err?.stack ?? err) });
+  }
+}
+
+async function main() {
+  // A shim ahead of xl on the daemon's PATH records every xl command it runs (then execs the real xl).
+  mkdirSync(SHIM_DIR, { recursive: true });
+  writeFileSync(join(SHIM_DIR, 'xl'), `#!/bin/sh\necho "$(/usr/bin/date +%s.%N) $*" >> ${XL_CALLS}\nexec /usr/sbin/xl "$@"\n`);
+  chmodSync(join(SHIM_DIR, 'xl'), 0o755);
+  writeFileSync('/var/tmp/not-a-kernel', 'this is not a kernel\n'.repeat(100));
+  mkdirSync('/var/lib/jitsu', { recursive: true, mode: 0o700 });
+
+  const broken = [
+    'dns=nokernel.xen.test,name=nokernel,ip=10.77.5.11,kernel=/lab/missing-kernel,memory=65536',
+    'dns=badkernel.xen.test,name=badkernel,ip=10.77.5.12,kernel=/var/tmp/not-a-kernel,memory=65536',
+  ];
+
+  // ---- daemon A, -m suspend: cold start under 20 racing queries, then idle pause and unpause.
+  await startDaemon('a', 'suspend', [www()]);
+  await scenario('race', async () => {
+    const started = Date.now();
+    // A poller measures xl create -> the domU's first HTTP byte independently of the DNS answer.
+    let firstByteAt;
+    const polling = (async () => {
+      while (firstByteAt === undefined && Date.now() - started < BOOT_S * 1000) {
+        const tc = Date.now();
+        const r = await curl(`http://${GUEST_IP}/`, 1);
+        if (r.ok) firstByteAt = tc + (r.firstByteS ?? 0) * 1000;
+        else await sleep(1000); // every spawn costs dom0 CPU the boot needs under TCG
+      }
+    })();
+    const answers = await Promise.all(Array.from({ length: 20 }, () => dig(NAME)));
+    const answeredMs = Date.now() - started;
+    const page = await curl(`http://${GUEST_IP}/`);
+    await Promise.race([polling, sleep(30_000)]);
+    const createAt = firstCallTime('create', started - 1000);
+    const list = await xlList();
+    result('race', {
+      statuses: answers.map((a) => a.status), answers: answers.map((a) => a.answer), creates: count('create'),
+      answeredMs, curl: page, domain: list['www'] ?? null,
+      createToFirstByteMs: createAt !== undefined && firstByteAt !== undefined ? Math.round(firstByteAt - createAt) : null,
+    });
+  });
+  await scenario('suspend', async () => {
+    const paused = await waitFor(async () => ((await xlList())['www']?.flags.includes('p') ? true : undefined), (IDLE_S * 2 + 60) * 1000, 1000);
+    const flagsWhilePaused = (await xlList())['www']?.flags ?? null;
+    const curlWhilePaused = await curl(`http://${GUEST_IP}/`, 2);
+    const again = await dig(NAME);
+    const flagsAfter = (await xlList())['www']?.flags ?? null;
+    const page = await curl(`http://${GUEST_IP}/`);
+    result('suspend', { paused: Boolean(paused), flagsWhilePaused, curlWhilePausedOk: curlWhilePaused.ok, dig: again, flagsAfter, curl: page,
+      creates: count('create'), pauses: count('pause'), unpauses: count('unpause') });
+  });
+
+  // ---- SIGKILL; daemon B, -m destroy, adopts the running domain.
+  await killDaemon('SIGKILL');
+  await scenario('adopt', async () => {
+    const before = await xlList();
+    const createsBefore = count('create');
+    // A longer idle timeout: the adopted domain must outlive the slow steps up to the vanished scenario's destroy.
+    await startDaemon('b', 'destroy', [www(), ...broken], IDLE_B_S);
+    const answer = await dig(NAME);
+    const page = await curl(`http://${GUEST_IP}/`);
+    const after = await xlList();
+    result('adopt', { domainBefore: before['www'] ?? null, domainAfter: after['www'] ?? null, dig: answer, curl: page,
+      createsBefore, createsAfter: count('create'), adoptedLogged: /adopted (running|suspended) service/.test(logText()) });
+  });
+  await scenario('vanished', async () => {
+    const createsBefore = count('create');
+    // A query first restarts the idle clock, so the daemon's own idle stop cannot race the destroy below.
+    await dig(NAME);
+    const killed = await run('/usr/sbin/xl', ['destroy', 'www']);
+    const t = Date.now();
+    const noticed = await waitFor(() => (/service exited.*reason=vanished/.test(logText()) ? true : undefined), 60_000, 500);
+    const noticedMs = Date.now() - t;
+    const answer = await dig(NAME);
+    const page = await curl(`http://${GUEST_IP}/`);
+    result('vanished', { destroyedBehindBack: killed.code === 0, noticed: Boolean(noticed), noticedMs,
+      logLine: logText().split('\n').find((l) => /service exited/.test(l)) ?? null, dig: answer, curl: page, createsBefore, createsAfter: count('create') });
+  });
+  await scenario('destroy', async () => {
+    const gone = await waitFor(async () => ((await xlList())['www'] ? undefined : true), (IDLE_B_S * 2 + 60) * 1000, 1000);
+    result('destroy', { gone: Boolean(gone), destroys: xlCalls().filter((c) => c === 'destroy www').length, stoppingLogged: /stopping.*mode=destroy/.test(logText()) });
+  });
+  await scenario('errors', async () => {
+    const missing = await dig('nokernel.xen.test', 60);
+    const bad = await dig('badkernel.xen.test', 120);
+    const lines = logText().split('\n').filter((l) => /boot failed/.test(l));
+    result('errors', { missing, bad, missingLog: lines.find((l) => /nokernel/.test(l)) ?? null, badLog: lines.find((l) => /badkernel/.test(l)) ?? null,
+      leftover: Object.keys(await xlList()).filter((n) => n !== 'Domain-0') });
+  });
+
+  // ---- daemon C, -m shutdown, with Synjitsu handshake masking on the bridge for the domU's vif.
+  await killDaemon('SIGKILL');
+  await scenario('masked-shutdown', async () => {
+    await startDaemon('c', 'shutdown', [www(',mask=handshake')]);
+    const createsBefore = count('create');
+    const synBefore = synRetrans();
+    const started = Date.now();
+    const answer = await dig(NAME);
+    // The client connects as soon as it has the address, while the guest is still booting.
+    const page = await curl(`http://${GUEST_IP}/`, BOOT_S);
+    const synAfter = synRetrans();
+    const firstByteMs = Date.now() - started;
+    const metrics = await metricsText();
+    const handedOver = /synjitsu_connections_total\{[^}]*outcome="handed_over"[^}]*\}\s+(\d+)/.exec(metrics)?.[1] ?? null;
+    const gone = await waitFor(async () => ((await xlList())['www'] ? undefined : true), (IDLE_S * 2 + 90) * 1000, 1000);
+    const consoleLog = existsSync('/var/log/xen/console/guest-www.log') ? readFileSync('/var/log/xen/console/guest-www.log', 'utf8') : '';
+    result('masked-shutdown', { dig: answer, curl: page, digToFirstByteMs: firstByteMs, synRetrans: synAfter - synBefore, handedOver,
+      synjitsuMetrics: metrics.split('\n').filter((l) => l.startsWith('synjitsu_')).slice(0, 20),
+      createsBefore, createsAfter: count('create'), gone: Boolean(gone), shutdowns: xlCalls().filter((c) => c.startsWith('shutdown')).length,
+      guestPoweredOff: consoleLog.includes('xen shutdown request, powering off') });
+  });
+  await killDaemon('SIGTERM');
+  result('done', { xlCalls: xlCalls().length, seconds: Number(up()) });
+}
+
+main().catch((err) => {
+  result('driver', { error: String(err?.stack ?? err) });
+}).finally(async () => {
+  await killDaemon('SIGKILL');
+  process.exit(0);
+});
