@@ -137,6 +137,8 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
     manager = new ServiceManager(config, { specs, calls: pool, masker, store, logger, metrics, exitWatcher: createExitWatcher(logger), backend: getBackend, bootGate });
     const mgr = manager;
     await mgr.adopt(saved);
+    // adopt() stopped what a previous daemon ran for services no longer configured; their netns go too.
+    await network.removeLeftovers(Object.keys(saved).filter((name) => !specs.some((s) => s.service === name)));
     mgr.startReaper();
     cleanups.push(async () => {
       await mgr.stopAll();

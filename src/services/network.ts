@@ -75,6 +75,14 @@ export class ServiceNetworkSetup {
     this.netnsServices = kept;
   }
 
+  /** Namespaces of saved services that are no longer configured (already stopped by adoption). */
+  async removeLeftovers(services: readonly string[]): Promise<void> {
+    for (const service of services) {
+      if (this.netnsServices.includes(service)) continue;
+      await removeServiceNetns(service).catch((err: unknown) => this.logger.warn('could not remove netns', { service, cause: errorMessage(err) }));
+    }
+  }
+
   private ownershipFile(): string {
     return join(this.config.stateDir, 'network.json');
   }
