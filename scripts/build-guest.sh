@@ -117,8 +117,9 @@ stock_modules=(
   load:drivers/net/virtio_net.ko
   load-late:drivers/acpi/button.ko
   load-late:drivers/input/evdev.ko
+  load-late:drivers/char/virtio_console.ko
 )
-stock_key="$kpkg=$kver;modules=2"
+stock_key="$kpkg=$kver;modules=3"
 if ! stamp_ok vmlinux-stock "$stock_key" || [ ! -d "$out/modules/$kname" ]; then
   log "stock kernel: $kpkg $kver"
   deb="$(fetch_deb "$kpkg" "$kver")"
@@ -145,7 +146,7 @@ else
 fi
 
 # ---- initramfs ----------------------------------------------------------------------------------
-init_hash="$(cat "$guest_src/init" "$guest_src/acpid.conf" "$guest_src/poweroff.sh" "$0" | sha256sum | cut -c1-16)"
+init_hash="$(cat "$guest_src/init" "$guest_src/acpid.conf" "$guest_src/poweroff.sh" "$guest_src/agent.c" "$guest_src"/cgi-bin/* "$0" | sha256sum | cut -c1-16)"
 initrd_key="busybox-static=$bbver;$stock_key;init=$init_hash"
 if ! stamp_ok initramfs.cpio.gz "$initrd_key"; then
   log "initramfs: busybox-static $bbver"
@@ -159,6 +160,13 @@ if ! stamp_ok initramfs.cpio.gz "$initrd_key"; then
     [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
   done
   install -m 0755 "$guest_src/init" "$root/init"
+  # Probes of guest memory for the snapshot tests (a fresh random value, a counter in RAM).
+  mkdir -p "$root/www/cgi-bin"
+  install -m 0755 "$guest_src"/cgi-bin/* "$root/www/cgi-bin/"
+  # The snapshot agent: static, for the baseline x86-64 CPU (TCG's qemu64 has no AVX).
+  need gcc build-essential
+  gcc -static -Os -march=x86-64 -Wall -Wextra -o "$root/bin/jitsu-agent" "$guest_src/agent.c" || die "cannot build guest/agent.c (apt-get install -y build-essential)"
+  strip "$root/bin/jitsu-agent"
   install -m 0644 "$guest_src/acpid.conf" "$root/etc/acpid.conf"
   install -m 0755 "$guest_src/poweroff.sh" "$root/etc/acpi/poweroff.sh"
   cp -r "$out/modules/." "$root/lib/modules/"

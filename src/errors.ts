@@ -31,7 +31,11 @@ export type ErrorCode =
   /** A backend worker thread answered with something that is not a reply (a bug, not the backend). */
   | 'WORKER_FAILED'
   /** A suspended service could not be resumed. */
-  | 'RESUME_FAILED';
+  | 'RESUME_FAILED'
+  /** The guest agent of a qemu snapshot did not answer, or refused (clone safety not ensured). */
+  | 'AGENT_FAILED'
+  /** A memory snapshot could not be taken or restored (the service boots cold instead). */
+  | 'SNAPSHOT_FAILED';
 
 /** Every code (compile-checked: a new code must be added here too). */
 const ERROR_CODES: Record<ErrorCode, true> = {
@@ -57,6 +61,8 @@ const ERROR_CODES: Record<ErrorCode, true> = {
   NOT_BUILT: true,
   WORKER_FAILED: true,
   RESUME_FAILED: true,
+  AGENT_FAILED: true,
+  SNAPSHOT_FAILED: true,
 };
 
 export function isErrorCode(value: string): value is ErrorCode {
@@ -133,6 +139,8 @@ export interface ErrorDetails {
   NOT_BUILT: Common & { workerFile: string };
   WORKER_FAILED: Common & { op: string };
   RESUME_FAILED: Common & { pid?: number };
+  AGENT_FAILED: Common & { reply?: string };
+  SNAPSHOT_FAILED: Common & { path?: string; qmp?: string; qemuLog?: string[] };
 }
 
 export class JitsuError<C extends ErrorCode = ErrorCode> extends Error {

@@ -46,6 +46,13 @@ export interface ServiceSpec {
   ready?: ReadyProbe;
   /** Directory this service's backend may write into (pid files, QMP sockets, logs). Exists. */
   runDir: string;
+  /** Where memory snapshots go and how much of it all of them may use (--snapshot-dir, --snapshot-max-mb). */
+  snapshots?: SnapshotStore;
+}
+
+export interface SnapshotStore {
+  dir: string;
+  maxBytes: number;
 }
 
 export interface BackendHandle {
@@ -59,6 +66,8 @@ export interface BackendHandle {
   pid?: number;
   /** Backend-specific facts (netns name, QMP socket, domain name, ...). */
   data: { [key: string]: JsonValue };
+  /** What the log should say about how this start went (restored from a snapshot, or why not). */
+  notes?: string[];
 }
 
 export type RuntimeState = 'running' | 'paused' | 'stopped' | 'unknown';

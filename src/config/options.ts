@@ -37,6 +37,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { long: 'mode', short: 'm', metavar: 'MODE', default: 'destroy', help: `how idle services stop: ${STOP_MODES.join('|')}` },
   { long: 'synjitsu', metavar: 'IFACE', help: 'run Synjitsu boot masking (park/handshake, summon-on-SYN) on this bridge' },
   { long: 'state', metavar: 'DIR', default: '/var/lib/jitsu', help: 'state directory: a restarted daemon adopts services still running' },
+  { long: 'snapshot-dir', metavar: 'DIR', default: '/dev/shm/jitsu-snapshots', help: 'where qemu services with snapshot=template keep their templates (RAM file + device state; tmpfs: restores map it copy-on-write) and hibernated guests' },
+  { long: 'snapshot-max-mb', metavar: 'MIB', default: '4096', help: 'bound on the snapshot dir: a template or hibernation that would not fit is not taken (the service boots cold; logged)' },
   { long: 'persistdb', metavar: 'DIR', help: 'alias of --state (original Jitsu flag)' },
   { long: 'metrics', metavar: 'HOST:PORT', help: 'serve /metrics (Prometheus text) and /status (JSON) over HTTP' },
   { long: 'log-level', metavar: 'LEVEL', default: 'info', help: LOG_LEVELS.join('|') },

@@ -35,6 +35,8 @@ const LIVE_OPTIONS = [
   ['delay', 'responseDelay'],
   ['ttl', 'ttl'],
   ['mode', 'stopMode'],
+  ['snapshot-dir', 'snapshotDir'],
+  ['snapshot-max-mb', 'snapshotMaxMiB'],
   ['log-level', 'logLevel'],
   ['boot-timeout', 'bootTimeout'],
   ['idle-timeout', 'idleTimeout'],

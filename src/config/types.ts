@@ -47,6 +47,9 @@ export interface Config {
   /** Bridge to run Synjitsu on; undefined = masking of VMs off (activate still works). */
   synjitsu?: string;
   stateDir: string;
+  /** Memory snapshots of qemu services (--snapshot-dir, --snapshot-max-mb). */
+  snapshotDir: string;
+  snapshotMaxMiB: number;
   metrics?: HostPort;
   logLevel: LogLevel;
   /** Log line format (--log-format). */

@@ -106,6 +106,8 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
     ttl,
     stopMode: parseEnum('--mode', value('mode'), STOP_MODES),
     stateDir: stateFlag ?? persistdb ?? tableDefault('state'),
+    snapshotDir: parseSnapshotDir(value('snapshot-dir')),
+    snapshotMaxMiB: parseInteger('--snapshot-max-mb', value('snapshot-max-mb'), 0, 16 * 1024 * 1024),
     logLevel: parseEnum('--log-level', value('log-level'), LOG_LEVELS),
     logFormat: parseEnum('--log-format', value('log-format'), LOG_FORMATS),
     bridge: parseIfName('--bridge', value('bridge')),
@@ -162,6 +164,12 @@ function defaultAllowForward(config: Config): string[] {
 /** A file path, made absolute (SIGUSR1 reopens it by that path). Whether it can be opened is known only by opening it: the CLI does, at start. */
 function parseLogFile(raw: string): string {
   if (raw.trim() === '' || raw.endsWith('/')) throw new ConfigError('--log-file', `"${raw}" is not a file path: give a file, e.g. --log-file /var/log/jitsu.log`);
+  return resolve(raw);
+}
+
+/** QEMU names files under it in option values (mem-path=...): no commas, and absolute. */
+function parseSnapshotDir(raw: string): string {
+  if (!raw.startsWith('/') || raw.includes(',') || raw.includes('\0')) throw new ConfigError('--snapshot-dir', `"${raw}" must be an absolute directory path without commas, e.g. /dev/shm/jitsu-snapshots`);
   return resolve(raw);
 }
 

@@ -187,7 +187,10 @@ export class ServiceRuntime {
     try {
       const started = await starting;
       if (!resuming) {
-        this.handle = started as BackendHandle;
+        const { notes, ...handle } = started as BackendHandle;
+        // How the start went, in the backend's words (e.g. restored from a snapshot, or why not).
+        for (const note of notes ?? []) this.log.info(note, { backend: this.spec.backend });
+        this.handle = handle;
         await this.save();
       }
       this.suspended = false;

@@ -45,6 +45,7 @@ export function buildSpec(service: ServiceConfig, config: Config): ServiceSpec {
     mask: service.mask,
     options: service.options,
     runDir: serviceRunDir(config, service.name),
+    snapshots: { dir: config.snapshotDir, maxBytes: config.snapshotMaxMiB * 1024 * 1024 },
   };
   if (config.backendUri !== undefined) spec.backendUri = config.backendUri;
   if (service.ready !== undefined) spec.ready = service.ready;

@@ -6,7 +6,7 @@ import type { QemuConfig } from './options.js';
 const net: ServiceNetwork = { bridge: 'jitsu0', family: 4, ip: '10.0.0.5', prefixLength: 24, gateway: '10.0.0.1', mac: '02:00:00:00:00:05' };
 const cfg: QemuConfig = {
   kernel: '/img/vmlinux', initrd: '/img/initrd.gz', cmdline: '', memoryMiB: 128, vcpus: 1, mac: '02:00:00:00:00:05',
-  bridge: 'jitsu0', tap: 'web-t', accel: 'auto', acpi: true, shutdownTimeoutMs: 10_000, binary: 'qemu-system-x86_64', user: 'jitsu-svc', sandbox: true,
+  bridge: 'jitsu0', tap: 'web-t', accel: 'auto', acpi: true, shutdownTimeoutMs: 10_000, binary: 'qemu-system-x86_64', user: 'jitsu-svc', sandbox: true, snapshot: 'off',
 };
 
 function after(args: string[], flag: string): string[] {
@@ -85,5 +85,30 @@ describe('buildQemuArgs', () => {
     expect(a).not.toContain('-netdev');
     expect(after(a, '-serial')).toEqual(['stdio']);
     expect(after(a, '-append')[0]).toContain('jitsu.probe=1');
+  });
+});
+
+describe('snapshot services', () => {
+  const paths = runPaths('/run/web');
+  it('put guest RAM in a file, add the agent port, and restore with -incoming defer', () => {
+    const make = buildQemuArgs(cfg, 'c', 'tcg', paths, { mode: 'root' }, { memPath: '/dev/shm/s/web/mem', share: true, agentPipe: '/run/web/agent', incoming: false });
+    expect(after(make, '-M')).toEqual(['microvm,acpi=on,memory-backend=mem']);
+    expect(after(make, '-object')).toEqual(['memory-backend-file,id=mem,size=128M,mem-path=/dev/shm/s/web/mem,share=on']);
+    expect(after(make, '-chardev')).toContain('pipe,id=agent,path=/run/web/agent');
+    expect(after(make, '-device')).toContain('virtserialport,chardev=agent,name=jitsu.agent');
+    expect(make).not.toContain('-incoming');
+    const copy = buildQemuArgs(cfg, 'c', 'tcg', paths, { mode: 'root' }, { memPath: '/dev/shm/s/web/mem', share: false, agentPipe: '/run/web/agent', incoming: true });
+    expect(after(copy, '-object')).toEqual(['memory-backend-file,id=mem,size=128M,mem-path=/dev/shm/s/web/mem,share=off']);
+    expect(after(copy, '-incoming')).toEqual(['defer']);
+    // Everything else is identical: a restore must match the machine it was saved from.
+    const strip = (a: string[]): string[] => a.filter((x) => !x.startsWith('memory-backend-file') && x !== '-incoming' && x !== 'defer');
+    expect(strip(copy)).toEqual(strip(make));
+  });
+  it('tell the guest to start its agent', () => {
+    expect(buildCmdline({ cmdline: '', snapshot: 'template' }, 'web', net, undefined, 'tcg')).toContain(' jitsu.agent=1');
+    expect(buildCmdline({ cmdline: '', snapshot: 'off' }, 'web', net, undefined, 'tcg')).not.toContain('jitsu.agent');
+  });
+  it('leave a plain service as it was', () => {
+    expect(buildQemuArgs(cfg, 'c', 'tcg', paths).join(' ')).not.toMatch(/memory-backend|virtserialport|incoming/);
   });
 });

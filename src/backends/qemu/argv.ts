@@ -52,11 +52,13 @@ export function hostCpuKhz(): number | undefined {
  * /init reads (other guests ignore jitsu.* arguments), then the user's extra arguments last so they
  * can override anything before them.
  */
-export function buildCmdline(cfg: Pick<QemuConfig, 'cmdline'>, service: string, net: ServiceNetwork, khz: number | undefined, accel: Accel): string {
+export function buildCmdline(cfg: Pick<QemuConfig, 'cmdline'> & Partial<Pick<QemuConfig, 'snapshot'>>, service: string, net: ServiceNetwork, khz: number | undefined, accel: Accel): string {
   const parts = ['console=ttyS0', 'reboot=t', 'panic=-1'];
   // Under KVM the kernel calibrates from the real TSC; the hint is for TCG's emulated one.
   if (khz !== undefined && accel === 'tcg' && !/\btsc_early_khz=/.test(cfg.cmdline)) parts.push(`tsc_early_khz=${khz}`);
   parts.push(`jitsu.ip=${net.ip}/${net.prefixLength}`, `jitsu.gw=${net.gateway}`, `jitsu.name=${service.replace(/[^A-Za-z0-9_.-]/g, '_')}`);
+  // Snapshots: the guest starts its agent (clone safety, agent.ts) on the jitsu.agent port.
+  if (cfg.snapshot === 'template') parts.push('jitsu.agent=1');
   if (cfg.cmdline.trim().length > 0) parts.push(cfg.cmdline.trim());
   return parts.join(' ');
 }
@@ -85,11 +87,24 @@ export function confinementArgs(cfg: Pick<QemuConfig, 'sandbox' | 'chroot'>, pri
   return args;
 }
 
+/**
+ * How a snapshot service's QEMU differs from a plain one (snapshot.ts): guest RAM in a file
+ * (`share`: the template being made writes it; copies map it copy-on-write), the agent's port, and
+ * for copies `-incoming defer` (the state comes over QMP: x-ignore-shared cannot be set otherwise
+ * in QEMU 7.2).
+ */
+export interface SnapshotArgs {
+  memPath: string;
+  share: boolean;
+  agentPipe: string;
+  incoming: boolean;
+}
+
 /** Full argv (without the binary) for a service VM. */
-export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, paths: RunPaths, privileges: QemuPrivileges = { mode: 'root' }): string[] {
+export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, paths: RunPaths, privileges: QemuPrivileges = { mode: 'root' }, snapshot?: SnapshotArgs): string[] {
   const args = [
     // microvm: no PCI, no firmware tables beyond what the kernel needs; boots in tens of ms.
-    '-M', `microvm,acpi=${cfg.acpi ? 'on' : 'off'}`,
+    '-M', `microvm,acpi=${cfg.acpi ? 'on' : 'off'}${snapshot ? ',memory-backend=mem' : ''}`,
     '-accel', accel,
   ];
   // KVM guests get the host CPU; TCG keeps QEMU's default model (qemu64), the fastest to emulate.
@@ -114,6 +129,15 @@ export function buildQemuArgs(cfg: QemuConfig, cmdline: string, accel: Accel, pa
     '-pidfile', paths.pidfile,
     ...confinementArgs(cfg, privileges),
   );
+  if (snapshot) {
+    args.push(
+      '-object', `memory-backend-file,id=mem,size=${cfg.memoryMiB}M,mem-path=${qemuOptValue(snapshot.memPath)},share=${snapshot.share ? 'on' : 'off'}`,
+      '-device', 'virtio-serial-device',
+      '-chardev', `pipe,id=agent,path=${qemuOptValue(snapshot.agentPipe)}`,
+      '-device', 'virtserialport,chardev=agent,name=jitsu.agent',
+    );
+    if (snapshot.incoming) args.push('-incoming', 'defer');
+  }
   return args;
 }
 

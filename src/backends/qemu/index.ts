@@ -3,22 +3,25 @@
  * QEMU runs detached in its own process group and is driven over QMP, so any worker thread (or a
  * restarted daemon) can act on a handle another one created: the handle holds only paths and ids.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type StdioOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, chmodSync, chownSync, closeSync, constants, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
+import { createWriteStream, accessSync, chmodSync, chownSync, closeSync, constants, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import type { Backend, BackendHandle, ExitReport, JsonValue, RuntimeState, ServiceSpec, SnapshotStore, StopMode } from '../backend.js';
 import { abortError } from '../common/abort.js';
 import { handleCodec } from '../common/handle.js';
 import { describeExit } from '../common/exit-cause.js';
-import { JitsuError } from '../../errors.js';
+import { errorMessage, JitsuError } from '../../errors.js';
+import { agentPipeBase, agentRequest, AGENT_PORT_NAME, createAgentPipes, reseedGuest } from './agent.js';
+import { buildPaths, checkTemplate, qemuVersion, removeTemplates, sealTemplate, storeHasRoom, templateKey, type TemplatePaths } from './snapshot.js';
 import { resolveAccel } from './accel.js';
-import { buildCmdline, buildQemuArgs, hostCpuKhz, runPaths, type Accel, type QemuPrivileges, type RunPaths } from './argv.js';
+import { buildCmdline, buildQemuArgs, hostCpuKhz, runPaths, type Accel, type QemuPrivileges, type RunPaths, type SnapshotArgs } from './argv.js';
 import { capConsole, fileTail } from './console.js';
 import { guestImageDir, parseQemuOptions, qemuOptions, type QemuConfig } from './options.js';
 import { isAlive, readProcStat } from '../common/proc.js';
 import { signalGroup } from '../common/process-group.js';
-import { QmpClient, qmpOnce } from './qmp.js';
+import { QmpClient, qmpOnce, withTimeout } from './qmp.js';
 import { pollUntil, rxPackets, waitFirstFrame, waitTcp } from '../common/readiness.js';
 import { createTap, removeTap } from './tap.js';
 import { resolveIdentity, type Identity } from '../common/identity.js';
@@ -49,6 +52,9 @@ interface QemuData {
   rxBaseline: number;
   /** Where QEMU's exit status lands (absent in handles of older daemons). */
   exit?: string;
+  /** A copy restored from a template (snapshot=template), and the run dir its agent pipes are in. */
+  copy?: boolean;
+  runDir?: string;
 }
 
 const hash8 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 8);
@@ -129,7 +135,17 @@ function waitExit(pid: number, startTime: number, ms: number): Promise<boolean> 
   return pollUntil(() => !isAlive(pid, startTime), ms, { firstMs: 10, maxMs: 10 });
 }
 
-async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
+/** What every launch of a service's QEMU shares: its config, files, accelerator and identity. */
+interface LaunchPlan {
+  cfg: QemuConfig;
+  paths: RunPaths;
+  accel: Accel;
+  cmdline: string;
+  privileges: QemuPrivileges;
+  startsAs: { uid: number; gid: number } | undefined;
+}
+
+async function plan(spec: ServiceSpec): Promise<LaunchPlan> {
   const cfg: QemuConfig = parseQemuOptions(spec, hash8);
   mustRead(cfg.kernel, 'kernel', spec.service);
   if (cfg.initrd !== undefined) mustRead(cfg.initrd, 'initrd', spec.service);
@@ -142,16 +158,33 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     throw new JitsuError('BOOT_FAILED', `service ${spec.service}: chroot ${cfg.chroot} is not a directory (create it, e.g. an empty one)`, { service: spec.service, key: 'chroot' });
   }
   const privileges = qemuPrivileges(identity, cfg, verdict.accel, spec.runDir);
-  const args = buildQemuArgs(cfg, cmdline, verdict.accel, paths, privileges);
   const startsAs = privileges.mode === 'unprivileged' ? { uid: identity.uid, gid: identity.gid } : undefined;
+  return { cfg, paths, accel: verdict.accel, cmdline, privileges, startsAs };
+}
 
-  for (const p of [paths.qmp, paths.pidfile, paths.exit]) rmSync(p, { force: true });
+async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
+  const p = await plan(spec);
+  if (p.cfg.snapshot === 'template' && spec.snapshots !== undefined) return startFromTemplate(spec, p, spec.snapshots, signal);
+  return launch(spec, p, signal);
+}
+
+/**
+ * Starts QEMU and waits for its QMP greeting. `snapshot`: RAM in a file and the agent port (a
+ * template being made, or a copy); `stateFd`: handed to QEMU as fd 3 (the migration stream a copy
+ * reads, or the one a template maker writes).
+ */
+async function launch(spec: ServiceSpec, p: LaunchPlan, signal: AbortSignal, snapshot?: SnapshotArgs, stateFd?: number): Promise<BackendHandle> {
+  const { cfg, paths, startsAs } = p;
+  const args = buildQemuArgs(cfg, p.cmdline, p.accel, paths, p.privileges, snapshot);
+
+  for (const f of [paths.qmp, paths.pidfile, paths.exit]) rmSync(f, { force: true });
   writeFileSync(paths.console, '');
   if (startsAs) {
     // It creates its QMP socket and pidfile here and appends to the console: its own run dir.
     chownSync(spec.runDir, startsAs.uid, startsAs.gid);
     chownSync(paths.console, startsAs.uid, startsAs.gid);
   }
+  if (snapshot) createAgentPipes(spec.runDir, startsAs);
   await createTap(cfg.tap, cfg.bridge, startsAs);
   const rxBaseline = rxPackets(cfg.tap) ?? 0;
 
@@ -159,7 +192,8 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   let exitedHow: string | undefined;
   let child;
   try {
-    child = spawn(cfg.binary, args, { detached: true, stdio: ['ignore', logFd, logFd], ...(startsAs ?? {}) });
+    const stdio: StdioOptions = stateFd === undefined ? ['ignore', logFd, logFd] : ['ignore', logFd, logFd, stateFd];
+    child = spawn(cfg.binary, args, { detached: true, stdio, ...(startsAs ?? {}) });
   } finally {
     closeSync(logFd);
   }
@@ -201,13 +235,199 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     log: paths.log,
     pidfile: paths.pidfile,
     startTime,
-    accel: verdict.accel,
+    accel: p.accel,
     acpi: cfg.acpi,
     shutdownTimeoutMs: cfg.shutdownTimeoutMs,
     rxBaseline,
     exit: paths.exit,
+    ...(snapshot?.incoming ? { copy: true, runDir: spec.runDir } : {}),
   };
   return { backend: 'qemu', service: spec.service, link: cfg.tap, mac: cfg.mac, pid, data: qemuHandle.write(data) };
+}
+
+/** How long a template maker's agent may take to answer once the guest's network is up. */
+const AGENT_UP_TIMEOUT_MS = 15_000;
+/** How long a restore may take to reach "running" (RAM is mapped, not copied: normally ms). */
+const RESTORE_TIMEOUT_MS = 10_000;
+/** How long saving the device state may take (tens of KB). */
+const SAVE_TIMEOUT_MS = 20_000;
+
+/**
+ * `snapshot=template`: restore a copy of the service's template; without a valid one, boot cold as
+ * the template's maker, save it once ready, and restore the first copy from it (so a bad template
+ * is found at once). Every way this fails ends in a working service: a restore that fails is a cold
+ * boot and a fresh template; a template that cannot be taken leaves the cold guest serving. Each
+ * such turn is in the handle's notes, for the log.
+ */
+async function startFromTemplate(spec: ServiceSpec, p: LaunchPlan, store: SnapshotStore, signal: AbortSignal): Promise<BackendHandle> {
+  const { cfg } = p;
+  const memBytes = cfg.memoryMiB * 1024 * 1024;
+  const key = snapshotKey(p);
+  const notes: string[] = [];
+  const found = checkTemplate(store, spec.service, key, memBytes);
+  if (found.ok) {
+    try {
+      return withNotes(await restoreCopy(spec, p, found.paths, signal), [`restored from template ${found.paths.dir}`]);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      notes.push(`restore from template ${found.paths.dir} failed, booting cold for a fresh template: ${errorMessage(err)}`);
+    }
+  } else if (found.present) {
+    notes.push(`${found.reason}; booting cold for a fresh template`);
+  }
+  removeTemplates(store, spec.service);
+  const room = storeHasRoom(store, memBytes);
+  if (!room.ok) return withNotes(await launch(spec, p, signal), [...notes, `no template taken: ${room.reason}`]);
+
+  const build = buildPaths(store, spec.service);
+  mkdirSync(build.dir, { recursive: true, mode: 0o700 });
+  // The snapshot dir is ours, like the state dir: QEMU, as the service user, must reach its files.
+  for (const dir of [store.dir, dirname(build.dir)]) chmodSync(dir, (statSync(dir).mode & 0o7777) | 0o111);
+  if (p.startsAs) chownSync(build.dir, p.startsAs.uid, p.startsAs.gid);
+  let maker: BackendHandle;
+  try {
+    maker = await launch(spec, p, signal, { memPath: build.mem, share: true, agentPipe: agentPipeBase(spec.runDir), incoming: false });
+  } catch (err) {
+    rmSync(build.dir, { recursive: true, force: true });
+    throw err;
+  }
+  try {
+    await ready(maker, spec, signal);
+    await saveTemplate(spec, p, maker, build.state, signal);
+  } catch (err) {
+    if (signal.aborted || !isAlive(maker.pid!, qemuHandle.read(maker).data.startTime)) {
+      rmSync(build.dir, { recursive: true, force: true });
+      throw err;
+    }
+    // The guest is up: it serves, without a template (its RAM file goes once QEMU ends).
+    await qmpOnce(qemuHandle.read(maker).data.qmp, 'cont').catch(() => undefined);
+    rmSync(build.dir, { recursive: true, force: true });
+    return withNotes(maker, [...notes, `no template taken: ${errorMessage(err)}`]);
+  }
+  const sealed = sealTemplate(store, spec.service, key, build, qemuVersion(cfg.binary), memBytes);
+  await stop(maker, spec, 'destroy', signal);
+  notes.push(`template saved: ${sealed.dir}`);
+  return withNotes(await restoreCopy(spec, p, sealed, signal), notes);
+}
+
+/** The key of this service's template: its argv without run-specific values, QEMU's version, kernel and initrd. */
+function snapshotKey(p: LaunchPlan): string {
+  const { cfg, paths } = p;
+  const argv = buildQemuArgs(cfg, p.cmdline, p.accel, paths, p.privileges, { memPath: '<mem>', share: false, agentPipe: '<agent>', incoming: false });
+  const files = cfg.initrd === undefined ? [cfg.kernel] : [cfg.kernel, cfg.initrd];
+  return templateKey(qemuVersion(cfg.binary), argv, [paths.qmp, paths.console, paths.pidfile, paths.log, cfg.tap], files);
+}
+
+function withNotes(handle: BackendHandle, notes: string[]): BackendHandle {
+  return notes.length === 0 ? handle : { ...handle, notes };
+}
+
+/**
+ * Pause the maker and save its device state (RAM stays in the shared file: x-ignore-shared) into
+ * `statePath`. QEMU 7.2 writes a migration only to a named fd, a command (which its sandbox forbids)
+ * or a socket: it connects to one of ours, and we write what it sends. Only a guest whose agent
+ * answers is saved: without one its copies could not be reseeded.
+ */
+async function saveTemplate(spec: ServiceSpec, p: LaunchPlan, maker: BackendHandle, statePath: string, signal: AbortSignal): Promise<void> {
+  const { data: d } = qemuHandle.read(maker);
+  await agentUp(spec, signal);
+  const sock = join(spec.runDir, 'save.sock');
+  rmSync(sock, { force: true });
+  let received: Promise<void> = Promise.reject(new Error('QEMU never connected to the save socket'));
+  received.catch(() => undefined);
+  const server = createServer((conn) => {
+    const file = createWriteStream(statePath, { mode: 0o600 });
+    received = new Promise((resolve, reject) => {
+      conn.on('error', reject);
+      file.on('error', reject);
+      file.on('finish', resolve);
+    });
+    conn.pipe(file);
+  });
+  await new Promise<void>((resolve, reject) => server.listen(sock, resolve).once('error', reject));
+  try {
+    if (p.startsAs) chownSync(sock, p.startsAs.uid, p.startsAs.gid);
+    const qmp = await QmpClient.connect(d.qmp, 2000);
+    try {
+      await qmp.execute('stop');
+      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+      await qmp.execute('migrate', { uri: `unix:${sock}` });
+      const deadline = Date.now() + SAVE_TIMEOUT_MS;
+      for (;;) {
+        const st = (await qmp.execute('query-migrate')) as { status?: JsonValue; 'error-desc'?: JsonValue } | null;
+        if (st?.status === 'completed') break;
+        if (st?.status === 'failed' || st?.status === 'cancelled') {
+          throw new JitsuError('SNAPSHOT_FAILED', `service ${spec.service}: saving the device state failed: ${String(st['error-desc'] ?? st.status)}`, { service: spec.service, qmp: d.qmp });
+        }
+        if (Date.now() > deadline || signal.aborted) throw new JitsuError('SNAPSHOT_FAILED', `service ${spec.service}: saving the device state did not complete in ${SAVE_TIMEOUT_MS} ms`, { service: spec.service, qmp: d.qmp });
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    } finally {
+      qmp.close();
+    }
+    await withTimeout(received, SAVE_TIMEOUT_MS, 'writing the saved state');
+  } finally {
+    server.close();
+    rmSync(sock, { force: true });
+  }
+}
+
+/** The agent starts after the guest's network: ask until it answers (bounded). */
+async function agentUp(spec: ServiceSpec, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + AGENT_UP_TIMEOUT_MS;
+  let last: unknown;
+  while (Date.now() < deadline && !signal.aborted) {
+    try {
+      await agentRequest(spec.runDir, 'ping', AbortSignal.any([signal, AbortSignal.timeout(500)]), spec.service);
+      return;
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw new JitsuError('AGENT_FAILED', `service ${spec.service}: the guest has no jitsu agent answering on ${AGENT_PORT_NAME} (${errorMessage(last)}); a snapshot needs it for clone safety (see the qemu README)`, { service: spec.service });
+}
+
+/**
+ * A fresh copy of a template: the same machine with RAM mapped copy-on-write from the template's
+ * file, its device state read from fd 3. `cont` is sent with the incoming migration, so the copy
+ * runs the moment the state is loaded; start() returns once QEMU says it runs (a state it cannot
+ * load ends QEMU, and the caller falls back to a cold boot). ready() then reseeds it.
+ */
+async function restoreCopy(spec: ServiceSpec, p: LaunchPlan, tpl: TemplatePaths, signal: AbortSignal): Promise<BackendHandle> {
+  const stateFd = openSync(tpl.state, 'r');
+  let copy: BackendHandle;
+  try {
+    copy = await launch(spec, p, signal, { memPath: tpl.mem, share: false, agentPipe: agentPipeBase(spec.runDir), incoming: true }, stateFd);
+  } finally {
+    closeSync(stateFd);
+  }
+  const { data: d, pid } = qemuHandle.read(copy);
+  try {
+    const qmp = await QmpClient.connect(d.qmp, 2000);
+    try {
+      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+      await qmp.execute('migrate-incoming', { uri: 'fd:3' });
+      // During an incoming migration `cont` means "run once loaded".
+      await qmp.execute('cont');
+      const deadline = Date.now() + RESTORE_TIMEOUT_MS;
+      for (;;) {
+        const st = (await qmp.execute('query-status')) as { running?: JsonValue; status?: JsonValue } | null;
+        if (st?.running === true) break;
+        // Loaded before our `cont` arrived (then it was a no-op): paused now, so run it.
+        if (st?.status === 'paused') await qmp.execute('cont');
+        if (Date.now() > deadline || signal.aborted) throw new JitsuError('SNAPSHOT_FAILED', `service ${spec.service}: the restored copy is ${String(st?.status)} after ${RESTORE_TIMEOUT_MS} ms`, { service: spec.service, qmp: d.qmp });
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    } finally {
+      qmp.close();
+    }
+  } catch (err) {
+    const qemuLog = fileTail(d.log, 5);
+    await stop(copy, spec, 'destroy', AbortSignal.timeout(5000)).catch(() => undefined);
+    if (err instanceof JitsuError && err.code === 'SNAPSHOT_FAILED') throw err;
+    throw new JitsuError('SNAPSHOT_FAILED', `service ${spec.service}: restore failed (QEMU pid ${pid}): ${qemuLog.join(' | ') || errorMessage(err)}`, { service: spec.service, qemuLog }, { cause: err });
+  }
+  return copy;
 }
 
 async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
@@ -218,6 +438,13 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
   };
   check();
   try {
+    if (d.copy === true && d.runDir !== undefined) {
+      // A restored copy runs already (its network is the template's); it may answer no one before
+      // its RNG is reseeded and its clock set: that is its readiness.
+      await reseedGuest(d.runDir, signal, spec.service);
+      if (spec.ready?.kind === 'tcp') await waitTcp(spec.network.ip, spec.ready.port, signal, { check });
+      return;
+    }
     // Even with a TCP probe, wait for the first frame first: connecting before the guest answers
     // ARP leaves a failed neighbour entry on the host that delays the probe by seconds.
     await waitFirstFrame(d.tap, d.rxBaseline, signal, { check });

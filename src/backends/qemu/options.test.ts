@@ -27,11 +27,12 @@ describe('qemu options', () => {
     const c = parseQemuOptions(spec({
       kernel: ['/k'], initrd: ['/i'], cmdline: ['quiet'], memory: ['256'], vcpus: ['2'], mac: ['02:00:00:00:00:09'], nic: ['br1'],
       tap: ['jt4t9'], accel: ['tcg'], acpi: ['off'], shutdown_timeout: ['3'], qemu: ['/opt/qemu'],
-      user: ['qemu-jitsu'], sandbox: ['off'], chroot: ['/var/empty'],
+      user: ['qemu-jitsu'], sandbox: ['off'], chroot: ['/var/empty'], snapshot: ['template'],
     }), hash, {});
     expect(c).toEqual({
       kernel: '/k', initrd: '/i', cmdline: 'quiet', memoryMiB: 256, vcpus: 2, mac: '02:00:00:00:00:09', bridge: 'br1', tap: 'jt4t9',
       accel: 'tcg', acpi: false, shutdownTimeoutMs: 3000, binary: '/opt/qemu', user: 'qemu-jitsu', sandbox: false, chroot: '/var/empty',
+      snapshot: 'template',
     });
   });
   it.each([
@@ -45,6 +46,7 @@ describe('qemu options', () => {
     [{ acpi: ['yes'] }, /acpi/],
     [{ sandbox: ['yes'] }, /sandbox/],
     [{ chroot: ['rel'] }, /chroot/],
+    [{ snapshot: ['yes'] }, /snapshot must be off or template/],
     [{ user: ['a b'] }, /user/],
     [{ kernel: ['/a', '/b'] }, /given 2 times/],
     [{ kernal: ['/a'] }, /unknown qemu key "kernal"/],

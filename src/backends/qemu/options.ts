@@ -32,6 +32,8 @@ export interface QemuConfig {
   sandbox: boolean;
   /** Directory QEMU chroots into once the machine is set up. */
   chroot?: string;
+  /** `template`: summons restore a copy of a memory snapshot taken after the first boot (snapshot.ts). */
+  snapshot: 'off' | 'template';
 }
 
 /** Where build-guest.sh leaves the project's guest image. */
@@ -57,6 +59,7 @@ const validOnOff = (v: string): string | undefined => (v === 'on' || v === 'off'
 const validPath = (what: string) => (v: string): string | undefined => (v.length > 0 && !v.includes('\0') ? undefined : `${what} must be a file path`);
 const validUser = (v: string): string | undefined => (/^([a-z_][a-z0-9_.-]{0,31}|\d{1,10})$/i.test(v) ? undefined : `user must be a user name or uid, got "${v}"`);
 const validSandbox = (v: string): string | undefined => (v === 'on' || v === 'off' ? undefined : `sandbox must be on or off, got "${v}"`);
+const validSnapshot = (v: string): string | undefined => (v === 'off' || v === 'template' ? undefined : `snapshot must be off or template, got "${v}"`);
 const validChroot = (v: string): string | undefined => (v.startsWith('/') && !v.includes(',') ? undefined : `chroot must be an absolute directory path without commas, got "${v}"`);
 // Commas and quotes would be split or mangled by the service-argument syntax before they got here;
 // what remains must not smuggle a newline into the kernel command line.
@@ -82,6 +85,12 @@ export const qemuOptions: readonly OptionSpec[] = [
     validate: validUser,
   },
   { key: 'sandbox', description: 'seccomp filter (-sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny, elevateprivileges=deny when QEMU stays root): on (default) or off', example: 'on', validate: validSandbox },
+  {
+    key: 'snapshot',
+    description: 'template: the first boot is cold, then the guest is saved (RAM file under --snapshot-dir + device state) and every summon restores a fresh copy (tens of ms instead of a boot; the guest needs the jitsu agent for clone safety, as the project\'s guest image has); off (default)',
+    example: 'template',
+    validate: validSnapshot,
+  },
   { key: 'chroot', description: 'directory QEMU chroots into once the machine is set up (-chroot; an empty directory will do)', example: '/var/empty', validate: validChroot },
 ];
 
@@ -135,6 +144,7 @@ export function parseQemuOptions(spec: ServiceSpec, hash: (s: string) => string,
     binary: one('qemu') ?? 'qemu-system-x86_64',
     user: one('user') ?? DEFAULT_SERVICE_USER,
     sandbox: (one('sandbox') ?? 'on') === 'on',
+    snapshot: (one('snapshot') ?? 'off') as 'off' | 'template',
     ...(one('chroot') !== undefined ? { chroot: one('chroot')! } : {}),
   };
 }

@@ -1,0 +1,135 @@
+/**
+ * snapshot=template against real QEMU (TCG): the first start boots cold and saves a template under
+ * a snapshot dir of the test's own; later starts restore copies from it. Each copy serves its page,
+ * two copies are distinct (the agent reseeded their RNGs), and a corrupt state file, a deleted
+ * memory file and a changed command line each fall back to a cold boot with a fresh template.
+ * Bridge jt4b6, 10.203.6.0/24. Prints FIGURE lines: cold boot vs restore, start() → first byte.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackendHandle, ServiceSpec } from '../../src/backends/backend.js';
+import { backend } from '../../src/backends/qemu/index.js';
+import { buildGuest, createVmEnv, curl, firstByteMs, median, type GuestImage, type VmEnv } from '../helpers/vm-env.js';
+
+const hasQemu = existsSync('/usr/bin/qemu-system-x86_64');
+const isRoot = process.getuid?.() === 0;
+
+describe.skipIf(!hasQemu || !isRoot)('qemu snapshot=template (real QEMU)', () => {
+  let env: VmEnv;
+  let img: GuestImage;
+  let store: { dir: string; maxBytes: number };
+  const timeout = (ms: number): AbortSignal => AbortSignal.timeout(ms);
+  const url = 'http://10.203.6.10/';
+
+  function spec(extra: Record<string, string[]> = {}): ServiceSpec {
+    const s = env.spec('jt4-snap', 10, { kernel: [img.stock], initrd: [img.initrd], tap: ['jt4s1'], snapshot: ['template'], ...extra });
+    return { ...s, snapshots: store };
+  }
+
+  /** start() + ready(), timed to the first HTTP byte. */
+  async function summon(s: ServiceSpec): Promise<{ handle: BackendHandle; ms: number }> {
+    const t0 = performance.now();
+    const handle = await backend.start(s, timeout(90_000));
+    env.track(handle, s);
+    await backend.ready(handle, s, timeout(30_000));
+    // Bounded from now: the cold boot before it may have taken long on a loaded machine.
+    const ms = await firstByteMs(url, t0, performance.now() - t0 + 10_000);
+    return { handle, ms };
+  }
+
+  async function destroy(h: BackendHandle, s: ServiceSpec): Promise<void> {
+    await backend.stop(h, s, 'destroy', timeout(10_000));
+  }
+
+  function templateDirs(): string[] {
+    const root = join(store.dir, 'jt4-snap');
+    return existsSync(root) ? readdirSync(root).filter((n) => !n.startsWith('.')) : [];
+  }
+
+  beforeAll(async () => {
+    img = await buildGuest();
+    env = await createVmEnv(6);
+    // Under /dev/shm, as the default: tmpfs, so a copy maps the template's RAM copy-on-write.
+    store = { dir: mkdtempSync('/dev/shm/jt4-snap-'), maxBytes: 1024 * 1024 * 1024 };
+  });
+  afterAll(async () => {
+    await env?.cleanup((h, s) => backend.stop(h, s, 'destroy', timeout(10_000)));
+    if (store) rmSync(store.dir, { recursive: true, force: true });
+  });
+
+  let coldMs = 0;
+  const restoreMs: number[] = [];
+
+  it('the first start boots cold, saves a template, and serves from a restored copy', async () => {
+    const s = spec();
+    const { handle, ms } = await summon(s);
+    coldMs = ms;
+    expect(handle.notes?.some((n) => n.startsWith('template saved:'))).toBe(true);
+    expect(await curl(url)).toBe('jitsu guest jt4-snap\n');
+    const [key] = templateDirs();
+    expect(key).toMatch(/^[0-9a-f]{20}$/);
+    const dir = join(store.dir, 'jt4-snap', key!);
+    expect(statSync(join(dir, 'mem')).size).toBe(128 * 1024 * 1024);
+    expect(statSync(join(dir, 'state')).size).toBeGreaterThan(1000);
+    expect(existsSync(join(dir, 'meta.json'))).toBe(true);
+    await destroy(handle, s);
+  });
+
+  it('later starts restore a copy; two copies one after the other are distinct', async () => {
+    const s = spec();
+    const randoms: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { handle, ms } = await summon(s);
+      restoreMs.push(ms);
+      expect(handle.notes?.[0]).toMatch(/^restored from template /);
+      expect(await curl(url)).toBe('jitsu guest jt4-snap\n');
+      randoms.push((await curl(`${url}cgi-bin/random`)).trim());
+      await destroy(handle, s);
+    }
+    expect(new Set(randoms).size).toBe(randoms.length);
+    for (const r of randoms) expect(r).toMatch(/^[0-9a-f-]{36}$/);
+    console.log(`FIGURE qemu snapshot (TCG, stock kernel, 128 MiB): start() -> first byte: cold boot + template ${coldMs.toFixed(0)} ms; restored copy median ${median(restoreMs).toFixed(0)} ms (${restoreMs.map((m) => m.toFixed(0)).join(', ')})`);
+  });
+
+  it('a corrupt state file falls back to a cold boot and a fresh template', async () => {
+    const [key] = templateDirs();
+    writeFileSync(join(store.dir, 'jt4-snap', key!, 'state'), 'not a migration stream');
+    const s = spec();
+    const { handle } = await summon(s);
+    expect(handle.notes?.join('\n')).toMatch(/state file does not match its hash[\s\S]*template saved:/);
+    expect(await curl(url)).toBe('jitsu guest jt4-snap\n');
+    await destroy(handle, s);
+    const again = await summon(s);
+    expect(again.handle.notes?.[0]).toMatch(/^restored from template /);
+    await destroy(again.handle, s);
+  });
+
+  it('a deleted memory file falls back to a cold boot', async () => {
+    const [key] = templateDirs();
+    rmSync(join(store.dir, 'jt4-snap', key!, 'mem'));
+    const s = spec();
+    const { handle } = await summon(s);
+    expect(handle.notes?.join('\n')).toMatch(/memory file is missing[\s\S]*template saved:/);
+    await destroy(handle, s);
+  });
+
+  it('a changed command line gets a new template, never the old guest', async () => {
+    const [before] = templateDirs();
+    const s = spec({ cmdline: ['loglevel=5'] });
+    const { handle } = await summon(s);
+    expect(handle.notes?.some((n) => n.startsWith('template saved:'))).toBe(true);
+    const after = templateDirs();
+    expect(after).toHaveLength(1);
+    expect(after[0]).not.toBe(before);
+    await destroy(handle, s);
+  });
+
+  it('a full snapshot dir means a cold boot that serves, not a failure', async () => {
+    const s = { ...spec({ cmdline: ['loglevel=6'] }), snapshots: { dir: store.dir, maxBytes: 1024 * 1024 } };
+    const { handle } = await summon(s);
+    expect(handle.notes?.join('\n')).toMatch(/no template taken: .*--snapshot-max-mb/);
+    expect(await curl(url)).toBe('jitsu guest jt4-snap\n');
+    await destroy(handle, s);
+  });
+});
