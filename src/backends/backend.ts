@@ -5,8 +5,18 @@
 export type BackendName = 'process' | 'qemu' | 'libvirt' | 'container' | 'xl';
 export const BACKEND_NAMES: readonly BackendName[] = ['process', 'qemu', 'libvirt', 'container', 'xl'];
 
-export type StopMode = 'destroy' | 'suspend' | 'shutdown';
-export const STOP_MODES: readonly StopMode[] = ['destroy', 'suspend', 'shutdown'];
+/**
+ * How an idle service stops. `suspend`: paused in place, resumed in place. `hibernate`: saved with
+ * its memory to the snapshot dir and ended (its memory and CPU freed); resuming restores it exactly
+ * where it was. `shutdown`: the guest powers off; `destroy`: ended at once.
+ */
+export type StopMode = 'destroy' | 'suspend' | 'shutdown' | 'hibernate';
+export const STOP_MODES: readonly StopMode[] = ['destroy', 'suspend', 'shutdown', 'hibernate'];
+
+/** Modes after which the service keeps its handle and comes back with resume(), not start(). */
+export function stopKeepsHandle(mode: StopMode): boolean {
+  return mode === 'suspend' || mode === 'hibernate';
+}
 
 import type { MaskMode, MaskRequirement } from '../masking/registry.js';
 export type { MaskMode } from '../masking/registry.js';
@@ -142,8 +152,8 @@ export interface Backend {
   ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void>;
   /** Stop with the given mode; idempotent (stopping a stopped service is fine). */
   stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void>;
-  /** Resume a service stopped with mode `suspend`. */
-  resume?(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void>;
+  /** Resume a service stopped with mode `suspend` or `hibernate`; a new handle when its process changed (hibernate). */
+  resume?(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | void>;
   state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState>;
   /** Called once a ready service was seen gone: how it ended (status, signal, log tail). */
   exitReport?(handle: BackendHandle, spec: ServiceSpec): Promise<ExitReport>;

@@ -67,6 +67,7 @@ export const SERVICE_KEYS: readonly { key: string; help: string; repeatable?: bo
   { key: 'response_delay', help: 'seconds; overrides -d for this service' },
   { key: 'mask', help: `boot masking: ${MASK_MODES.join('|')} (default: the backend's)` },
   { key: 'ready', help: 'readiness probe tcp:PORT (default: the backend\'s own signal)' },
+  { key: 'stop', help: `how this service stops when idle: ${STOP_MODES.join('|')}, as its backend allows (default: -m)` },
   { key: 'use_synjitsu', help: 'original Jitsu key: true = mask=handshake' },
   ...SUPERVISION_KEYS.map(({ key, help }) => ({ key, help })),
 ];

@@ -13,6 +13,8 @@ export interface ServiceConfig {
   /** Seconds: a cold-start answer leaves no earlier than this after the boot began. */
   responseDelay: number;
   mask: MaskMode;
+  /** How this service stops when idle (`stop=`; default -m); one of its backend's stop modes. */
+  stopMode?: StopMode;
   ready?: ReadyProbe;
   /** Restart policy, start limit and idle rule (restart=, start_limit_*, cooldown=, idle=). */
   policy: SupervisionPolicy;

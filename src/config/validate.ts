@@ -179,7 +179,7 @@ function parseReady(value: string): ReadyProbe {
   return { kind: 'tcp', port: parseInteger('ready', match[1]!, 1, 65535) };
 }
 
-const COMMON_SINGLE = new Set(['ip', 'name', 'backend', 'response_delay', 'mask', 'ready', 'use_synjitsu', ...SUPERVISION_KEYS.map((k) => k.key)]);
+const COMMON_SINGLE = new Set(['ip', 'name', 'backend', 'response_delay', 'mask', 'ready', 'stop', 'use_synjitsu', ...SUPERVISION_KEYS.map((k) => k.key)]);
 
 function validateService(pairs: readonly KeyValue[], config: Config, lookupBackend: (name: BackendName) => Backend): ServiceConfig {
   const dns: string[] = [];
@@ -233,6 +233,13 @@ function validateService(pairs: readonly KeyValue[], config: Config, lookupBacke
   };
   const ready = common.get('ready');
   if (ready !== undefined) service.ready = parseReady(ready);
+  const stopText = common.get('stop');
+  const stopMode = stopText !== undefined ? parseEnum('stop', stopText, STOP_MODES) : config.stopMode;
+  if (!backend.capabilities.stopModes.includes(stopMode)) {
+    const key = stopText !== undefined ? 'stop' : '--mode';
+    throw new ConfigError(key, `service ${name}: the ${backendName} backend cannot stop with mode ${stopMode} (it can: ${backend.capabilities.stopModes.join('|')}); give the service stop=MODE`);
+  }
+  if (stopText !== undefined) service.stopMode = stopMode;
   return service;
 }
 

@@ -88,8 +88,8 @@ export class BackendPool {
     await this.call({ op: 'stop', handle, spec, mode, timeoutMs });
   }
 
-  async resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void> {
-    await this.call({ op: 'resume', handle, spec, timeoutMs });
+  async resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle | undefined> {
+    return (await this.call({ op: 'resume', handle, spec, timeoutMs })) ?? undefined;
   }
 
   state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState> {

@@ -23,7 +23,7 @@ export interface PoolResults {
   prepare: BackendHandle | null;
   ready: null;
   stop: null;
-  resume: null;
+  resume: BackendHandle | null;
   state: RuntimeState;
   exitReport: ExitReport;
 }

@@ -29,8 +29,7 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
         if (!backend.resume) {
           return { ok: false, error: { code: 'BACKEND_UNSUPPORTED', message: `backend ${backend.name} cannot resume a suspended service`, details: { backend: backend.name } } };
         }
-        await backend.resume(req.handle, req.spec, AbortSignal.timeout(req.timeoutMs));
-        return { ok: true, value: null };
+        return { ok: true, value: (await backend.resume(req.handle, req.spec, AbortSignal.timeout(req.timeoutMs))) ?? null };
       case 'state':
         return { ok: true, value: await backend.state(req.handle, req.spec) };
       case 'exitReport':

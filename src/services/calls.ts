@@ -15,7 +15,8 @@ export interface BackendCalls {
   /** `onSettled` learns when the backend saw the service ready (epoch ms). */
   ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number, onSettled?: (epochMs: number) => void): Promise<void>;
   stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void>;
-  resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<void>;
+  /** A new handle when the backend replaced the service's process (hibernate). */
+  resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle | undefined>;
   state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState>;
   /** How a service that was ready ended (status, signal, log tail). */
   exitReport(handle: BackendHandle, spec: ServiceSpec): Promise<ExitReport>;
@@ -41,7 +42,7 @@ export function directCalls(lookup: (name: BackendName) => Backend): BackendCall
     resume: async (handle, spec, ms) => {
       const backend = lookup(spec.backend);
       if (!backend.resume) throw new JitsuError('BACKEND_UNSUPPORTED', `the ${backend.name} backend cannot resume a suspended service`);
-      await backend.resume(handle, spec, AbortSignal.timeout(ms));
+      return (await backend.resume(handle, spec, AbortSignal.timeout(ms))) ?? undefined;
     },
     state: (handle, spec) => lookup(spec.backend).state(handle, spec),
     exitReport: async (handle, spec) => {

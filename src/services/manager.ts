@@ -96,7 +96,7 @@ export class ServiceManager implements Summoner {
       ownsNetns: capabilities.netns,
       bootGate: this.bootGate,
     };
-    const runtime = new ServiceRuntime(spec, service.dns, service.responseDelay * 1000, runtimeDeps);
+    const runtime = new ServiceRuntime(spec, service.dns, service.responseDelay * 1000, runtimeDeps, service.stopMode);
     this.installed.set(service.name, { runtime, service, fingerprint: serviceFingerprint(service, spec), deps: runtimeDeps });
   }
 
@@ -244,7 +244,7 @@ export class ServiceManager implements Summoner {
     for (const runtime of this.runtimeList()) {
       if (runtime.phase === 'ready' && runtime.lastActivity < cutoff) {
         this.deps.logger.info('idle, stopping', { service: runtime.spec.service, idle_s: ((this.now() - runtime.lastActivity) / 1000).toFixed(1) });
-        runtime.stop(this.config.stopMode).catch(() => undefined);
+        runtime.stop(runtime.ownStopMode ?? this.config.stopMode).catch(() => undefined);
       }
     }
   }
@@ -286,7 +286,7 @@ export class ServiceManager implements Summoner {
   async stopService(service: string): Promise<RuntimeStatus> {
     const runtime = this.known(service);
     if (runtime.phase === 'booting') throw new JitsuError('NOT_RUNNING', `service ${service} is booting: stop it once it is ready`, { service });
-    await runtime.stop(this.config.stopMode);
+    await runtime.stop(runtime.ownStopMode ?? this.config.stopMode);
     return runtime.status();
   }
 }

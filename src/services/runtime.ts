@@ -1,4 +1,4 @@
-import type { BackendHandle, ExitReport, MaskMode, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
+import { stopKeepsHandle, type BackendHandle, type ExitReport, type MaskMode, type RuntimeState, type ServiceSpec, type StopMode } from '../backends/backend.js';
 import { JitsuError, errorCode, errorMessage } from '../errors.js';
 import { sampleActivity, wasActive, type ActivitySample } from '../supervise/activity.js';
 import type { Unwatch } from '../supervise/exit-watch.js';
@@ -106,6 +106,8 @@ export class ServiceRuntime {
     readonly dns: readonly string[],
     private readonly responseDelayMs: number,
     private readonly deps: RuntimeDeps,
+    /** The service's own stop= (idle stops and `jitsu stop`); undefined: the daemon's -m, as it is now. */
+    readonly ownStopMode?: StopMode,
   ) {
     this.log = deps.logger.child({ service: spec.service });
     this.limiter = new StartLimiter(deps.policy);
@@ -186,7 +188,7 @@ export class ServiceRuntime {
     if (this.mask.onPacketPath) masker.booting(this.maskTarget);
     try {
       const started = await starting;
-      if (!resuming) {
+      if (!resuming || started !== undefined) {
         const { notes, ...handle } = started as BackendHandle;
         // How the start went, in the backend's words (e.g. restored from a snapshot, or why not).
         for (const note of notes ?? []) this.log.info(note, { backend: this.spec.backend });
@@ -385,7 +387,8 @@ export class ServiceRuntime {
 
   private async runStop(mode: StopMode): Promise<void> {
     const handle = this.handle!;
-    // A planned stop: its exit is ours, not a crash. (A suspended process keeps its watch.)
+    // A planned stop: its exit is ours, not a crash. (A suspended process keeps its watch; a
+    // hibernated one has no process.)
     if (mode !== 'suspend') this.stopWatching();
     this.log.info('stopping', { mode });
     try {
@@ -401,7 +404,7 @@ export class ServiceRuntime {
       }
       this.stopWatching();
     }
-    this.suspended = mode === 'suspend';
+    this.suspended = stopKeepsHandle(mode);
     if (!this.suspended) this.handle = undefined;
     this.settleStopped();
     if (this.mask.onPacketPath) this.deps.masker.stopped(this.maskTarget);

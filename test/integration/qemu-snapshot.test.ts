@@ -132,4 +132,31 @@ describe.skipIf(!hasQemu || !isRoot)('qemu snapshot=template (real QEMU)', () =>
     expect(await curl(url)).toBe('jitsu guest jt4-snap\n');
     await destroy(handle, s);
   });
+
+  it('stop mode hibernate frees the guest and resume brings it back where it was (a counter in guest RAM survives)', async () => {
+    const s = { ...env.spec('jt4-hib', 11, { kernel: [img.stock], initrd: [img.initrd], tap: ['jt4s2'] }), snapshots: store };
+    const page = 'http://10.203.6.11/cgi-bin/count';
+    const h = await backend.start(s, timeout(60_000));
+    env.track(h, s);
+    await backend.ready(h, s, timeout(30_000));
+    await firstByteMs('http://10.203.6.11/', performance.now(), 15_000);
+    expect((await curl(page)).trim()).toBe('1');
+    expect((await curl(page)).trim()).toBe('2');
+    await backend.stop(h, s, 'hibernate', timeout(60_000));
+    expect(existsSync(`/proc/${h.pid}`)).toBe(false);
+    expect(await backend.state(h, s)).toBe('paused');
+    const image = join(store.dir, 'jt4-hib', 'hibernated', 'state');
+    console.log(`FIGURE qemu hibernate image (128 MiB guest): ${(statSync(image).size / 1024 / 1024).toFixed(1)} MiB`);
+    const t0 = performance.now();
+    const woken = await backend.resume!(h, s, timeout(60_000));
+    expect(woken).toBeDefined();
+    env.track(woken!, s);
+    expect(woken!.notes).toEqual(['resumed from hibernation']);
+    await backend.ready(woken!, s, timeout(30_000));
+    expect((await curl(page, 10)).trim()).toBe('3');
+    console.log(`FIGURE qemu hibernate resume (TCG): resume() -> counter page ${(performance.now() - t0).toFixed(0)} ms`);
+    expect(existsSync(image)).toBe(false);
+    await destroy(woken!, s);
+    expect(await backend.state(woken!, s)).toBe('stopped');
+  });
 });

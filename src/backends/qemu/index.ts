@@ -52,9 +52,13 @@ interface QemuData {
   rxBaseline: number;
   /** Where QEMU's exit status lands (absent in handles of older daemons). */
   exit?: string;
-  /** A copy restored from a template (snapshot=template), and the run dir its agent pipes are in. */
-  copy?: boolean;
+  /** The service's run dir (agent pipes, save socket). */
   runDir?: string;
+  /** snapshot=template: the RAM file it maps, and the guest agent it has. */
+  memPath?: string;
+  agent?: boolean;
+  /** Loaded from a migration stream (a copy of a template, a hibernated guest resumed): it runs, and sends no first frame. */
+  restored?: boolean;
 }
 
 const hash8 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 8);
@@ -176,6 +180,9 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
 async function launch(spec: ServiceSpec, p: LaunchPlan, signal: AbortSignal, snapshot?: SnapshotArgs, stateFd?: number): Promise<BackendHandle> {
   const { cfg, paths, startsAs } = p;
   const args = buildQemuArgs(cfg, p.cmdline, p.accel, paths, p.privileges, snapshot);
+  // A hibernated plain guest comes back from its stream too.
+  const incoming = snapshot?.incoming ?? stateFd !== undefined;
+  if (incoming && !snapshot) args.push('-incoming', 'defer');
 
   for (const f of [paths.qmp, paths.pidfile, paths.exit]) rmSync(f, { force: true });
   writeFileSync(paths.console, '');
@@ -240,7 +247,9 @@ async function launch(spec: ServiceSpec, p: LaunchPlan, signal: AbortSignal, sna
     shutdownTimeoutMs: cfg.shutdownTimeoutMs,
     rxBaseline,
     exit: paths.exit,
-    ...(snapshot?.incoming ? { copy: true, runDir: spec.runDir } : {}),
+    runDir: spec.runDir,
+    ...(snapshot ? { memPath: snapshot.memPath, agent: true } : {}),
+    ...(incoming ? { restored: true } : {}),
   };
   return { backend: 'qemu', service: spec.service, link: cfg.tap, mac: cfg.mac, pid, data: qemuHandle.write(data) };
 }
@@ -293,7 +302,7 @@ async function startFromTemplate(spec: ServiceSpec, p: LaunchPlan, store: Snapsh
   }
   try {
     await ready(maker, spec, signal);
-    await saveTemplate(spec, p, maker, build.state, signal);
+    await saveTemplate(spec, maker, build.state, signal);
   } catch (err) {
     if (signal.aborted || !isAlive(maker.pid!, qemuHandle.read(maker).data.startTime)) {
       rmSync(build.dir, { recursive: true, force: true });
@@ -324,13 +333,20 @@ function withNotes(handle: BackendHandle, notes: string[]): BackendHandle {
 
 /**
  * Pause the maker and save its device state (RAM stays in the shared file: x-ignore-shared) into
- * `statePath`. QEMU 7.2 writes a migration only to a named fd, a command (which its sandbox forbids)
- * or a socket: it connects to one of ours, and we write what it sends. Only a guest whose agent
- * answers is saved: without one its copies could not be reseeded.
+ * `statePath`. Only a guest whose agent answers is saved: without one its copies could not be
+ * reseeded.
  */
-async function saveTemplate(spec: ServiceSpec, p: LaunchPlan, maker: BackendHandle, statePath: string, signal: AbortSignal): Promise<void> {
-  const { data: d } = qemuHandle.read(maker);
+async function saveTemplate(spec: ServiceSpec, maker: BackendHandle, statePath: string, signal: AbortSignal): Promise<void> {
   await agentUp(spec, signal);
+  await migrateOut(spec, qemuHandle.read(maker).data, statePath, true, signal);
+}
+
+/**
+ * Pause the guest and write its migration stream to `statePath` (`ignoreShared`: without RAM in a
+ * shared file). QEMU 7.2 migrates only to a named fd, a command (which its sandbox forbids) or a
+ * socket: it connects to one of ours in the run dir, and we write what it sends.
+ */
+async function migrateOut(spec: ServiceSpec, d: QemuData, statePath: string, ignoreShared: boolean, signal: AbortSignal): Promise<void> {
   const sock = join(spec.runDir, 'save.sock');
   rmSync(sock, { force: true });
   let received: Promise<void> = Promise.reject(new Error('QEMU never connected to the save socket'));
@@ -346,20 +362,22 @@ async function saveTemplate(spec: ServiceSpec, p: LaunchPlan, maker: BackendHand
   });
   await new Promise<void>((resolve, reject) => server.listen(sock, resolve).once('error', reject));
   try {
-    if (p.startsAs) chownSync(sock, p.startsAs.uid, p.startsAs.gid);
+    // QEMU runs as the run dir's owner.
+    const owner = statSync(spec.runDir);
+    chownSync(sock, owner.uid, owner.gid);
     const qmp = await QmpClient.connect(d.qmp, 2000);
     try {
       await qmp.execute('stop');
-      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: ignoreShared }] });
       await qmp.execute('migrate', { uri: `unix:${sock}` });
       const deadline = Date.now() + SAVE_TIMEOUT_MS;
       for (;;) {
         const st = (await qmp.execute('query-migrate')) as { status?: JsonValue; 'error-desc'?: JsonValue } | null;
         if (st?.status === 'completed') break;
         if (st?.status === 'failed' || st?.status === 'cancelled') {
-          throw new JitsuError('SNAPSHOT_FAILED', `service ${spec.service}: saving the device state failed: ${String(st['error-desc'] ?? st.status)}`, { service: spec.service, qmp: d.qmp });
+          throw new JitsuError('SNAPSHOT_FAILED', `service ${spec.service}: saving the guest failed: ${String(st['error-desc'] ?? st.status)}`, { service: spec.service, qmp: d.qmp });
         }
-        if (Date.now() > deadline || signal.aborted) throw new JitsuError('SNAPSHOT_FAILED', `service ${spec.service}: saving the device state did not complete in ${SAVE_TIMEOUT_MS} ms`, { service: spec.service, qmp: d.qmp });
+        if (Date.now() > deadline || signal.aborted) throw new JitsuError('SNAPSHOT_FAILED', `service ${spec.service}: saving the guest did not complete in ${SAVE_TIMEOUT_MS} ms`, { service: spec.service, qmp: d.qmp });
         await new Promise((r) => setTimeout(r, 2));
       }
     } finally {
@@ -389,15 +407,22 @@ async function agentUp(spec: ServiceSpec, signal: AbortSignal): Promise<void> {
 
 /**
  * A fresh copy of a template: the same machine with RAM mapped copy-on-write from the template's
- * file, its device state read from fd 3. `cont` is sent with the incoming migration, so the copy
- * runs the moment the state is loaded; start() returns once QEMU says it runs (a state it cannot
- * load ends QEMU, and the caller falls back to a cold boot). ready() then reseeds it.
+ * file, its device state read from the template. ready() then reseeds it.
  */
-async function restoreCopy(spec: ServiceSpec, p: LaunchPlan, tpl: TemplatePaths, signal: AbortSignal): Promise<BackendHandle> {
-  const stateFd = openSync(tpl.state, 'r');
+function restoreCopy(spec: ServiceSpec, p: LaunchPlan, tpl: TemplatePaths, signal: AbortSignal): Promise<BackendHandle> {
+  return restore(spec, p, tpl.state, true, signal, { memPath: tpl.mem, share: false, agentPipe: agentPipeBase(spec.runDir), incoming: true });
+}
+
+/**
+ * Starts QEMU waiting for a migration stream and feeds it `statePath` (as fd 3). `cont` is sent with
+ * the incoming migration, so the guest runs the moment its state is loaded; this returns once QEMU
+ * says it runs (a state it cannot load ends QEMU: SNAPSHOT_FAILED, and the caller boots cold).
+ */
+async function restore(spec: ServiceSpec, p: LaunchPlan, statePath: string, ignoreShared: boolean, signal: AbortSignal, snapshot?: SnapshotArgs): Promise<BackendHandle> {
+  const stateFd = openSync(statePath, 'r');
   let copy: BackendHandle;
   try {
-    copy = await launch(spec, p, signal, { memPath: tpl.mem, share: false, agentPipe: agentPipeBase(spec.runDir), incoming: true }, stateFd);
+    copy = await launch(spec, p, signal, snapshot, stateFd);
   } finally {
     closeSync(stateFd);
   }
@@ -405,7 +430,7 @@ async function restoreCopy(spec: ServiceSpec, p: LaunchPlan, tpl: TemplatePaths,
   try {
     const qmp = await QmpClient.connect(d.qmp, 2000);
     try {
-      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: ignoreShared }] });
       await qmp.execute('migrate-incoming', { uri: 'fd:3' });
       // During an incoming migration `cont` means "run once loaded".
       await qmp.execute('cont');
@@ -438,10 +463,10 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
   };
   check();
   try {
-    if (d.copy === true && d.runDir !== undefined) {
-      // A restored copy runs already (its network is the template's); it may answer no one before
-      // its RNG is reseeded and its clock set: that is its readiness.
-      await reseedGuest(d.runDir, signal, spec.service);
+    if (d.restored === true) {
+      // A restored guest runs already (its network is as it was saved); a copy may answer no one
+      // before its RNG is reseeded and its clock set: that is its readiness.
+      if (d.agent === true && d.runDir !== undefined) await reseedGuest(d.runDir, signal, spec.service);
       if (spec.ready?.kind === 'tcp') await waitTcp(spec.network.ip, spec.ready.port, signal, { check });
       return;
     }
@@ -461,7 +486,15 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
   }
 }
 
-async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
+function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
+  if (mode === 'hibernate') return hibernate(handle, spec, signal);
+  // Any other stop of a hibernated guest ends it for good.
+  if (spec.snapshots !== undefined && hibernatedAs(spec.snapshots, spec.service) === handleId(handle)) rmSync(hibernationPath(spec.snapshots, spec.service), { recursive: true, force: true });
+  return end(handle, spec, mode, signal);
+}
+
+/** Suspend, power off or destroy: QEMU and its tap; images in the snapshot dir are left alone. */
+async function end(handle: BackendHandle, spec: ServiceSpec, mode: Exclude<StopMode, 'hibernate'>, signal: AbortSignal): Promise<void> {
   const { data: d, pid } = qemuHandle.read(handle);
   const alive = (): boolean => isAlive(pid, d.startTime);
   if (mode === 'suspend') {
@@ -505,15 +538,81 @@ async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, si
   rmSync(d.pidfile, { force: true });
 }
 
-async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
+async function resume(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | void> {
   const { data: d, pid } = qemuHandle.read(handle);
   if (!isAlive(pid, d.startTime)) {
-    throw new JitsuError('NOT_RUNNING', `service ${spec.service}: QEMU (pid ${pid}) is not running; start it instead of resuming`, { service: spec.service });
+    if (spec.snapshots !== undefined && hibernatedAs(spec.snapshots, spec.service) === handleId(handle)) return wake(handle, spec, spec.snapshots, signal);
+    // Hibernated without room for the image (or gone since): what comes back is a cold boot.
+    return withNotes(await start(spec, signal), [`QEMU pid ${pid} is gone and left no hibernation image: booted cold`]);
   }
   try {
     await qmpOnce(d.qmp, 'cont');
   } catch (err) {
     throw new JitsuError('RESUME_FAILED', `service ${spec.service}: QMP cont failed: ${(err as Error).message}`, { service: spec.service }, { cause: err });
+  }
+}
+
+/** A hibernated guest's image: `<snapshot-dir>/<service>/hibernated/` with `state` and `of` (the handle it was). */
+function hibernationPath(store: SnapshotStore, service: string): string {
+  return join(store.dir, service, 'hibernated');
+}
+
+function handleId(handle: BackendHandle): string {
+  return `${handle.pid}:${String(handle.data['startTime'])}`;
+}
+
+/** Which handle the service's hibernation image is of, if there is a complete one. */
+function hibernatedAs(store: SnapshotStore, service: string): string | undefined {
+  try {
+    return readFileSync(join(hibernationPath(store, service), 'of'), 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stop mode hibernate: the guest is paused and saved with all its RAM (the whole migration stream)
+ * to the snapshot dir, then QEMU ends: its memory and CPU are free. The `of` file, written last,
+ * makes the image complete and names the handle it belongs to. No room in the snapshot dir: the
+ * guest is destroyed instead, and the next summon boots it cold (resume finds no image).
+ */
+async function hibernate(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
+  const { data: d, pid } = qemuHandle.read(handle);
+  if (!isAlive(pid, d.startTime)) throw new JitsuError('NOT_RUNNING', `service ${spec.service}: QEMU (pid ${pid}) is not running; cannot hibernate`, { service: spec.service, pid });
+  const store = spec.snapshots;
+  const dir = store === undefined ? undefined : hibernationPath(store, spec.service);
+  const room = store === undefined ? undefined : storeHasRoom(store, parseQemuOptions(spec, hash8).memoryMiB * 1024 * 1024);
+  if (store === undefined || dir === undefined || room?.ok !== true) {
+    await end(handle, spec, 'destroy', signal);
+    return;
+  }
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    await migrateOut(spec, d, join(dir, 'state'), false, signal);
+    writeFileSync(join(dir, 'of'), handleId(handle));
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    await qmpOnce(d.qmp, 'cont').catch(() => undefined);
+    throw new JitsuError('STOP_FAILED', `service ${spec.service}: hibernate failed (the guest runs on): ${errorMessage(err)}`, { service: spec.service, pid }, { cause: err });
+  }
+  await end(handle, spec, 'destroy', signal);
+}
+
+/** Resume a hibernated guest: the same machine, its whole state from the image; the image goes once it runs. */
+async function wake(handle: BackendHandle, spec: ServiceSpec, store: SnapshotStore, signal: AbortSignal): Promise<BackendHandle> {
+  const { data: d } = qemuHandle.read(handle);
+  const dir = hibernationPath(store, spec.service);
+  const p = await plan(spec);
+  const snapshot: SnapshotArgs | undefined = d.memPath === undefined ? undefined : { memPath: d.memPath, share: false, agentPipe: agentPipeBase(spec.runDir), incoming: true };
+  try {
+    const woken = await restore(spec, p, join(dir, 'state'), false, signal, snapshot);
+    return withNotes(woken, ['resumed from hibernation']);
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return withNotes(await start(spec, signal), [`resume from hibernation failed, booted cold: ${errorMessage(err)}`]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -548,10 +647,14 @@ async function exitReport(handle: BackendHandle): Promise<ExitReport> {
   return { reason: qemu.reason, cause: `QEMU pid ${pid} ${qemu.cause}${qemuSays ? `: ${qemuSays}` : ''}`, logTail: consoleTail };
 }
 
-async function state(handle: BackendHandle): Promise<RuntimeState> {
+async function state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState> {
   const { data: d, pid } = qemuHandle.read(handle);
   capConsole(d.console);
-  if (!isAlive(pid, d.startTime)) return 'stopped';
+  if (!isAlive(pid, d.startTime)) {
+    // Hibernated: no process, the guest is in its image (this handle's, not an older one's).
+    const image = spec.snapshots === undefined ? undefined : hibernatedAs(spec.snapshots, spec.service);
+    return image !== undefined && image === handleId(handle) ? 'paused' : 'stopped';
+  }
   try {
     const st = (await qmpOnce(d.qmp, 'query-status', undefined, 1000)) as { status?: JsonValue; running?: JsonValue } | null;
     if (st?.running === true) return 'running';
@@ -566,7 +669,7 @@ async function state(handle: BackendHandle): Promise<RuntimeState> {
 export const backend: Backend = {
   name: 'qemu',
   summary: 'QEMU -M microvm guests on a tap on the service bridge; KVM when a probe boot proves it works, else TCG',
-  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'pid', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'handshake' },
+  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend', 'hibernate'], exitWatch: 'pid', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'handshake' },
   options: qemuOptions,
   start,
   ready,
