@@ -47,6 +47,16 @@ describe('flags', () => {
     expect(c).toMatchObject({ bind: ['127.0.0.1', '::1'], port: 5353, forwarders: [], ttl: 30, idleTimeout: 60, stopMode: 'suspend', logLevel: 'debug', metrics: { host: '::1', port: 9000 } });
   });
 
+  it('stop modes: per service with stop=, and only those the backend has (the fake has no hibernate)', () => {
+    const svc = 'name=www,dns=www.test,ip=10.0.0.2';
+    expect(validate(['-m', 'suspend', svc]).services[0]!.stopMode).toBeUndefined();
+    expect(validate([`${svc},stop=shutdown`]).services[0]!.stopMode).toBe('shutdown');
+    expect(() => validate(['-m', 'hibernate', svc])).toThrow(/--mode.*cannot stop with mode hibernate.*destroy\|suspend\|shutdown.*stop=MODE/);
+    expect(() => validate([`${svc},stop=hibernate`])).toThrow(/stop.*cannot stop with mode hibernate/);
+    expect(() => validate([`${svc},stop=nap`])).toThrow(/stop/);
+    expect(validate(['--snapshot-dir', '/dev/shm/s', svc]).snapshotDir).toBe('/dev/shm/s');
+    expect(() => validate(['--snapshot-dir', 'rel', svc])).toThrow(/--snapshot-dir.*absolute/);
+  });
   it('accepts --persistdb as the original name of --state', () => {
     expect(validate(['--persistdb', '/tmp/x']).stateDir).toBe('/tmp/x');
   });
