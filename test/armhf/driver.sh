@@ -50,14 +50,14 @@ else
   # The kernel modules the daemon's first nft and ip calls would autoload, loaded up front as on a
   # host that has run them before: autoloading them under TCG outlasts nft's 10 s bound.
   modprobe -a nf_tables nft_reject_bridge nft_meta_bridge bridge veth 2>/dev/null
-  group e2e 540 sh test/armhf/e2e.sh /out/e2e.txt
+  group e2e 480 sh test/armhf/e2e.sh /out/e2e.txt
   # Unit tests where the platform shows: the native loader, packet views and the flow table's
   # 32-bit sequence arithmetic, cookies, BPF encoding, ELF linkage (armhf programs are ELF32), /proc
   # parsers; and the native addon against the ARM kernel: jitsu-activate (its rlimits above 4 GiB),
   # the batched UDP socket, an AF_PACKET ring in a worker thread. One vitest run: its start-up alone
   # takes minutes under TCG. Timeouts are raised: TCG runs these 20-50x slower than the host (timing
   # is not what is tested). --no-isolate: one worker runs file after file (a fresh one costs ~1 min).
-  group board 600 node node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json=/out/board.json \
+  group board 480 node node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json=/out/board.json \
     --testTimeout=240000 --hookTimeout=300000 --no-isolate --maxWorkers=2 \
     src/native/index.test.ts src/synjitsu/pdu src/synjitsu/flowtable src/synjitsu/cookies src/synjitsu/bpf \
     src/backends/common/activation.test.ts src/backends/common/proc.test.ts \
