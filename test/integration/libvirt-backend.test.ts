@@ -86,6 +86,26 @@ describe.skipIf(!canRun)('libvirt backend (real libvirtd, TCG microvm domains)',
     await backend.stop(h3, s, 'destroy', t(30_000)); // idempotent
   });
 
+  it('stop mode hibernate is a managed save; resume restores the guest where it was (a counter in guest RAM survives)', async () => {
+    const s = await domain('jt4-lv-hib', 12, 'jt4v3');
+    const h = await backend.start(s, t(30_000));
+    await backend.ready(h, s, t(60_000));
+    const page = 'http://10.203.3.12/cgi-bin/count';
+    expect((await curl(page, 10)).trim()).toBe('1');
+    await backend.stop(h, s, 'hibernate', t(60_000));
+    expect((await virshRun(['domstate', '--reason', s.service])).trim()).toBe('shut off (saved)');
+    expect(await backend.state(h, s)).toBe('paused');
+    const woken = await backend.resume!(h, s, t(60_000));
+    expect(woken).toBeDefined();
+    await backend.ready(woken!, s, t(30_000));
+    expect((await curl(page, 10)).trim()).toBe('2');
+    // Destroying a hibernated domain drops its save: the next start is a cold boot.
+    await backend.stop(woken!, s, 'hibernate', t(60_000));
+    await backend.stop(woken!, s, 'destroy', t(30_000));
+    expect(await virshRun(['dominfo', s.service])).toMatch(/^Managed save:\s+no$/m);
+    expect(await backend.state(woken!, s)).toBe('stopped');
+  });
+
   it('adopts a running transient domain (ready at once) and destroy makes it vanish', async () => {
     const s = await domain('jt4-lv-tr', 11, 'jt4v2', true);
     // Wait until the guest serves, as an operator-started VM would.

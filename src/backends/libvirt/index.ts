@@ -130,6 +130,9 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
       await mustVirsh(cfg, ['start', cfg.domain], spec.service, 'BOOT_FAILED');
       break;
     default:
+      // A managed save (stop mode hibernate) is restored by start itself: the guest runs on where
+      // it was, so there is no first frame to wait for.
+      adopted = await hasManagedSave(cfg);
       await mustVirsh(cfg, ['start', cfg.domain], spec.service, 'BOOT_FAILED');
   }
   const iface = await domIface(cfg, spec);
@@ -182,15 +185,24 @@ async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, si
   const { data: d } = libvirtHandle.read(handle);
   const cfg: LibvirtConfig = { domain: d.domain, uri: d.uri, shutdownTimeoutMs: d.shutdownTimeoutMs };
   let st: DomState;
+  let full: { state: DomState; reason?: string };
   try {
-    st = (await domState(cfg, spec.service)).state;
+    full = await domState(cfg, spec.service);
+    st = full.state;
   } catch (err) {
     // A transient domain is gone once stopped: nothing left to stop.
     if (/has no domain/.test((err as Error).message)) return;
     throw new JitsuError('STOP_FAILED', (err as Error).message, { service: spec.service, domain: d.domain });
   }
   const state = runtimeStateOf(st);
+  // Any other stop of a hibernated domain ends it for good: its next start boots cold.
+  if (mode !== 'hibernate' && runtimeStateOf(full.state) === 'stopped' && (await hasManagedSave(cfg))) await mustVirsh(cfg, ['managedsave-remove', cfg.domain], spec.service, 'STOP_FAILED');
   if (state === 'stopped') return;
+  if (mode === 'hibernate') {
+    // libvirt's own save of the whole guest; the next start restores it.
+    await mustVirsh(cfg, ['managedsave', cfg.domain], spec.service, 'STOP_FAILED');
+    return;
+  }
   if (mode === 'suspend') {
     if (state === 'paused') return;
     await mustVirsh(cfg, ['suspend', cfg.domain], spec.service, 'STOP_FAILED');
@@ -212,10 +224,12 @@ async function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, si
   }
 }
 
-async function resume(handle: BackendHandle, spec: ServiceSpec): Promise<void> {
+async function resume(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | void> {
   const { data: d } = libvirtHandle.read(handle);
   const cfg: LibvirtConfig = { domain: d.domain, uri: d.uri, shutdownTimeoutMs: d.shutdownTimeoutMs };
   const st = await domState(cfg, spec.service);
+  // Hibernated: start restores the managed save (a new QEMU: a new handle, its tap may differ).
+  if (runtimeStateOf(st.state) === 'stopped' && (await hasManagedSave(cfg))) return start(spec, signal);
   if (runtimeStateOf(st.state) === 'stopped') {
     throw new JitsuError('NOT_RUNNING', `service ${spec.service}: domain ${d.domain} is shut off; start it instead of resuming`, { service: spec.service, domain: d.domain });
   }
@@ -227,13 +241,20 @@ async function state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeS
   const r = await virsh(d.uri, ['domstate', d.domain], 10_000);
   if (!r.ok) return isNoDomain(r.stderr) ? 'stopped' : 'unknown';
   void spec;
-  return runtimeStateOf(parseDomState(r.stdout).state);
+  const st = runtimeStateOf(parseDomState(r.stdout).state);
+  return st === 'stopped' && (await hasManagedSave(d)) ? 'paused' : st;
+}
+
+/** Hibernated: shut off with a managed save (`virsh dominfo`: "Managed save: yes"), which the next start restores. */
+async function hasManagedSave(cfg: Pick<LibvirtConfig, 'uri' | 'domain'>): Promise<boolean> {
+  const r = await virsh(cfg.uri, ['dominfo', cfg.domain], 10_000);
+  return r.ok && /^Managed save:\s+yes$/m.test(r.stdout);
 }
 
 export const backend: Backend = {
   name: 'libvirt',
   summary: 'existing libvirt domains, by name, through virsh -c URI (KVM or TCG domains alike)',
-  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'poll', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'none' },
+  capabilities: { stopModes: ['destroy', 'shutdown', 'suspend', 'hibernate'], exitWatch: 'poll', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'none' },
   options: libvirtOptions,
   start,
   ready,
