@@ -6,8 +6,8 @@
 # Results go to /out (9p, the host's temp dir): board.json (vitest's JSON report), board.log (its
 # progress), facts.txt, groups.txt (exit status and seconds) and a done marker.
 #
-# Mode (kernel command line jitsu.mode=): test (default) runs the tests below in ONE vitest run (its
-# start-up alone takes minutes under TCG); bench runs the boot-to-first-byte and DNS micro
+# Mode (kernel command line jitsu.mode=): test (default) runs e2e.sh and then the tests below in ONE
+# vitest run (its start-up alone takes a minute or more under TCG); vitest runs only the latter; bench runs the boot-to-first-byte and DNS micro
 # benchmarks (bench/run.js --quick) into /out/bench.
 set -u
 cd /srv/jitsu || exit 90
@@ -50,7 +50,7 @@ else
   # The kernel modules the daemon's first nft and ip calls would autoload, loaded up front as on a
   # host that has run them before: autoloading them under TCG outlasts nft's 10 s bound.
   modprobe -a nf_tables nft_reject_bridge nft_meta_bridge bridge veth 2>/dev/null
-  group e2e 480 sh test/armhf/e2e.sh /out/e2e.txt
+  [ "$mode" = vitest ] || group e2e 480 sh test/armhf/e2e.sh /out/e2e.txt
   # Unit tests where the platform shows: the native loader, packet views and the flow table's
   # 32-bit sequence arithmetic, cookies, BPF encoding, ELF linkage (armhf programs are ELF32), /proc
   # parsers; and the native addon against the ARM kernel: jitsu-activate (its rlimits above 4 GiB),
@@ -58,7 +58,7 @@ else
   # takes minutes under TCG. Timeouts are raised: TCG runs these 20-50x slower than the host (timing
   # is not what is tested). --no-isolate: one worker runs file after file (a fresh one costs ~1 min).
   group board 480 node node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json=/out/board.json \
-    --testTimeout=240000 --hookTimeout=300000 --no-isolate --maxWorkers=2 \
+    --testTimeout=240000 --hookTimeout=300000 --no-isolate \
     src/native/index.test.ts src/synjitsu/pdu src/synjitsu/flowtable src/synjitsu/cookies src/synjitsu/bpf \
     src/backends/common/activation.test.ts src/backends/common/proc.test.ts \
     test/integration/process-activate.test.ts test/integration/dns-udp-native.test.ts test/integration/native-packet-worker.test.ts

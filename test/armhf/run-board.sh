@@ -4,7 +4,7 @@
 # in OUTDIR (shared over 9p). The checkout is shared read-only; the root disk is a throw-away
 # snapshot of the cached image.
 #
-#   test/armhf/run-board.sh OUTDIR [test|bench]
+#   test/armhf/run-board.sh OUTDIR [test|vitest|bench]
 # The serial console goes to stdout. Exits with QEMU's status once the board powers off.
 set -eu
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
