@@ -46,6 +46,11 @@ function domainOf(handle: BackendHandle): string {
   return xlHandle.read(handle).data.domain ?? handle.service;
 }
 
+/** The domid this handle was made for, when known (handles from start and adoption carry it). */
+function domidOf(handle: BackendHandle): number | undefined {
+  return xlHandle.read(handle).data.domid;
+}
+
 export function createXlBackend(opts: XlBackendOptions = {}): Backend {
   const xl = opts.xl ?? 'xl';
   const createTimeoutMs = opts.createTimeoutMs ?? 120_000;
@@ -150,6 +155,14 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
     async stop(handle, _spec, mode: StopMode, signal) {
       const domain = domainOf(handle);
       if (signal.aborted) throw aborted('stop', handle.service, signal);
+      // Domains are found by name. A late stop of an old handle (its domain gone, a new one of the same
+      // name booted since) must not hit the new domain: seen on Xen when a stale exit's clean-up
+      // destroyed the domain booted after it.
+      const domid = domidOf(handle);
+      if (domid !== undefined) {
+        const current = await find(domain);
+        if (!current || current.domid !== domid) return;
+      }
       switch (mode) {
         case 'destroy':
           return stopQuietly('destroy', xlArgv.destroy(domain), domain, commandTimeoutMs);
@@ -177,6 +190,9 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
     async state(handle): Promise<RuntimeState> {
       try {
         const entry = await find(domainOf(handle));
+        const domid = domidOf(handle);
+        // A domain of that name with another domid is a newer one: this handle's domain is gone.
+        if (entry && domid !== undefined && entry.domid !== domid) return 'stopped';
         return entry ? stateFromFlags(entry.flags) : 'stopped';
       } catch (err) {
         // The host cannot run Xen at all: say so rather than pretend the state is merely unknown.
