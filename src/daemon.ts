@@ -18,6 +18,7 @@ import { ensurePrivateDir } from './state/private-dir.js';
 import { createDnsServer, type DnsServer } from './dns/server.js';
 import { createForwarder, withoutSelf, type Forwarder, type Upstream } from './dns/forwarder.js';
 import { errorCode, errorMessage } from './errors.js';
+import { storeUsage } from './backends/common/snapshot-store.js';
 import { startObserveServer, type ObserveServer } from './observe/http.js';
 import type { LogLevel, Logger } from './observe/log.js';
 import { noNotifier, serviceSummary, type Notifier } from './observe/notify.js';
@@ -54,6 +55,8 @@ export interface DaemonStatus {
   dns: { address: string; port: number }[];
   forwarders: string[];
   services: ReturnType<ServiceManager['status']>;
+  /** The snapshot dir as the filesystem has it: templates and hibernated guests, per service. */
+  snapshots: { dir: string; maxBytes: number; usedBytes: number; byService: Record<string, number> };
 }
 
 export const VERSION = '0.1.0';
@@ -177,12 +180,24 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
     });
     cleanups.push(() => dns.close());
 
+    // Read from the filesystem on every scrape or sweep: what is there, not what we think we wrote.
+    const snapshotBytes = metrics.gauge('jitsu_snapshot_bytes', 'bytes the snapshot dir holds per service (templates, hibernated guests)');
+    const snapshotUsage = (): DaemonStatus['snapshots'] => {
+      const cfg = mgr.currentConfig();
+      const usage = storeUsage(cfg.snapshotDir);
+      for (const [service, bytes] of Object.entries(usage.bySubdir)) snapshotBytes.labels({ service }).set(bytes);
+      return { dir: cfg.snapshotDir, maxBytes: cfg.snapshotMaxMiB * 1024 * 1024, usedBytes: usage.total, byService: usage.bySubdir };
+    };
+    const snapshotTimer = setInterval(snapshotUsage, config.sweepInterval * 1000);
+    snapshotTimer.unref();
+    cleanups.push(async () => clearInterval(snapshotTimer));
     const status = (): DaemonStatus => ({
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       dns: [...new Map(dns.addresses().map((a) => [`${a.address}:${a.port}`, { address: a.address, port: a.port }])).values()],
       forwarders: resolver.upstreams.map((u) => `${u.address}:${u.port}`),
       services: mgr.status(),
+      snapshots: snapshotUsage(),
     });
 
     let observe: ObserveServer | undefined;

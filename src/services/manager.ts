@@ -255,6 +255,11 @@ export class ServiceManager implements Summoner {
     await Promise.all(this.runtimeList().map((r) => r.shutdown()));
   }
 
+  /** The configuration running now (a reload replaces it). */
+  currentConfig(): Config {
+    return this.config;
+  }
+
   status(): RuntimeStatus[] {
     return this.runtimeList().map((r) => r.status());
   }

@@ -150,6 +150,13 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
         firstBytes.push(r.firstByte * 1000);
       }
       expect(entry.daemon.logs().match(/restored from template/g)?.length).toBe(2);
+      // Accounted: /status and /metrics read the snapshot dir (the template's RAM file and state).
+      const status = (await (await fetch(`http://127.0.0.1:${entry.daemon.metricsPort}/status`)).json()) as { snapshots: { dir: string; usedBytes: number; maxBytes: number; byService: Record<string, number> } };
+      expect(status.snapshots.dir).toBe(snapshots);
+      expect(status.snapshots.byService[id]).toBeGreaterThan(1024 * 1024);
+      expect(status.snapshots.usedBytes).toBeLessThanOrEqual(status.snapshots.maxBytes);
+      const metricsText = await (await fetch(`http://127.0.0.1:${entry.daemon.metricsPort}/metrics`)).text();
+      expect(metricsText).toMatch(new RegExp(`jitsu_snapshot_bytes\\{service="${id}"\\} [1-9]`));
       console.log(`FIGURE daemon, qemu snapshot=template behind handshake (TCG): query -> first byte of a restored copy ${firstBytes.map((m) => m.toFixed(0)).join(', ')} ms, 0 SYN retransmits`);
     } finally {
       rmSync(snapshots, { recursive: true, force: true });

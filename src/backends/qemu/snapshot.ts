@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { SnapshotStore } from '../backend.js';
@@ -168,42 +168,3 @@ function buildIsOurs(name: string): boolean {
   }
 }
 
-/** Bytes the snapshot dir holds on its filesystem (allocated blocks: RAM files are sparse). */
-export function storeUsage(dir: string): number {
-  let total = 0;
-  const walk = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else {
-        const st = statSync(p, { throwIfNoEntry: false });
-        if (st !== undefined) total += st.blocks * 512;
-      }
-    }
-  };
-  walk(dir);
-  return total;
-}
-
-/** Room for `bytes` more under the store's bound and on its filesystem. */
-export function storeHasRoom(store: SnapshotStore, bytes: number): { ok: true } | { ok: false; reason: string } {
-  mkdirSync(store.dir, { recursive: true, mode: 0o711 });
-  const used = storeUsage(store.dir);
-  if (used + bytes > store.maxBytes) {
-    return { ok: false, reason: `the snapshot dir ${store.dir} holds ${mib(used)} MiB; ${mib(bytes)} MiB more would pass --snapshot-max-mb ${mib(store.maxBytes)}` };
-  }
-  const fs = statfsSync(store.dir);
-  const freeBytes = fs.bavail * fs.bsize;
-  if (freeBytes < bytes) return { ok: false, reason: `the snapshot dir ${store.dir} has ${mib(freeBytes)} MiB free, ${mib(bytes)} MiB needed` };
-  return { ok: true };
-}
-
-function mib(bytes: number): string {
-  return (bytes / 1024 / 1024).toFixed(0);
-}
