@@ -14,7 +14,7 @@ import { handleCodec } from '../common/handle.js';
 import { describeExit } from '../common/exit-cause.js';
 import { errorMessage, JitsuError } from '../../errors.js';
 import { agentPipeBase, agentRequest, AGENT_PORT_NAME, createAgentPipes, reseedGuest } from './agent.js';
-import { buildPaths, checkTemplate, qemuVersion, removeTemplates, sealTemplate, templateKey, type TemplatePaths } from './snapshot.js';
+import { buildPaths, checkTemplate, HIBERNATED_DIR, qemuVersion, removeTemplates, sealTemplate, templateKey, type TemplatePaths } from './snapshot.js';
 import { storeHasRoom } from '../common/snapshot-store.js';
 import { resolveAccel } from './accel.js';
 import { buildCmdline, buildQemuArgs, hostCpuKhz, runPaths, type Accel, type QemuPrivileges, type RunPaths, type SnapshotArgs } from './argv.js';
@@ -555,7 +555,7 @@ async function resume(handle: BackendHandle, spec: ServiceSpec, signal: AbortSig
 
 /** A hibernated guest's image: `<snapshot-dir>/<service>/hibernated/` with `state` and `of` (the handle it was). */
 function hibernationPath(store: SnapshotStore, service: string): string {
-  return join(store.dir, service, 'hibernated');
+  return join(store.dir, service, HIBERNATED_DIR);
 }
 
 function handleId(handle: BackendHandle): string {

@@ -136,10 +136,13 @@ export function sealTemplate(store: SnapshotStore, service: string, key: string,
   };
   writeFileSync(build.meta, `${JSON.stringify(meta, null, 2)}\n`);
   const final = templatePaths(store, service, key);
-  removeTemplates(store, service, (name) => name === key);
+  removeTemplates(store, service); // one template per service; builds in progress stay
   renameSync(build.dir, final.dir);
   return final;
 }
+
+/** Where a service's hibernated guest lives, beside its templates (never removed with them). */
+export const HIBERNATED_DIR = 'hibernated';
 
 /** Removes this service's templates (or those `which` selects); unfinished builds of dead daemons too. */
 export function removeTemplates(store: SnapshotStore, service: string, which: (name: string) => boolean = () => true): void {
@@ -151,7 +154,7 @@ export function removeTemplates(store: SnapshotStore, service: string, which: (n
     return;
   }
   for (const name of names) {
-    if (name.startsWith('.build-') && buildIsOurs(name)) continue;
+    if (name === HIBERNATED_DIR || (name.startsWith('.build-') && buildIsOurs(name))) continue;
     if (name.startsWith('.build-') || which(name)) rmSync(join(root, name), { recursive: true, force: true });
   }
 }
