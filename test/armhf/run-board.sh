@@ -8,7 +8,7 @@
 # The serial console goes to stdout. Exits with QEMU's status once the board powers off.
 set -eu
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-out="${1:?usage: run-board.sh OUTDIR [test|bench]}"
+out="${1:?usage: run-board.sh OUTDIR [test|vitest|bench]}"
 mode="${2:-test}"
 img="$("$repo/scripts/build-armhf.sh" --print-dir)"
 for f in vmlinuz initrd.gz rootfs.ext4; do
