@@ -31,7 +31,7 @@ export class FitStep {
   /** One of our answers (`template`: encoded for this name, type and EDNS variant; not modified); null: dropped by RRL. */
   answer(req: DnsRequest, template: Buffer): Buffer | null {
     if (this.rrl !== undefined) {
-      const limited = this.rrl.limit(req, rcodeOf(template), flagsOf(template) & Flag.AA);
+      const limited = this.rrl.limitAnswer(req, template);
       if (limited !== undefined) return limited;
     }
     if (req.transport === 'udp' && template.length > udpLimit(req.q)) return this.truncate(req, template, Flag.AA);

@@ -6,6 +6,7 @@
  * REFUSED does.
  */
 import { Flag } from '../constants.js';
+import { flagsOf, rcodeOf } from '../wire.js';
 import type { DnsMetrics } from '../metrics.js';
 import type { ResponseRateLimiter } from '../rrl.js';
 import type { Replies } from './reply.js';
@@ -28,6 +29,14 @@ export class RateLimitStep {
     if (source === undefined || req.transport !== 'udp') return undefined;
     const verdict = this.rrl.check(source);
     return verdict === 'send' ? undefined : this.limited(req, verdict, rcode, aa);
+  }
+
+  /** limit() for one of our encoded answers: its rcode and AA are read only if it is over the rate. */
+  limitAnswer(req: DnsRequest, template: Buffer): Buffer | null | undefined {
+    const source = req.source;
+    if (source === undefined || req.transport !== 'udp') return undefined;
+    const verdict = this.rrl.check(source);
+    return verdict === 'send' ? undefined : this.limited(req, verdict, rcodeOf(template), flagsOf(template) & Flag.AA);
   }
 
   /** Over the rate: apart from limit(), so the common case stays small enough to inline. */
