@@ -317,7 +317,14 @@ async function startFromTemplate(spec: ServiceSpec, p: LaunchPlan, store: Snapsh
   const sealed = sealTemplate(store, spec.service, key, build, qemuVersion(cfg.binary), memBytes);
   await stop(maker, spec, 'destroy', signal);
   notes.push(`template saved: ${sealed.dir}`);
-  return withNotes(await restoreCopy(spec, p, sealed, signal), notes);
+  try {
+    return withNotes(await restoreCopy(spec, p, sealed, signal), notes);
+  } catch (err) {
+    // A template that cannot be restored right after it was made is no template: boot cold.
+    if (signal.aborted) throw err;
+    removeTemplates(store, spec.service);
+    return withNotes(await launch(spec, p, signal), [...notes, `the new template does not restore, removed; booted cold: ${errorMessage(err)}`]);
+  }
 }
 
 /** The key of this service's template: its argv without run-specific values, QEMU's version, kernel and initrd. */
