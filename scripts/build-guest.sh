@@ -117,9 +117,9 @@ stock_modules=(
   load:drivers/net/virtio_net.ko
   load-late:drivers/acpi/button.ko
   load-late:drivers/input/evdev.ko
-  load-late:drivers/char/virtio_console.ko
+  agent:drivers/char/virtio_console.ko
 )
-stock_key="$kpkg=$kver;modules=3"
+stock_key="$kpkg=$kver;modules=4"
 if ! stamp_ok vmlinux-stock "$stock_key" || [ ! -d "$out/modules/$kname" ]; then
   log "stock kernel: $kpkg $kver"
   deb="$(fetch_deb "$kpkg" "$kver")"
@@ -128,6 +128,7 @@ if ! stamp_ok vmlinux-stock "$stock_key" || [ ! -d "$out/modules/$kname" ]; then
   rm -rf "$out/modules.tmp" && mkdir -p "$out/modules.tmp/$kname"
   : > "$out/modules.tmp/$kname/load"
   : > "$out/modules.tmp/$kname/load-late"
+  : > "$out/modules.tmp/$kname/agent"
   for entry in "${stock_modules[@]}"; do
     list="${entry%%:*}"
     m="${entry#*:}"
