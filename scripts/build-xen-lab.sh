@@ -73,7 +73,7 @@ for p in "${pkgs[@]}"; do
 done
 kname="${kpkg#linux-image-}"
 
-inputs_hash="$( { cat "$0" "$lab_src/dom0-init" "$lab_src/domU-poweroff" "$here/guest/init"; sha256sum "${host_paths[@]}"; } | sha256sum | cut -c1-16)"
+inputs_hash="$( { cat "$0" "$lab_src/dom0-init" "$lab_src/domU-poweroff" "$here/guest/init" "$here"/guest/cgi-bin/*; sha256sum "${host_paths[@]}"; } | sha256sum | cut -c1-16)"
 key="$versions;inputs=$inputs_hash"
 
 mkdir -p "$out"
@@ -150,8 +150,10 @@ pack() { # ROOT -> newc cpio on stdout, reproducible
 # ---- domU ---------------------------------------------------------------------------------------
 u="$work/domU"
 busybox_root "$u"
-mkdir -p "$u/www"
+mkdir -p "$u/www/cgi-bin"
 install -m 0755 "$here/guest/init" "$u/init"
+# The guest-memory probes (a counter in RAM survives xl save/restore).
+install -m 0755 "$here"/guest/cgi-bin/* "$u/www/cgi-bin/"
 # The kernel runs /sbin/poweroff when Xen asks the guest to shut down (xl shutdown).
 install -m 0755 "$lab_src/domU-poweroff" "$u/sbin/poweroff"
 install_modules "$u" xen-netfront

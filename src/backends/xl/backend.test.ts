@@ -32,6 +32,11 @@ case "$1" in
       pause) sed -i "s/^$n \\([0-9]*\\) .*/$n \\1 --p---/" "$d" ;;
       unpause) sed -i "s/^$n \\([0-9]*\\) .*/$n \\1 -b----/" "$d" ;;
     esac ;;
+  save)
+    row "$2" > "$3" || { echo "$2 is an invalid domain identifier (rc=-6)" >&2; exit 1; }
+    grep -v "^$2 " "$d" > "$d.new"; mv "$d.new" "$d" ;;
+  restore)
+    read -r n i f < "$2"; echo "$n 8 -b----" >> "$d" ;;
   *) echo "unknown command $1" >&2; exit 1 ;;
 esac
 `;
@@ -173,5 +178,24 @@ describe('xl backend orchestration (stub xl)', () => {
     // A deadline (how the service layer calls us) is a timeout, not a plain abort.
     const late = (await backend.ready({ ...h, link: 'jt5-none' }, spec, AbortSignal.timeout(50)).catch((e: unknown) => e)) as { code: string };
     expect(late.code).toBe('READY_TIMEOUT');
+  });
+
+  it('hibernate: xl save ends the domain (state paused), resume restores it as a new domain, destroy drops the save', async () => {
+    const b = createXlBackend({ xl, pollMs: 5 });
+    const h = await b.start(spec, signal);
+    await b.stop(h, spec, 'hibernate', signal);
+    expect(calls()).toContain(`save www ${join(dir, 'xl-www.save')}`);
+    expect(await b.state(h, spec)).toBe('paused');
+    const woken = await b.resume!(h, spec, signal);
+    expect(woken).toMatchObject({ link: 'vif8.0' });
+    expect(calls()).toContain(`restore ${join(dir, 'xl-www.save')}`);
+    expect(existsSync(join(dir, 'xl-www.save'))).toBe(false);
+    expect(await b.state(woken!, spec)).toBe('running');
+    // The old handle's domain is gone for good; a hibernated one dropped by destroy leaves nothing.
+    expect(await b.state(h, spec)).toBe('stopped');
+    await b.stop(woken!, spec, 'hibernate', signal);
+    await b.stop(woken!, spec, 'destroy', signal);
+    expect(existsSync(join(dir, 'xl-www.save'))).toBe(false);
+    expect(await b.state(woken!, spec)).toBe('stopped');
   });
 });

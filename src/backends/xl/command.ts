@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { JitsuError, type ErrorCode } from '../../errors.js';
 
-export type XlOp = 'create' | 'destroy' | 'shutdown' | 'pause' | 'unpause' | 'list' | 'list-long';
+export type XlOp = 'create' | 'destroy' | 'shutdown' | 'pause' | 'unpause' | 'save' | 'restore' | 'list' | 'list-long';
 
 export const xlArgv = {
   create: (configPath: string): string[] => ['create', configPath],
@@ -14,6 +14,9 @@ export const xlArgv = {
   shutdown: (domain: string): string[] => ['shutdown', '-w', domain],
   pause: (domain: string): string[] => ['pause', domain],
   unpause: (domain: string): string[] => ['unpause', domain],
+  /** Saves the whole domain to `file` and ends it (stop mode hibernate); `restore` brings it back. */
+  save: (domain: string, file: string): string[] => ['save', domain, file],
+  restore: (file: string): string[] => ['restore', file],
   list: (): string[] => ['list'],
   listLong: (domain?: string): string[] => (domain === undefined ? ['list', '-l'] : ['list', '-l', domain]),
 } as const;
@@ -120,10 +123,12 @@ function opCode(op: XlOp): ErrorCode {
   switch (op) {
     case 'create':
     case 'unpause':
+    case 'restore':
       return 'BOOT_FAILED';
     case 'destroy':
     case 'shutdown':
     case 'pause':
+    case 'save':
       return 'STOP_FAILED';
     // list runs inside start and state; a failure there is a failure to (re)start the service.
     case 'list':

@@ -3,9 +3,9 @@
  * Tested on a real Xen 4.17 under emulation only (QEMU TCG, PV dom0 and domUs: test/integration/xl-xen.test.ts);
  * not on hardware, not on ARM; see README.md.
  */
-import { access, writeFile } from 'node:fs/promises';
+import { access, readFile, rm, writeFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Backend, BackendHandle, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode } from '../../errors.js';
 import { callAborted, type BoundedCall } from '../common/abort.js';
@@ -81,6 +81,24 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
     };
   }
 
+  /** Where stop mode hibernate saves the domain: beside its config, in the service's run dir. */
+  function saveFile(handle: BackendHandle): string {
+    return join(dirname(String(handle.data['config'])), `xl-${domainOf(handle)}.save`);
+  }
+
+  function handleKey(handle: BackendHandle): string {
+    return `${domainOf(handle)}:${String(domidOf(handle))}`;
+  }
+
+  /** This handle's domain is in its save file (complete: the `.of` file is written after xl save). */
+  async function hibernated(handle: BackendHandle): Promise<boolean> {
+    try {
+      return (await readFile(`${saveFile(handle)}.of`, 'utf8')) === handleKey(handle);
+    } catch {
+      return false;
+    }
+  }
+
   /** Stops a domain, treating "no such domain" as already stopped (stop is idempotent). */
   async function stopQuietly(op: XlOp, argv: string[], domain: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     try {
@@ -97,7 +115,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
   return {
     name: 'xl',
     summary: 'Xen domains via the xl CLI (original Jitsu libxl keys); tested on Xen under emulation only',
-    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend'], exitWatch: 'poll', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'none' },
+    capabilities: { stopModes: ['destroy', 'shutdown', 'suspend', 'hibernate'], exitWatch: 'poll', netns: false, masking: { prebind: false, hold: true }, defaultMask: 'none' },
     options: XL_OPTIONS,
 
     async start(spec, signal) {
@@ -161,10 +179,24 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
       const domid = domidOf(handle);
       if (domid !== undefined) {
         const current = await find(domain);
-        if (!current || current.domid !== domid) return;
+        if (!current || current.domid !== domid) {
+          // Gone, or saved by hibernate: any other stop of a hibernated domain ends it for good.
+          if (mode !== 'hibernate' && (await hibernated(handle))) {
+            await rm(`${saveFile(handle)}.of`, { force: true });
+            await rm(saveFile(handle), { force: true });
+          }
+          return;
+        }
       }
       switch (mode) {
+        case 'hibernate':
+          // The whole domain into the run dir; the domain ends. `of` (written last) says whose it is.
+          await xlOrThrow('save', xlArgv.save(domain, saveFile(handle)), domain, createTimeoutMs);
+          await writeFile(`${saveFile(handle)}.of`, handleKey(handle));
+          return;
         case 'destroy':
+          await rm(saveFile(handle), { force: true });
+          await rm(`${saveFile(handle)}.of`, { force: true });
           return stopQuietly('destroy', xlArgv.destroy(domain), domain, commandTimeoutMs);
         case 'suspend':
           return stopQuietly('pause', xlArgv.pause(domain), domain, commandTimeoutMs);
@@ -181,9 +213,19 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
       }
     },
 
-    async resume(handle, _spec, signal) {
+    async resume(handle, spec, signal) {
       if (signal.aborted) throw aborted('resume', handle.service, signal);
       const domain = domainOf(handle);
+      if (await hibernated(handle)) {
+        // xl restore makes a new domain (a new domid): a new handle.
+        const file = saveFile(handle);
+        await xlOrThrow('restore', xlArgv.restore(file), domain, createTimeoutMs);
+        await rm(`${file}.of`, { force: true });
+        await rm(file, { force: true });
+        const restored = await find(domain);
+        if (!restored) throw new JitsuError('BOOT_FAILED', `xl restore of ${domain} succeeded but the domain is gone at once`, { service: spec.service, reason: 'vanished' });
+        return handleFor(spec, restored, handle.mac ?? parseXlDomain(spec).nics[0]!.mac, String(handle.data['config'] ?? join(spec.runDir, `xl-${domain}.cfg`)));
+      }
       await xlOrThrow('unpause', xlArgv.unpause(domain), domain, commandTimeoutMs);
     },
 
@@ -193,6 +235,7 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
         const domid = domidOf(handle);
         // A domain of that name with another domid is a newer one: this handle's domain is gone.
         if (entry && domid !== undefined && entry.domid !== domid) return 'stopped';
+        if (!entry && (await hibernated(handle))) return 'paused';
         return entry ? stateFromFlags(entry.flags) : 'stopped';
       } catch (err) {
         // The host cannot run Xen at all: say so rather than pretend the state is merely unknown.
