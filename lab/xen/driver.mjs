@@ -268,20 +268,6 @@ async function main() {
       createsBefore, createsAfter: count('create'), gone: Boolean(gone), shutdowns: xlCalls().filter((c) => c.startsWith('shutdown')).length,
       guestPoweredOff: consoleLog.includes('xen shutdown request, powering off') });
   });
-  // ---- daemon D, -m hibernate: an idle stop is xl save; the next query is xl restore, not a create.
-  await killDaemon('SIGKILL');
-  await scenario('hibernate', async () => {
-    await startDaemon('d', 'hibernate', [www()]);
-    const answer = await dig(NAME);
-    const counter = (page) => (page.ok ? page.body.trim() : null);
-    const before = counter(await curlPage(`http://${GUEST_IP}/cgi-bin/count`));
-    const createsBefore = xlCalls().filter((c) => c.startsWith('create')).length;
-    const saved = await waitFor(async () => (xlCalls().some((c) => c.startsWith('save www')) && !(await xlList())['www'] ? true : undefined), (IDLE_S * 2 + 240) * 1000, 2000);
-    const again = await dig(NAME);
-    const after = counter(await curlPage(`http://${GUEST_IP}/cgi-bin/count`));
-    result('hibernate', { dig: answer, again, before, after, saved: Boolean(saved), saves: xlCalls().filter((c) => c.startsWith('save')).length,
-      restores: xlCalls().filter((c) => c.startsWith('restore')).length, createsBefore, createsAfter: xlCalls().filter((c) => c.startsWith('create')).length });
-  });
   await killDaemon('SIGTERM');
   result('done', { xlCalls: xlCalls().length, seconds: Number(up()) });
 }

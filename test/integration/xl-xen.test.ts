@@ -190,13 +190,4 @@ describe.skipIf(missing.length > 0)(`xl backend on a real Xen 4.17 hypervisor (e
     expect(r['synRetrans'], context('masked-shutdown', 'c')).toBe(0);
   });
 
-  it('idle stop -m hibernate is xl save (the domain ends); the next query is xl restore, and a counter in guest RAM survives', () => {
-    const r = get('hibernate', 'd');
-    expect(r['saved'], context('hibernate', 'd')).toBe(true);
-    expect(r['saves'], context('hibernate', 'd')).toBe(1);
-    expect(r['restores'], context('hibernate', 'd')).toBe(1);
-    expect(r['createsAfter'], context('hibernate', 'd')).toBe(r['createsBefore']);
-    expect(r['before'], context('hibernate', 'd')).toMatch(/^\d+$/);
-    expect(Number(r['after'])).toBe(Number(r['before']) + 1);
-  });
 });
