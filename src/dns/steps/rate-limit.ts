@@ -25,18 +25,22 @@ export class RateLimitStep {
    * only) to send instead.
    */
   limit(req: DnsRequest, rcode: number, aa: number): Buffer | null | undefined {
-    const source = req.source;
-    if (source === undefined || req.transport !== 'udp') return undefined;
-    const verdict = this.rrl.check(source);
-    return verdict === 'send' ? undefined : this.limited(req, verdict, rcode, aa);
+    const verdict = this.verdict(req);
+    return verdict === undefined ? undefined : this.limited(req, verdict, rcode, aa);
   }
 
   /** limit() for one of our encoded answers: its rcode and AA are read only if it is over the rate. */
   limitAnswer(req: DnsRequest, template: Buffer): Buffer | null | undefined {
+    const verdict = this.verdict(req);
+    return verdict === undefined ? undefined : this.limited(req, verdict, rcodeOf(template), flagsOf(template) & Flag.AA);
+  }
+
+  /** undefined: within the rate, or not limited at all (TCP, an in-process caller). */
+  private verdict(req: DnsRequest): 'drop' | 'slip' | undefined {
     const source = req.source;
     if (source === undefined || req.transport !== 'udp') return undefined;
     const verdict = this.rrl.check(source);
-    return verdict === 'send' ? undefined : this.limited(req, verdict, rcodeOf(template), flagsOf(template) & Flag.AA);
+    return verdict === 'send' ? undefined : verdict;
   }
 
   /** Over the rate: apart from limit(), so the common case stays small enough to inline. */
