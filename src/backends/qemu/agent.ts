@@ -6,7 +6,7 @@
  * in the pipe by an earlier request is never taken for this one's.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, constants, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { JitsuError } from '../../errors.js';
@@ -23,8 +23,8 @@ export function createAgentPipes(runDir: string, owner?: { uid: number; gid: num
   const base = agentPipeBase(runDir);
   for (const end of ['in', 'out']) {
     rmSync(`${base}.${end}`, { force: true });
-    execFileSync('mkfifo', ['-m', '0600', `${base}.${end}`]);
-    if (owner) execFileSync('chown', [`${owner.uid}:${owner.gid}`, `${base}.${end}`]);
+    execFileSync('mkfifo', ['-m', '0600', `${base}.${end}`]); // Node has no mkfifo
+    if (owner) chownSync(`${base}.${end}`, owner.uid, owner.gid);
   }
 }
 
