@@ -27,6 +27,8 @@ stop_ours() {
       log "stopped $d ($pid)"
     fi
     rm -f "$pidfile"
+    # virtlogd leaves its socket behind; a stale one would make the next start skip virtlogd.
+    if [ "$d" = virtlogd ]; then rm -f /run/libvirt/virtlogd-sock; fi
   done
 }
 
@@ -55,7 +57,9 @@ fi
 mkdir -p /var/log/libvirt/qemu /run/libvirt /var/lib/libvirt/qemu /var/cache/libvirt "$state"
 
 # virtlogd: QEMU's stdout/stderr go through it; libvirtd refuses to start domains without it.
-if ! [ -S /run/libvirt/virtlogd-sock ]; then
+# The socket outlives a killed virtlogd, so only a live virtlogd process counts.
+if ! pgrep -x virtlogd >/dev/null; then
+  rm -f /run/libvirt/virtlogd-sock
   virtlogd --daemon --pid-file "$state/virtlogd.pid"
   for _ in $(seq 1 50); do [ -S /run/libvirt/virtlogd-sock ] && break; sleep 0.1; done
   [ -S /run/libvirt/virtlogd-sock ] || die "virtlogd did not create /run/libvirt/virtlogd-sock"
