@@ -48,7 +48,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { long: 'host-cidr', metavar: 'CIDR', help: "host address on the bridge (default: the .1 of each service's /24, ::1 of its /64)" },
   { long: 'max-booting', metavar: 'N', default: '16', help: 'boots under way at once, daemon-wide; a query that would start one more gets SERVFAIL at once' },
   { long: 'summon-rate', metavar: 'N', default: '20', help: 'new boots per second one client /24 (IPv6 /56) may start (burst N); beyond it SERVFAIL at once; 0 = no limit' },
-  { long: 'boot-timeout', metavar: 'SECONDS', default: '30', help: 'a boot not ready by then fails: SERVFAIL, logged with its cause' },
+  { long: 'boot-timeout', metavar: 'SECONDS', default: '30', help: 'a boot not ready by then fails: SERVFAIL, logged with its cause (also bounds a hibernate stop)' },
   { long: 'idle-timeout', metavar: 'SECONDS', defaultText: '2×TTL', help: 'stop a ready service after this long without a query' },
   { long: 'sweep-interval', metavar: 'SECONDS', default: '5', help: 'how often idle services are looked for' },
   { long: 'workers', metavar: 'N', default: '2', help: 'worker threads running backend calls' },

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Backend } from '../backends/backend.js';
 import { createFakeBackend, type FakeBackend } from '../backends/fake/index.js';
 import { validateConfig } from '../config/validate.js';
 import { parseServiceArg } from '../config/service-arg.js';
@@ -9,7 +10,7 @@ import { silentLogger } from '../observe/log.js';
 import { MetricsRegistry } from '../observe/metrics.js';
 import { StateStore } from '../state/store.js';
 import type { BootMasker, MaskTarget } from '../synjitsu/masker.js';
-import { directCalls } from './calls.js';
+import { directCalls, type BackendCalls } from './calls.js';
 import { ServiceManager } from './manager.js';
 import { buildSpec } from './spec.js';
 import { manualExitWatcher, type ManualExitWatcher } from '../supervise/testing.js';
@@ -48,16 +49,20 @@ describe('ServiceManager lifecycle', () => {
     }
   };
 
-  function manager(services: string[], flags: Record<string, string> = {}): { mgr: ServiceManager; store: StateStore; exits: ManualExitWatcher } {
+  function manager(
+    services: string[],
+    flags: Record<string, string> = {},
+    wrap: { backend?: Backend; calls?: (inner: BackendCalls) => BackendCalls } = {},
+  ): { mgr: ServiceManager; store: StateStore; exits: ManualExitWatcher } {
     const exits = manualExitWatcher();
     // This test's backend: a manager left over from an earlier test must not reach the next one's.
-    const backend = fake;
+    const backend = wrap.backend ?? fake;
     const raw = { flags: new Map(Object.entries({ state: dir, delay: '0', ...flags }).map(([k, v]) => [k, [v]])), services: services.map(parseServiceArg) };
     const config = validateConfig(raw, { defaultForwarders: () => [], backend: () => backend });
     const store = new StateStore(dir);
     const mgr = new ServiceManager(config, {
       specs: config.services.map((s) => buildSpec(s, config)),
-      calls: directCalls(() => backend),
+      calls: (wrap.calls ?? ((c) => c))(directCalls(() => backend)),
       masker: recordingMasker(events),
       store,
       logger: silentLogger,
@@ -158,6 +163,22 @@ describe('ServiceManager lifecycle', () => {
     expect(mgr.runtime('web.jitsu.test')!.status()).toMatchObject({ state: 'stopped', suspended: true });
     await mgr.lookup('web.jitsu.test')!.ensureUp();
     expect(fake.calls.filter((c) => /^(start|resume)/.test(c))).toEqual(['start web.jitsu.test', 'resume web.jitsu.test']);
+  });
+
+  it('a hibernate stop is bounded by --boot-timeout (saving memory is as long a job as a boot), other stops by 15 s', async () => {
+    const backend: Backend = { ...fake, capabilities: { ...fake.capabilities, stopModes: [...fake.capabilities.stopModes, 'hibernate'] } };
+    const deadlines: string[] = [];
+    const recording = (inner: BackendCalls): BackendCalls => ({
+      ...inner,
+      stop: (handle, spec, mode, ms) => (deadlines.push(`${mode} ${ms}`), inner.stop(handle, spec, mode, ms)),
+    });
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5', 'dns=api.jitsu.test,ip=10.0.0.6,stop=destroy'], { ttl: '1', mode: 'hibernate', 'boot-timeout': '120' }, { backend, calls: recording });
+    await Promise.all([mgr.lookup('web.jitsu.test')!.ensureUp(), mgr.lookup('api.jitsu.test')!.ensureUp()]);
+    clock = 5_000;
+    mgr.sweep();
+    await until(() => mgr.runtime('web.jitsu.test')!.phase === 'stopped' && mgr.runtime('api.jitsu.test')!.phase === 'stopped');
+    expect(deadlines.sort()).toEqual(['destroy 15000', 'hibernate 120000']);
+    expect(mgr.runtime('web.jitsu.test')!.status()).toMatchObject({ suspended: true });
   });
 
   it('a query during a stop waits for the stop, then boots once', async () => {

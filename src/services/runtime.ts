@@ -391,8 +391,10 @@ export class ServiceRuntime {
     // hibernated one has no process.)
     if (mode !== 'suspend') this.stopWatching();
     this.log.info('stopping', { mode });
+    // Writing the guest's memory out is as long a job as a boot (an xl save under TCG: tens of seconds).
+    const deadlineMs = mode === 'hibernate' ? Math.max(this.deps.stopTimeoutMs, this.deps.bootTimeoutMs) : this.deps.stopTimeoutMs;
     try {
-      await this.deps.calls.stop(handle, this.spec, mode, this.deps.stopTimeoutMs);
+      await this.deps.calls.stop(handle, this.spec, mode, deadlineMs);
     } catch (err) {
       this.log.error('stop failed', { mode, code: errorCode(err) ?? 'UNKNOWN', cause: errorMessage(err) });
       const state = await this.deps.calls.state(handle, this.spec).catch((): RuntimeState => 'unknown');
