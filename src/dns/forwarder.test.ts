@@ -1,8 +1,8 @@
 import dgram from 'node:dgram';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { errorCode } from '../errors.js';
 import { silentLogger } from '../observe/log.js';
 import { MetricsRegistry } from '../observe/metrics.js';
@@ -182,6 +182,7 @@ describe('upstream list', () => {
 
   it('uses resolv.conf when no forwarder is given; 0.0.0.0 disables forwarding', () => {
     const dir = mkdtempSync(join(tmpdir(), 'jitsu-dns-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const conf = join(dir, 'resolv.conf');
     writeFileSync(conf, 'nameserver 192.0.2.53\nnameserver ::1\n');
     expect(resolveUpstreams({ resolvConfPath: conf, port: 5300 })).toEqual([

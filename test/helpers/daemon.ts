@@ -7,20 +7,20 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { BUILT_DEMO_SERVER, stageDemoServer } from '../../src/demo/stage.js';
+import { join, resolve } from 'node:path';
+import { BUILT_DEMO_SERVER } from '../../src/demo/stage.js';
+import { DEMO_ENV } from './global-setup.js';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CLI = join(ROOT, 'dist/src/cli/main.js');
 /**
- * The demo HTTP server the tests' services run, staged outside the checkout: services run as the
- * unprivileged jitsu-svc with a private /tmp, and the checkout may sit under /tmp or under a
- * directory only root may enter (as in CI's clone).
+ * The demo HTTP server the tests' services run, staged outside the checkout by the global setup:
+ * services run as the unprivileged jitsu-svc with a private /tmp, and the checkout may sit under
+ * /tmp or under a directory only root may enter (as in CI's clone).
  */
-export const DEMO_HTTP = existsSync(BUILT_DEMO_SERVER) && isRoot() ? stageDemoServer(`/var/tmp/jitsu-test-demo-${process.pid}`) : BUILT_DEMO_SERVER;
-if (DEMO_HTTP !== BUILT_DEMO_SERVER) process.once('exit', () => rmSync(dirname(dirname(DEMO_HTTP)), { recursive: true, force: true }));
+export const DEMO_HTTP = process.env[DEMO_ENV] ?? BUILT_DEMO_SERVER;
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
