@@ -100,11 +100,10 @@ describe.skipIf(missing.length > 0)(`the daemon on an emulated armhf board ${why
 
   /**
    * Native tests that fail on the emulated board and are not fixed yet (issue 14 stays open for
-   * them): UDP bursts lose datagrams under TCG (171 of 200), a connection queued before the
-   * program accepts is reset, and the rlimit check reads no limit. Printed, not asserted, so the
+   * it): UDP bursts lose datagrams under TCG (171 of 200). Printed, not asserted, so the
    * rest of the native suite keeps guarding ARM; remove a name here once it passes.
    */
-  const KNOWN_ARM_FAILURES = [/a burst of 600 datagrams from 3 senders/, /queues connections made before the program accepts/, /--rlimit as= takes byte counts above 4 GiB/];
+  const KNOWN_ARM_FAILURES = [/a burst of 600 datagrams from 3 senders/];
   const known = (name: string): boolean => KNOWN_ARM_FAILURES.some((re) => re.test(name));
 
   it("the native addon's tests pass against the ARM kernel (AF_PACKET ring in a worker, batched UDP, jitsu-activate), but for the known failures", () => {

@@ -74,7 +74,8 @@ describe.skipIf(!native)('native batched UDP socket', () => {
     // All sends happen in this tick, so they queue in the socket until the server's next wake-up.
     for (let i = 0; i < 200; i++) for (let k = 0; k < 3; k++) clients[k]!.send(`c${k}-${i}`, port, address);
     for (let k = 0; k < 3; k++) {
-      const got = (await clients[k]!.waitFor(200)).map((m) => m.toString());
+      // Bounded for an emulated CPU: the 600 replies take seconds of TCG time there.
+      const got = (await clients[k]!.waitFor(200, 20_000)).map((m) => m.toString());
       expect(new Set(got)).toEqual(new Set(Array.from({ length: 200 }, (_, i) => `re:c${k}-${i}`)));
     }
     const st = onBatch.stats();
