@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend } from '../backends/backend.js';
 import { createFakeBackend, type FakeBackend } from '../backends/fake/index.js';
 import { validateConfig } from '../config/validate.js';
+import { JitsuError } from '../errors.js';
 import { parseServiceArg } from '../config/service-arg.js';
 import { silentLogger } from '../observe/log.js';
 import { MetricsRegistry } from '../observe/metrics.js';
@@ -179,6 +180,29 @@ describe('ServiceManager lifecycle', () => {
     await until(() => mgr.runtime('web.jitsu.test')!.phase === 'stopped' && mgr.runtime('api.jitsu.test')!.phase === 'stopped');
     expect(deadlines.sort()).toEqual(['destroy 15000', 'hibernate 120000']);
     expect(mgr.runtime('web.jitsu.test')!.status()).toMatchObject({ suspended: true });
+  });
+
+  it('a failed stop of a service still running keeps it ready and retries after another idle period, not at every sweep', async () => {
+    let stops = 0;
+    const backend: Backend = {
+      ...fake,
+      stop: async () => {
+        stops++;
+        throw new JitsuError('STOP_FAILED', 'xl save failed: no space left on device');
+      },
+    };
+    const { mgr } = manager(['dns=web.jitsu.test,ip=10.0.0.5'], { ttl: '1' }, { backend });
+    await mgr.lookup('web.jitsu.test')!.ensureUp();
+    const web = mgr.runtime('web.jitsu.test')!;
+    clock = 5_000;
+    mgr.sweep();
+    await until(() => stops === 1 && web.phase === 'ready');
+    for (let i = 0; i < 3; i++) mgr.sweep();
+    await new Promise((r) => setTimeout(r, 20));
+    expect({ stops, phase: web.phase }).toEqual({ stops: 1, phase: 'ready' });
+    clock = 10_000;
+    mgr.sweep();
+    await until(() => stops === 2 && web.phase === 'ready');
   });
 
   it('a query during a stop waits for the stop, then boots once', async () => {

@@ -399,8 +399,10 @@ export class ServiceRuntime {
       this.log.error('stop failed', { mode, code: errorCode(err) ?? 'UNKNOWN', cause: errorMessage(err) });
       const state = await this.deps.calls.state(handle, this.spec).catch((): RuntimeState => 'unknown');
       if (state === 'running') {
-        // Still up: keep serving it; the next sweep tries again.
+        // Still up: keep serving it, and try again after another idle period rather than at every
+        // sweep (a save that failed for a full disk would otherwise be re-run back to back).
         this.phase = 'ready';
+        this.lastActivity = this.deps.now();
         this.watch(handle);
         return;
       }

@@ -34,6 +34,11 @@ case "$1" in
     esac ;;
   save)
     row "$2" > "$3" || { echo "$2 is an invalid domain identifier (rc=-6)" >&2; exit 1; }
+    # A full disk: xl's stream writer fails part way, xl resumes the domain and leaves what it wrote.
+    if [ -f "$0.disk-full" ]; then
+      echo "libxl: error: libxl_stream_write.c:325:libxl__xc_domain_save_done: saving domain: domain did not respond to suspend request: No space left on device" >&2
+      echo "Failed to save domain, resuming domain" >&2; exit 1
+    fi
     grep -v "^$2 " "$d" > "$d.new"; mv "$d.new" "$d" ;;
   restore)
     read -r n i f < "$2"; echo "$n 8 -b----" >> "$d" ;;
@@ -197,5 +202,17 @@ describe('xl backend orchestration (stub xl)', () => {
     await b.stop(woken!, spec, 'destroy', signal);
     expect(existsSync(join(dir, 'xl-www.save'))).toBe(false);
     expect(await b.state(woken!, spec)).toBe('stopped');
+  });
+
+  it('a hibernate whose xl save fails (a full disk) says why, keeps the domain running and removes the partial image', async () => {
+    const b = createXlBackend({ xl, pollMs: 5 });
+    const h = await b.start(spec, signal);
+    writeFileSync(`${xl}.disk-full`, '');
+    const err = await b.stop(h, spec, 'hibernate', signal).then(() => undefined, (e: unknown) => e as { code: string; message: string; details: Record<string, unknown> });
+    expect(err?.code).toBe('STOP_FAILED');
+    expect(err?.details['reason']).toBe('no-space');
+    expect(err?.message).toMatch(/run dir \(under --state\) is full.*No space left on device/);
+    expect(existsSync(join(dir, 'xl-www.save'))).toBe(false);
+    expect(await b.state(h, spec)).toBe('running');
   });
 });

@@ -84,6 +84,11 @@ const RULES: readonly Rule[] = [
     fix: 'the domain is not running (already stopped or destroyed)',
   },
   {
+    reason: 'no-space',
+    test: /No space left on device|ENOSPC/,
+    fix: "the file system of the service's run dir (under --state) is full: a save needs room for the domain's whole memory",
+  },
+  {
     reason: 'name-in-use',
     test: /already exists/i,
     fix: 'a domain with this name already exists: destroy it (xl destroy NAME) or pick another service name',

@@ -191,7 +191,13 @@ export function createXlBackend(opts: XlBackendOptions = {}): Backend {
       switch (mode) {
         case 'hibernate':
           // The whole domain into the run dir; the domain ends. `of` (written last) says whose it is.
-          await xlOrThrow('save', xlArgv.save(domain, saveFile(handle)), domain, createTimeoutMs);
+          try {
+            await xlOrThrow('save', xlArgv.save(domain, saveFile(handle)), domain, createTimeoutMs);
+          } catch (err) {
+            // xl resumes the domain after a failed save; what it wrote is no image, only used space.
+            await rm(saveFile(handle), { force: true });
+            throw err;
+          }
           await writeFile(`${saveFile(handle)}.of`, handleKey(handle));
           return;
         case 'destroy':
