@@ -38,6 +38,7 @@ export type XlFailureReason =
   | 'no-privcmd'
   | 'permission'
   | 'no-domain'
+  | 'no-space'
   | 'name-in-use'
   | 'config-rejected'
   | 'kernel-rejected'
