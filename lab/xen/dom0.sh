@@ -44,6 +44,10 @@ CFG
     xl list
     ;;
   driver)
+    # The daemon's state dir on a tmpfs of its own: dom0's root (the unpacked initramfs) has too
+    # little room left for an xl save of a 128 MiB domain (hibernate); memory is taken as it is used.
+    mkdir -p /var/lib/jitsu && mount -t tmpfs -o size=384m,mode=700 jitsu-state /var/lib/jitsu
+    say "free space: $(df -m / /var/lib/jitsu | awk 'NR > 1 { printf "%s %s MiB; ", $6, $4 }')"
     node "$src/lab/xen/driver.mjs" "$src"
     say "driver exited status=$?"
     ;;

@@ -86,6 +86,8 @@ beforeAll(async () => {
   );
   const race = results.get('race');
   if (race) console.log(`FIGURE xen-lab xl create -> first HTTP byte of the PV domU: ${s(race['createToFirstByteMs'] as number | undefined)}; cold dig answered in ${s(race['answeredMs'] as number)}`);
+  const hib = results.get('hibernate');
+  if (hib) console.log(`FIGURE xen-lab hibernate: dig after xl save -> counter read from the restored domU ${s(hib['resumeToCountMs'] as number)}`);
   const masked = results.get('masked-shutdown');
   if (masked) console.log(`FIGURE xen-lab masked cold start (handshake): dig -> first byte ${s(masked['digToFirstByteMs'] as number)}, SYN retransmits ${String(masked['synRetrans'])}`);
 }, LAB_TIMEOUT_MS + 60_000);
@@ -188,6 +190,23 @@ describe.skipIf(missing.length > 0)(`xl backend on a real Xen 4.17 hypervisor (e
     const r = get('masked-shutdown', 'c');
     expect(r['handedOver'], context('masked-shutdown', 'c')).toBe('1');
     expect(r['synRetrans'], context('masked-shutdown', 'c')).toBe(0);
+  });
+
+  it('idle stop -m hibernate is xl save; the next query is xl restore (a new domain, no xl create) and guest RAM survived', () => {
+    const r = get('hibernate', 'd');
+    expect((r['dig'] as Dig).answer, context('hibernate', 'd')).toBe('10.77.5.10');
+    expect(r['saved'], context('hibernate', 'd')).toBe(true);
+    expect(r['saves']).toBeGreaterThanOrEqual(1);
+    expect((r['again'] as Dig).answer, context('hibernate', 'd')).toBe('10.77.5.10');
+    expect(r['restores']).toBeGreaterThanOrEqual(1);
+    expect(r['createsAfter']).toBe((r['createsBefore'] as number) + 1);
+    const [first, second, third] = (r['counts'] as string[]).map((c) => Number(c.trim()));
+    expect(second, context('hibernate', 'd')).toBeGreaterThan(first!);
+    // A cold boot would count from 1 again.
+    expect(third, context('hibernate', 'd')).toBeGreaterThan(second!);
+    expect(r['domidAfter']).not.toBe(r['domidBefore']);
+    expect(r['daemonExit']).toBe(0);
+    expect(r['leftover']).toEqual([]);
   });
 
 });
