@@ -3,14 +3,15 @@
 // x86 lab's (lab/xen/driver.mjs): one daemon, a dig that makes it run `xl create`, curl gets the domU's page,
 // an idle stop with -m destroy leaves no domain, a second summon, then SIGTERM of the daemon leaves nothing.
 // Everything is the real thing: `jitsu -x xl` from the checkout, Xen's armhf xl, Debian's dig and curl.
-// Every wait is bounded. Observations go to /out/results.jsonl and the console as `LAB-RESULT {json}`.
-// Plain JavaScript (no build step): it runs from the 9p share with the board's node.
+// Every wait is bounded. Observations go to the console as `LAB-RESULT {json}` (and /run/lab-out/results.jsonl).
+// Plain JavaScript (no build step): dom0.sh copies it and the daemon's files to RAM; the board's node runs it.
 import { execFile, spawn } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const src = process.argv[2];
-const OUT = '/out';
+// In RAM: dom0's virtio-mmio devices (the 9p /out share among them) may stall once a domU runs.
+const OUT = '/run/lab-out';
 const XL_CALLS = join(OUT, 'xl-calls.log');
 const SHIM_DIR = '/run/xl-shim';
 const BRIDGE = 'jitsu0';
