@@ -1,7 +1,8 @@
 /**
- * Section `boot`: boot latency to first byte for a process, a crun container and a QEMU microVM,
- * each summoned by a real DNS query from a client on the daemon's bridge, unmasked (the answer waits
- * for ready, `-d 0`), plus the daemon's own overhead per boot (query -> backend start call).
+ * Section `boot`: boot latency to first byte for a process, a crun container (run, and created
+ * ahead) and a QEMU microVM (cold, restored from a template, resumed from hibernate), each summoned
+ * by a real DNS query from a client on the daemon's bridge, unmasked (the answer waits for ready,
+ * `-d 0`), plus the daemon's own overhead per boot (query -> backend start call).
  */
 import { existsSync } from 'node:fs';
 import { startProbeClient } from '../lib/client.js';
@@ -66,14 +67,14 @@ export const CASES: BackendCase[] = [
     // The document root is under the host's /tmp (bench/lib/www.ts): no private /tmp for it.
     keys: `backend=process,exec=${busyboxHttpdExec()},ready=tcp:80,mask=none,private_tmp=false`,
     idleTimeout: 0.3,
-    share: 0.15,
+    share: 0.12,
     missing: async () => ((await which('busybox')) ? undefined : 'busybox is not installed'),
   },
   {
     backend: 'container',
     keys: `backend=container,rootfs=${ROOTFS},exec="/bin/httpd -f -p 80 -h /www",port=80,mask=none`,
     idleTimeout: 0.3,
-    share: 0.2,
+    share: 0.13,
     missing: containerMissing,
   },
   {
@@ -82,14 +83,32 @@ export const CASES: BackendCase[] = [
     id: 'container-precreate',
     keys: `backend=container,rootfs=${ROOTFS},exec="/bin/httpd -f -p 80 -h /www",port=80,mask=none,precreate=on`,
     idleTimeout: 0.3,
-    share: 0.2,
+    share: 0.12,
     missing: containerMissing,
   },
   {
     backend: 'qemu',
     keys: '',
     idleTimeout: 3,
-    share: 0.45,
+    share: 0.23,
+    missing: qemuMissing,
+  },
+  {
+    // The first boot (the warm-up) is cold and saves the template; every measured summon restores a copy.
+    backend: 'qemu',
+    id: 'qemu-template',
+    keys: ',snapshot=template',
+    idleTimeout: 3,
+    share: 0.2,
+    missing: qemuMissing,
+  },
+  {
+    // Every idle stop saves the running guest, RAM included; every measured summon resumes it.
+    backend: 'qemu',
+    id: 'qemu-hibernate',
+    keys: ',stop=hibernate',
+    idleTimeout: 3,
+    share: 0.2,
     missing: qemuMissing,
   },
 ];
@@ -117,7 +136,7 @@ export const bootBenchmark: Benchmark = {
       const service = `jt6b${c.backend[0]}${i}`;
       const name = `${row}.jt6b.test`;
       const ip = `${SUBNET}.${10 + i}`;
-      const keys = c.backend === 'qemu' ? qemuKeys() : c.keys;
+      const keys = c.backend === 'qemu' ? qemuKeys() + c.keys : c.keys;
       const daemon = await startJitsu({
         root: ctx.root,
         flags: ['--bridge', BRIDGE, '-d', '0', '--idle-timeout', String(c.idleTimeout), '--sweep-interval', '0.05', '--boot-timeout', '60', '--log-level', 'info'],
@@ -210,7 +229,7 @@ export const bootBenchmark: Benchmark = {
     });
     out.notes.push(
       'Client: a network namespace on the daemon\'s bridge (like a host on the service LAN) running bench/macro/probe-client.js: UDP A query, TCP connect to the answer, HTTP GET, first response byte; TCP counters are that namespace\'s own.',
-      'Services: process = busybox httpd in its netns (ready=tcp:80); container = crun with the busybox rootfs (ready = port 80 listening); container-precreate = the same with precreate=on (created ahead while stopped, a summon runs crun start); qemu = microVM (TCG) with the guest image of scripts/build-guest.sh. Response delay -d 0; the idle reaper stops the service between runs.',
+      'Services: process = busybox httpd in its netns (ready=tcp:80); container = crun with the busybox rootfs (ready = port 80 listening); container-precreate = the same with precreate=on (created ahead while stopped, a summon runs crun start); qemu = microVM (TCG) with the guest image of scripts/build-guest.sh, booted cold; qemu-template = snapshot=template (the warm-up boots cold and saves the template, each counted summon restores a copy); qemu-hibernate = stop=hibernate (each idle stop saves the guest with its RAM, each counted summon resumes it). Response delay -d 0; the idle reaper stops the service between runs.',
       'Each backend gets one uncounted warm-up boot first (its first byte is in values as "first boot after daemon start").',
       'Overhead samples are exact per boot: the increase of jitsu_orchestration_seconds_sum{step} over the run (exactly one observation each).',
     );
