@@ -6,7 +6,7 @@ import { MetricsRegistry } from '../observe/metrics.js';
 import { decodeMessage, type DnsMessage } from './codec.js';
 import { QType, Rcode } from './constants.js';
 import { createDnsHandler } from './handler.js';
-import { createDnsServer, type DnsServer, type TcpLimits } from './server.js';
+import { createDnsServer, receiveBufferCap, type DnsServer, type TcpLimits } from './server.js';
 import { createStaticSummoner } from './static-summoner.js';
 import { hex, query } from '../../test/helpers/dns-util.js';
 
@@ -230,5 +230,16 @@ describe.each(['native', 'dgram'] as const)('DNS server (UDP over %s)', (path) =
       createDnsServer({ addresses: ['127.0.0.1'], port, handler: { handle: () => null }, logger: silentLogger, metrics: new MetricsRegistry() }),
     ).rejects.toMatchObject({ code: 'EADDRINUSE' });
     expect(server.port).not.toBe(port);
+  });
+});
+
+describe('receiveBufferCap', () => {
+  it('names the cap and the sysctl that lifts it when rmem_max is below the request', () => {
+    expect(receiveBufferCap(4 << 20, '163840\n')).toEqual({ requested_bytes: 4 << 20, rmem_max: 163840, fix: 'sysctl -w net.core.rmem_max=4194304' });
+  });
+  it('is silent when the request is granted or the limit is unreadable', () => {
+    expect(receiveBufferCap(4 << 20, '4194304\n')).toBeUndefined();
+    expect(receiveBufferCap(4 << 20, undefined)).toBeUndefined();
+    expect(receiveBufferCap(4 << 20, 'junk')).toBeUndefined();
   });
 });

@@ -11,6 +11,7 @@
  * (reading pauses at the cap). A bad frame closes that connection only.
  */
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
@@ -161,6 +162,8 @@ class Server implements DnsServer {
     if (addresses.length === 0) throw new Error('DNS server needs at least one bind address');
     for (const a of addresses) familyOf(a);
     this.udpPath = this.chooseUdpPath();
+    const capped = receiveBufferCap(this.receiveBuffer());
+    if (capped) this.opts.logger.info('dns: net.core.rmem_max caps the UDP receive buffer: a burst beyond it is dropped by the kernel', capped);
     // With port 0 the first listener picks the port; a clash on another listener retries anew.
     for (let tries = 0; ; tries++) {
       try {
@@ -191,13 +194,17 @@ class Server implements DnsServer {
     return 'dgram';
   }
 
+  private receiveBuffer(): number {
+    return this.opts.udpReceiveBuffer ?? 4 * 1024 * 1024;
+  }
+
   private bindUdp(address: string, port: number): Promise<number> {
     if (this.udpPath === 'native') return Promise.resolve(this.bindNativeUdp(address, port));
     const family = familyOf(address);
     const sock = dgram.createSocket({
       type: family === 6 ? 'udp6' : 'udp4',
       ipv6Only: family === 6,
-      recvBufferSize: this.opts.udpReceiveBuffer ?? 4 * 1024 * 1024,
+      recvBufferSize: this.receiveBuffer(),
       lookup: literalLookup(family) as unknown as dgram.SocketOptions['lookup'],
     });
     this.udp.push(sock);
@@ -312,7 +319,7 @@ class Server implements DnsServer {
       address,
       port,
       reusePort: this.opts.reusePort === true || this.opts.clusterShared === true,
-      recvBuffer: this.opts.udpReceiveBuffer ?? 4 * 1024 * 1024,
+      recvBuffer: this.receiveBuffer(),
       onBatch,
     };
     if (this.opts.udpBatch !== undefined) opts.batch = this.opts.udpBatch;
@@ -495,4 +502,24 @@ export async function createDnsServer(opts: DnsServerOptions): Promise<DnsServer
   const server = new Server(opts);
   await server.listen();
   return server;
+}
+
+/**
+ * Whether net.core.rmem_max cuts an SO_RCVBUF request short (the kernel grants at most twice
+ * rmem_max, half of it for its own overhead). Small boards matter here: on 32-bit ARM a small datagram costs ~640 bytes of
+ * buffer, so the default 160 KiB holds about 500 queries. Undefined when the request is granted (or
+ * the limit cannot be read).
+ */
+export function receiveBufferCap(requested: number, rmemMaxText = readRmemMax()): { requested_bytes: number; rmem_max: number; fix: string } | undefined {
+  const max = Number(rmemMaxText?.trim());
+  if (!Number.isInteger(max) || max <= 0 || max >= requested) return undefined;
+  return { requested_bytes: requested, rmem_max: max, fix: `sysctl -w net.core.rmem_max=${requested}` };
+}
+
+function readRmemMax(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/net/core/rmem_max', 'utf8');
+  } catch {
+    return undefined;
+  }
 }

@@ -98,22 +98,12 @@ describe.skipIf(missing.length > 0)(`the daemon on an emulated armhf board ${why
     expect(report!.failed('board', UNIT_FILES)).toEqual([]);
   });
 
-  /**
-   * Native tests that fail on the emulated board and are not fixed yet (issue 14 stays open for
-   * it): UDP bursts lose datagrams under TCG (171 of 200). Printed, not asserted, so the
-   * rest of the native suite keeps guarding ARM; remove a name here once it passes.
-   */
-  const KNOWN_ARM_FAILURES = [/a burst of 600 datagrams from 3 senders/];
-  const known = (name: string): boolean => KNOWN_ARM_FAILURES.some((re) => re.test(name));
-
-  it("the native addon's tests pass against the ARM kernel (AF_PACKET ring in a worker, batched UDP, jitsu-activate), but for the known failures", () => {
+  it("the native addon's tests pass against the ARM kernel (AF_PACKET ring in a worker, batched UDP, jitsu-activate)", () => {
     const results = report?.results('board');
     expect(results, context('board')).toBeDefined();
     const native = results!.filter((r) => NATIVE_FILES.some((f) => r.file.startsWith(f)));
-    expect(native.filter((r) => !known(r.fullName) && r.status === 'passed').length, context('board')).toBeGreaterThanOrEqual(11);
-    const failed = native.filter((r) => r.status !== 'passed');
-    for (const r of failed.filter((f) => known(f.fullName))) console.log(`KNOWN ARM FAILURE ${r.fullName}: ${r.failureMessages.join(' ').slice(0, 200)}`);
-    expect(failed.filter((r) => !known(r.fullName)).map((r) => `${r.fullName}: ${r.status} ${r.failureMessages.join('\n').slice(0, 800)}`)).toEqual([]);
+    expect(native.filter((r) => r.status === 'passed').length, context('board')).toBeGreaterThanOrEqual(14);
+    expect(native.filter((r) => r.status !== 'passed').map((r) => `${r.fullName}: ${r.status} ${r.failureMessages.join('\n').slice(0, 800)}`)).toEqual([]);
   });
 
   function expectCheck(name: string): void {
