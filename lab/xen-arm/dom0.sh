@@ -88,4 +88,6 @@ esac
 say "end uptime=$(up)"
 # Best effort, bounded: a 9p write that never completes must not keep dom0 from powering off.
 cp -r /var/log/xen /run/lab-out/xen-logs 2>/dev/null
-(cp -r /run/lab-out/. /out/ 2>/dev/null; sync) & sleep 15
+(cp -r /run/lab-out/. /out/ 2>/dev/null; sync) &
+copier=$!
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do kill -0 $copier 2>/dev/null || break; sleep 1; done

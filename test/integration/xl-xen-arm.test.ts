@@ -8,7 +8,7 @@
  * observations come back as LAB-RESULT lines on the serial console; each is asserted here.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,9 +26,9 @@ const missing = [
   ...artefacts.filter((f) => !existsSync(f)).map((f) => `${f} (run scripts/build-xen-arm.sh)`),
 ];
 const why = missing.length ? `(skipped: needs ${missing.join(', ')})` : '';
-/** Boot, one daemon start, two domU boots, power-off. About 4 min alone on 2 cores; the bound leaves room for
- *  a loaded machine, not for a hang. */
-const LAB_TIMEOUT_MS = 9 * 60_000;
+/** Boot, one daemon start, two domU boots, power-off: 9 min with the 2 cores shared three ways (load 4-6).
+ *  The bound keeps the whole file under 10 min; it leaves room for a loaded machine, not for a hang. */
+const LAB_TIMEOUT_MS = 9.5 * 60_000;
 
 interface Dig {
   status: string;
@@ -55,7 +55,7 @@ beforeAll(async () => {
   lab = child;
   // Stage times from the console, as the host sees them.
   const stages: Array<[string, RegExp]> = [
-    ['xen', /\(XEN\) \*\*\* LOADING DOMAIN 0 \*\*\*/],
+    ['xen', /\*\*\* LOADING DOMAIN 0 \*\*\*/],
     ['dom0Init', /XENARM: dom0 userspace/],
     ['dom0Userspace', /LAB: dom0 userspace/],
     ['toolstack', /LAB: xen toolstack up/],
@@ -79,6 +79,8 @@ beforeAll(async () => {
   });
   lab = undefined;
   marks['total'] = performance.now() - t0;
+  // A debugging aid: JITSU_XEN_ARM_CONSOLE=FILE keeps the whole serial console.
+  if (process.env['JITSU_XEN_ARM_CONSOLE']) writeFileSync(process.env['JITSU_XEN_ARM_CONSOLE'], consoleText);
   // From the console, not the results share: once a domU runs, dom0's virtio-mmio devices may stall.
   for (const m of consoleText.matchAll(/^LAB-RESULT (\{.*\})\r?$/gm)) {
     try {
@@ -101,7 +103,7 @@ beforeAll(async () => {
         `cold dig answered in ${s(boot['answeredMs'] as number)}, dig -> first byte ${s(boot['digToFirstByteMs'] as number | null)}`,
     );
   }
-}, LAB_TIMEOUT_MS + 60_000);
+}, LAB_TIMEOUT_MS + 20_000);
 
 afterAll(() => {
   lab?.kill('SIGKILL');
@@ -128,7 +130,7 @@ const GUEST_IP = '10.77.6.10';
 
 describe.skipIf(missing.length > 0)(`xl backend on a real Xen 4.17 hypervisor on armhf (emulated lab) ${why}`, () => {
   it('Xen boots the armhf dom0 (the board root, in RAM), its toolstack runs, the daemon starts, and the lab powers off when done', () => {
-    expect(consoleText).toMatch(/\(XEN\) Xen version 4\.17/);
+    expect(consoleText).toMatch(/\(XEN\) (\[[ 0-9.]+\] )?Xen version 4\.17/);
     expect(consoleText, consoleText.slice(-3000)).toMatch(/LAB: xen toolstack up .*hypervisor=xen version=4\.17/);
     expect(get('daemon')['ok'], context('daemon')).toBe(true);
     expect(get('daemon')['arch']).toBe('arm');
