@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the emulated Xen-on-ARM lab (armhf, qemu-system-arm -M virt,virtualization=on): Xen boots the
-# armhf board's own kernel as dom0 on the board's root disk, and Jitsu's xl backend runs in that dom0
+# armhf board's own kernel as dom0 with the board's root in RAM, and Jitsu's xl backend runs in that dom0
 # (test/integration/xl-xen-arm.test.ts, lab/xen-arm/). From Debian packages only, cached:
 #   xen              the hypervisor (zImage from xen-hypervisor-4.17-armhf), QEMU's -kernel
 #   dom0.cpio        dom0's root, run from RAM (uncompressed newc): the armhf board's root (scripts/build-armhf.sh:
