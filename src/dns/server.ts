@@ -506,9 +506,10 @@ export async function createDnsServer(opts: DnsServerOptions): Promise<DnsServer
 
 /**
  * Whether net.core.rmem_max cuts an SO_RCVBUF request short (the kernel grants at most twice
- * rmem_max, half of it for its own overhead). Small boards matter here: on 32-bit ARM a small datagram costs ~640 bytes of
- * buffer, so the default 160 KiB holds about 500 queries. Undefined when the request is granted (or
- * the limit cannot be read).
+ * rmem_max, half of it for its own overhead). Slow boards matter here: a small datagram costs
+ * ~700 bytes of buffer, so a default rmem_max (176 KiB on the emulated ARM board) holds about 500
+ * queries, and a CPU that drains the socket late drops the rest of a burst. Undefined when the
+ * request is granted (or the limit cannot be read).
  */
 export function receiveBufferCap(requested: number, rmemMaxText = readRmemMax()): { requested_bytes: number; rmem_max: number; fix: string } | undefined {
   const max = Number(rmemMaxText?.trim());

@@ -52,7 +52,7 @@ else
   # host that has run them before: autoloading them under TCG outlasts nft's 10 s bound.
   modprobe -a nf_tables nft_reject_bridge nft_meta_bridge bridge veth 2>/dev/null
   # Room for a burst of queries, as on a tuned DNS host (the daemon logs this fix when rmem_max caps
-  # its 4 MiB request): a 32-bit kernel's default 160 KiB holds ~500 small datagrams, and the UDP
+  # its 4 MiB request): the board's default 176 KiB holds ~500 small datagrams, and the UDP
   # burst test sends 600 before the emulated server wakes.
   sysctl -qw net.core.rmem_max=4194304
   [ "$mode" = vitest ] || group e2e 480 sh test/armhf/e2e.sh /out/e2e.txt
