@@ -21,7 +21,7 @@ src=/run/jitsu
 # file read over 9p costs tens of ms under TCG.
 mkdir -p $src/node_modules/yaml $src/dist $src/build $src/lab
 cp -a /srv/jitsu/package.json $src/ && cp -a /srv/jitsu/dist/src $src/dist/ && cp -a /srv/jitsu/build/. $src/build/ \
-  && cp -a /srv/jitsu/lab/xen-arm $src/lab/ && cp -a /srv/jitsu/node_modules/piscina $src/node_modules/ \
+  && cp -a /srv/jitsu/lab/xen-arm /srv/jitsu/lab/common $src/lab/ && cp -a /srv/jitsu/node_modules/piscina $src/node_modules/ \
   && cp -a /srv/jitsu/node_modules/yaml/package.json /srv/jitsu/node_modules/yaml/dist $src/node_modules/yaml/ \
   || echo "LAB: error: copying the checkout to RAM failed" > /dev/console
 job="$(sed -n 's/.*jitsu\.run=\([^ ]*\).*/\1/p' /proc/cmdline)"

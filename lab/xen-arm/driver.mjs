@@ -5,15 +5,14 @@
 // Everything is the real thing: `jitsu -x xl` from the checkout, Xen's armhf xl, Debian's dig and curl.
 // Every wait is bounded. Observations go to the console as `LAB-RESULT {json}` (and /run/lab-out/results.jsonl).
 // Plain JavaScript (no build step): dom0.sh copies it and the daemon's files to RAM; the board's node runs it.
-import { execFile, spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SHIM_DIR, XL, curl, curlPage, dig as digFor, labRecord, run, sleep, waitFor, xlList } from '../common/xl-lab.mjs';
 
 const src = process.argv[2];
 // In RAM: dom0's virtio-mmio devices (the 9p /out share among them) may stall once a domU runs.
 const OUT = '/run/lab-out';
-const XL_CALLS = join(OUT, 'xl-calls.log');
-const SHIM_DIR = '/run/xl-shim';
 const BRIDGE = 'jitsu0';
 const GUEST_IP = '10.77.6.10';
 const NAME = 'www.xenarm.test';
@@ -24,86 +23,10 @@ const BOOT_S = 240;
 const IDLE_S = 15;
 const SWEEP_S = 2;
 
-const t0 = Date.now();
-const up = () => ((Date.now() - t0) / 1000).toFixed(1);
-const toConsole = (line) => { try { appendFileSync('/dev/console', line + '\n'); } catch { /* the log has it */ } };
-const say = (msg) => { const l = `LAB: [${up()} s] ${msg}`; console.log(l); toConsole(l); };
-
-function result(scenario, data) {
-  const line = JSON.stringify({ scenario, ...data });
-  appendFileSync(join(OUT, 'results.jsonl'), line + '\n');
-  console.log(`LAB-RESULT ${line}`);
-  toConsole(`LAB-RESULT ${line}`);
-}
-
-function run(cmd, args, timeoutMs = 60_000) {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr), ms: performance.now() - started });
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(probe, timeoutMs, stepMs = 1000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) return undefined;
-    await sleep(stepMs);
-  }
-}
-
-async function dig(name, timeS = BOOT_S) {
-  const r = await run('dig', ['@127.0.0.1', '-p', '53', name, 'A', `+time=${timeS}`, '+tries=1', '+noall', '+answer', '+comments'], (timeS + 10) * 1000);
-  const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? (r.code === 9 ? 'TIMEOUT' : `dig-exit-${r.code}`);
-  const answer = /\sIN\s+A\s+([0-9.]+)/.exec(r.stdout)?.[1] ?? null;
-  return { status, answer, ms: Math.round(r.ms) };
-}
-
-async function curl(url, maxS = 10) {
-  const r = await run('curl', ['-s', '-S', '-m', String(maxS), '-o', '-', '-w', '\\n%{time_connect} %{time_starttransfer}', url], (maxS + 5) * 1000);
-  const lines = r.stdout.split('\n');
-  const timing = (lines.pop() ?? '').split(' ').map(Number);
-  return { ok: r.code === 0, body: lines.join('\n'), code: r.code, connectS: timing[0], firstByteS: timing[1], err: r.stderr.trim().slice(0, 300) };
-}
-
-async function curlPage(url, attempts = 3) {
-  let r;
-  for (let i = 0; i < attempts; i++) {
-    r = await curl(url, 20);
-    if (r.ok) return { ...r, attempts: i + 1 };
-  }
-  return { ...r, attempts };
-}
-
-async function xlList() {
-  const r = await run('/usr/sbin/xl', ['list']);
-  const domains = {};
-  for (const line of r.stdout.split('\n').slice(1)) {
-    const m = /^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([rbpscd-]{6})/.exec(line);
-    if (m) domains[m[1]] = { domid: Number(m[2]), flags: m[5] };
-  }
-  return domains;
-}
+// stdout is dom0's driver log here: results also go to the console, where the test reads them.
+const { up, say, result, installShim, xlCalls, count, firstCallTime } = labRecord(OUT, { console: true });
+const dig = (name, timeS = BOOT_S) => digFor(name, timeS);
 const guests = async () => Object.keys(await xlList()).filter((n) => n !== 'Domain-0');
-
-function xlCallLines() {
-  return existsSync(XL_CALLS) ? readFileSync(XL_CALLS, 'utf8').split('\n').filter(Boolean) : [];
-}
-const xlCalls = () => xlCallLines().map((l) => l.split(' ').slice(1).join(' '));
-const count = (verb) => xlCalls().filter((c) => c.split(' ')[0] === verb).length;
-function firstCallTime(verb, after = 0) {
-  for (const l of xlCallLines()) {
-    const [ts, v] = l.split(' ');
-    if (v === verb && Number(ts) * 1000 >= after) return Number(ts) * 1000;
-  }
-  return undefined;
-}
 
 let daemon;
 let daemonExit = null;
@@ -148,15 +71,13 @@ async function scenario(name, fn) {
 }
 
 async function main() {
-  mkdirSync(SHIM_DIR, { recursive: true });
-  writeFileSync(join(SHIM_DIR, 'xl'), `#!/bin/sh\necho "$(date +%s.%N) $*" >> ${XL_CALLS}\nexec /usr/sbin/xl "$@"\n`);
-  chmodSync(join(SHIM_DIR, 'xl'), 0o755);
+  installShim();
   mkdirSync('/var/lib/jitsu', { recursive: true, mode: 0o700 });
 
   // What xl itself does with x86's default guest type on Arm (a dry run: nothing is built).
   writeFileSync('/var/tmp/pv-probe.cfg', `name = "pvprobe"\ntype = "pv"\nkernel = "${KERNEL}"\nmemory = 64\n`);
   // Alongside the daemon's start (minutes of emulated CPU under load): the run must fit its time box.
-  const probing = run('/usr/sbin/xl', ['create', '-n', '/var/tmp/pv-probe.cfg'], 120_000)
+  const probing = run(XL, ['create', '-n', '/var/tmp/pv-probe.cfg'], 120_000)
     .then((pv) => result('pv-type', { code: pv.code, stderr: pv.stderr.trim().split('\n').slice(-3) }));
 
   const daemonUp = await startDaemon('a', 'destroy', [www()]);

@@ -3,14 +3,13 @@
 // checkout, Xen's xl, Debian's dig and curl. Every wait is bounded.
 // Each scenario's observations go to /out/results.jsonl and the console as `LAB-RESULT {json}`.
 // Plain JavaScript (no build step): it runs from the 9p share with dom0's node.
-import { execFile, spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SHIM_DIR, XL, curl, curlPage, dig as digFor, labRecord, run, sleep, waitFor, xlList } from '../common/xl-lab.mjs';
 
 const src = process.argv[2];
 const OUT = '/out';
-const XL_CALLS = join(OUT, 'xl-calls.log');
-const SHIM_DIR = '/run/xl-shim';
 const BRIDGE = 'jitsu0';
 const GUEST_IP = '10.77.5.10';
 const NAME = 'www.xen.test';
@@ -24,86 +23,8 @@ const IDLE_S = 20;
 const IDLE_B_S = 45;
 const SWEEP_S = 2;
 
-const t0 = Date.now();
-const up = () => ((Date.now() - t0) / 1000).toFixed(1);
-const say = (msg) => console.log(`LAB: [${up()} s] ${msg}`);
-
-function result(scenario, data) {
-  const line = JSON.stringify({ scenario, ...data });
-  appendFileSync(join(OUT, 'results.jsonl'), line + '\n');
-  console.log(`LAB-RESULT ${line}`);
-}
-
-function run(cmd, args, timeoutMs = 60_000) {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr), ms: performance.now() - started });
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `probe` until it returns a truthy value or `timeoutMs` passes; returns the value or undefined. */
-async function waitFor(probe, timeoutMs, stepMs = 1000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) return undefined;
-    await sleep(stepMs);
-  }
-}
-
-async function dig(name, timeS = BOOT_S) {
-  const r = await run('dig', ['@127.0.0.1', '-p', '53', name, 'A', `+time=${timeS}`, '+tries=1', '+noall', '+answer', '+comments'], (timeS + 10) * 1000);
-  const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? (r.code === 9 ? 'TIMEOUT' : `dig-exit-${r.code}`);
-  const answer = /\sIN\s+A\s+([0-9.]+)/.exec(r.stdout)?.[1] ?? null;
-  return { status, answer, ms: Math.round(r.ms) };
-}
-
-async function curl(url, maxS = 10) {
-  const r = await run('curl', ['-s', '-S', '-m', String(maxS), '-o', '-', '-w', '\\n%{time_connect} %{time_starttransfer}', url], (maxS + 5) * 1000);
-  const lines = r.stdout.split('\n');
-  const timing = (lines.pop() ?? '').split(' ').map(Number);
-  return { ok: r.code === 0, body: lines.join('\n'), code: r.code, connectS: timing[0], firstByteS: timing[1], err: r.stderr.trim().slice(0, 300) };
-}
-
-/** curl that expects the page: a few attempts, since one spawn can overrun its bound on a loaded TCG dom0. */
-async function curlPage(url, attempts = 3) {
-  let r;
-  for (let i = 0; i < attempts; i++) {
-    r = await curl(url, 20);
-    if (r.ok) return { ...r, attempts: i + 1 };
-  }
-  return { ...r, attempts };
-}
-
-async function xlList() {
-  const r = await run('xl', ['list']);
-  const domains = {};
-  for (const line of r.stdout.split('\n').slice(1)) {
-    const m = /^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([rbpscd-]{6})/.exec(line);
-    if (m) domains[m[1]] = { domid: Number(m[2]), flags: m[5] };
-  }
-  return domains;
-}
-
-/** The xl commands the daemon ran (recorded by the PATH shim), e.g. ['list', 'create /run/...']. */
-function xlCalls() {
-  if (!existsSync(XL_CALLS)) return [];
-  return readFileSync(XL_CALLS, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(1).join(' '));
-}
-const count = (verb) => xlCalls().filter((c) => c.split(' ')[0] === verb).length;
-function firstCallTime(verb, after = 0) {
-  for (const l of existsSync(XL_CALLS) ? readFileSync(XL_CALLS, 'utf8').split('\n') : []) {
-    const [ts, v] = l.split(' ');
-    if (v === verb && Number(ts) * 1000 >= after) return Number(ts) * 1000;
-  }
-  return undefined;
-}
+const { up, say, result, installShim, xlCalls, count, firstCallTime } = labRecord(OUT);
+const dig = (name, timeS = BOOT_S) => digFor(name, timeS);
 
 function synRetrans() {
   const text = readFileSync('/proc/net/netstat', 'utf8').split('\n');
@@ -160,9 +81,7 @@ async function scenario(name, fn) {
 
 async function main() {
   // A shim ahead of xl on the daemon's PATH records every xl command it runs (then execs the real xl).
-  mkdirSync(SHIM_DIR, { recursive: true });
-  writeFileSync(join(SHIM_DIR, 'xl'), `#!/bin/sh\necho "$(/usr/bin/date +%s.%N) $*" >> ${XL_CALLS}\nexec /usr/sbin/xl "$@"\n`);
-  chmodSync(join(SHIM_DIR, 'xl'), 0o755);
+  installShim();
   writeFileSync('/var/tmp/not-a-kernel', 'this is not a kernel\n'.repeat(100));
   mkdirSync('/var/lib/jitsu', { recursive: true, mode: 0o700 });
 
@@ -225,7 +144,7 @@ async function main() {
     const createsBefore = count('create');
     // A query first restarts the idle clock, so the daemon's own idle stop cannot race the destroy below.
     await dig(NAME);
-    const killed = await run('/usr/sbin/xl', ['destroy', 'www']);
+    const killed = await run(XL, ['destroy', 'www']);
     const t = Date.now();
     const noticed = await waitFor(() => (/service exited.*reason=vanished/.test(logText()) ? true : undefined), 60_000, 500);
     const noticedMs = Date.now() - t;

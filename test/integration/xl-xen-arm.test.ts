@@ -1,18 +1,18 @@
 /**
  * The xl backend on a real Xen hypervisor on 32-bit ARM: boots the Xen-on-ARM lab (scripts/build-xen-arm.sh:
  * Debian's armhf Xen 4.17 under qemu-system-arm -M virt,virtualization=on -cpu cortex-a15, TCG, 2 vCPUs; dom0 is
- * the armhf board of scripts/build-armhf.sh with Xen's toolstack copied onto its root disk) and runs
+ * the root of scripts/build-armhf.sh's board plus Xen's armhf toolstack, as an initramfs in RAM) and runs
  * lab/xen-arm/driver.mjs in dom0, which drives `jitsu -x xl` from this checkout (shared over 9p, with the
  * armhf native addon over its build/; dom0 copies what it needs to RAM) with Debian's dig and curl against an
  * Arm domU (the board's kernel and a busybox initramfs serving guest/init's page). Each scenario's
  * observations come back as LAB-RESULT lines on the serial console; each is asserted here.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, haveCommand, isRoot } from '../helpers/daemon.js';
+import { collectResults, killLab, runLab, scenarioResult, seconds as s, type Curl, type Dig, type LabRun, type Result } from '../helpers/xen-lab.js';
 
 const CACHE = process.env['JITSU_CACHE'] || '/var/cache/jitsu';
 const artefacts = [
@@ -30,67 +30,26 @@ const why = missing.length ? `(skipped: needs ${missing.join(', ')})` : '';
  *  4-6). The bound leaves room for a machine loaded more than that, not for a hang. */
 const LAB_TIMEOUT_MS = 14 * 60_000;
 
-interface Dig {
-  status: string;
-  answer: string | null;
-}
-interface Curl {
-  ok: boolean;
-  body: string;
-  err: string;
-}
-type Result = Record<string, unknown> & { scenario: string; error?: string };
-
-let lab: ChildProcess | undefined;
 let out = '';
-let consoleText = '';
+let lab: LabRun = { consoleText: '', marks: {} };
 const results = new Map<string, Result>();
-const marks: Record<string, number> = {};
 
 beforeAll(async () => {
   if (missing.length) return;
   out = mkdtempSync(join(tmpdir(), 'jitsu-xen-arm-'));
-  const t0 = performance.now();
-  const child = spawn(join(ROOT, 'lab/xen-arm/boot.sh'), [out, 'driver'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  lab = child;
   // Stage times from the console, as the host sees them.
-  const stages: Array<[string, RegExp]> = [
+  lab = await runLab(join(ROOT, 'lab/xen-arm/boot.sh'), [out, 'driver'], [
     ['xen', /\*\*\* LOADING DOMAIN 0 \*\*\*/],
     ['dom0Init', /XENARM: dom0 userspace/],
     ['dom0Userspace', /LAB: dom0 userspace/],
     ['toolstack', /LAB: xen toolstack up/],
     ['daemon', /LAB: \[[0-9.]+ s\] daemon a .* up after/],
-  ];
-  const onData = (d: Buffer): void => {
-    consoleText += d.toString('latin1');
-    for (const [name, re] of stages) if (marks[name] === undefined && re.test(consoleText)) marks[name] = performance.now() - t0;
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      consoleText += `\n[xl-xen-arm test] no power-off within ${LAB_TIMEOUT_MS / 60_000} min: killing QEMU\n`;
-      child.kill('SIGKILL');
-    }, LAB_TIMEOUT_MS);
-    child.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  lab = undefined;
-  marks['total'] = performance.now() - t0;
+  ], LAB_TIMEOUT_MS);
   // A debugging aid: JITSU_XEN_ARM_CONSOLE=FILE keeps the whole serial console.
-  if (process.env['JITSU_XEN_ARM_CONSOLE']) writeFileSync(process.env['JITSU_XEN_ARM_CONSOLE'], consoleText);
+  if (process.env['JITSU_XEN_ARM_CONSOLE']) writeFileSync(process.env['JITSU_XEN_ARM_CONSOLE'], lab.consoleText);
   // From the console, not the results share: once a domU runs, dom0's virtio-mmio devices may stall.
-  for (const m of consoleText.matchAll(/^LAB-RESULT (\{.*\})\r?$/gm)) {
-    try {
-      const r = JSON.parse(m[1]!) as Result;
-      results.set(r.scenario, r);
-    } catch {
-      results.set('console', { scenario: 'console', error: `unparsable result line: ${m[1]!.slice(0, 200)}` });
-    }
-  }
-  const s = (ms: number | undefined | null): string => (ms === undefined || ms === null ? '?' : `${(ms / 1000).toFixed(1)} s`);
+  collectResults(Array.from(lab.consoleText.matchAll(/^LAB-RESULT (\{.*\})\r?$/gm), (m) => m[1]!), results);
+  const { marks } = lab;
   console.log(
     `FIGURE xen-arm (emulated: qemu-system-arm TCG, Cortex-A15, 2 vCPUs; not comparable with hardware): Xen loads dom0 ${s(marks['xen'])}, ` +
       `dom0 userspace ${s(marks['dom0Init'])}, driver starts ${s(marks['dom0Userspace'])}, toolstack up ${s(marks['toolstack'])}, ` +
@@ -106,7 +65,7 @@ beforeAll(async () => {
 }, LAB_TIMEOUT_MS + 20_000);
 
 afterAll(() => {
-  lab?.kill('SIGKILL');
+  killLab();
   if (out) rmSync(out, { recursive: true, force: true });
 });
 
@@ -115,27 +74,22 @@ function context(scenario: string): string {
   // The daemon log and driver log reach /out only at the end (best effort).
   const log = out && existsSync(join(out, 'daemon-a.log')) ? readFileSync(join(out, 'daemon-a.log'), 'latin1').slice(-3000) : '';
   const driver = out && existsSync(join(out, 'driver.log')) ? readFileSync(join(out, 'driver.log'), 'latin1').slice(-2000) : '';
-  return `${scenario}: ${JSON.stringify(results.get(scenario) ?? null).slice(0, 3000)}\ndaemon log:\n${log}\ndriver log:\n${driver}\nconsole:\n${consoleText.slice(-3000)}`;
+  return `${scenario}: ${JSON.stringify(results.get(scenario) ?? null).slice(0, 3000)}\ndaemon log:\n${log}\ndriver log:\n${driver}\nconsole:\n${lab.consoleText.slice(-3000)}`;
 }
 
-function get(scenario: string): Result {
-  const r = results.get(scenario);
-  expect(r, context(scenario)).toBeDefined();
-  expect(r!.error, context(scenario)).toBeUndefined();
-  return r!;
-}
+const get = (scenario: string): Result => scenarioResult(results, scenario, context(scenario));
 
 const PAGE = 'jitsu guest www\n';
 const GUEST_IP = '10.77.6.10';
 
 describe.skipIf(missing.length > 0)(`xl backend on a real Xen 4.17 hypervisor on armhf (emulated lab) ${why}`, () => {
   it('Xen boots the armhf dom0 (the board root, in RAM), its toolstack runs, the daemon starts, and the lab powers off when done', () => {
-    expect(consoleText).toMatch(/\(XEN\) (\[[ 0-9.]+\] )?Xen version 4\.17/);
-    expect(consoleText, consoleText.slice(-3000)).toMatch(/LAB: xen toolstack up .*hypervisor=xen version=4\.17/);
+    expect(lab.consoleText).toMatch(/\(XEN\) (\[[ 0-9.]+\] )?Xen version 4\.17/);
+    expect(lab.consoleText, lab.consoleText.slice(-3000)).toMatch(/LAB: xen toolstack up .*hypervisor=xen version=4\.17/);
     expect(get('daemon')['ok'], context('daemon')).toBe(true);
     expect(get('daemon')['arch']).toBe('arm');
     expect(get('done')['xlCalls']).toBeGreaterThan(0);
-    expect(consoleText).toMatch(/Hardware Dom0 halted/);
+    expect(lab.consoleText).toMatch(/Hardware Dom0 halted/);
   });
 
   it('a dig makes the daemon run one xl create; the answer is the domU address and curl from dom0 gets its page', () => {

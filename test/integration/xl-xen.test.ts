@@ -4,12 +4,12 @@
  * `jitsu -x xl` from this checkout (shared over 9p) with Debian's dig and curl against PV domUs.
  * Each scenario's observations come back in the results share; each is asserted here.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, haveCommand, isRoot } from '../helpers/daemon.js';
+import { collectResults, killLab, runLab, scenarioResult, seconds as s, type Curl, type Dig, type LabRun, type Result } from '../helpers/xen-lab.js';
 
 const LAB = join(process.env['JITSU_CACHE'] || '/var/cache/jitsu', 'xen-lab');
 const artefacts = ['xen', 'vmlinuz', 'dom0.cpio', 'manifest.txt'].map((f) => join(LAB, f));
@@ -20,66 +20,27 @@ const missing = [
   ...artefacts.filter((f) => !existsSync(f)).map((f) => `${f} (run scripts/build-xen-lab.sh)`),
 ];
 const why = missing.length ? `(skipped: needs ${missing.join(', ')})` : '';
-/** Boot, all scenarios, power-off: 3 daemon starts and 3 PV domU boots under TCG. A run took over 16 min with
+/** Boot, all scenarios, power-off: 4 daemon starts and 4 PV domU boots under TCG. A run took over 16 min with
  *  the 2 cores shared three ways (load 6-8); the bound leaves room for that, not for a hang. */
 const LAB_TIMEOUT_MS = 24 * 60_000;
 
-interface Dig {
-  status: string;
-  answer: string | null;
-  ms: number;
-}
-interface Curl {
-  ok: boolean;
-  body: string;
-  err: string;
-}
-type Result = Record<string, unknown> & { scenario: string; error?: string };
-
-let lab: ChildProcess | undefined;
 let out = '';
-let consoleText = '';
+let lab: LabRun = { consoleText: '', marks: {} };
 const results = new Map<string, Result>();
-const marks: Record<string, number> = {};
 
 beforeAll(async () => {
   if (missing.length) return;
   out = mkdtempSync(join(tmpdir(), 'jitsu-xen-lab-'));
-  const t0 = performance.now();
-  const child = spawn(join(ROOT, 'lab/xen/boot.sh'), [out, 'driver'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  lab = child;
   // Stage times from the console, as the host sees them.
-  const stages: Array<[string, RegExp]> = [
+  lab = await runLab(join(ROOT, 'lab/xen/boot.sh'), [out, 'driver'], [
     ['xen', /\(XEN\) \*\*\* Building a PV Dom0 \*\*\*/],
     ['dom0Kernel', /Linux version \d/],
     ['dom0Userspace', /LAB: dom0 userspace/],
     ['toolstack', /LAB: xen toolstack up/],
-  ];
-  const onData = (d: Buffer): void => {
-    consoleText += d.toString('latin1');
-    for (const [name, re] of stages) if (marks[name] === undefined && re.test(consoleText)) marks[name] = performance.now() - t0;
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      consoleText += `\n[xl-xen test] no power-off within ${LAB_TIMEOUT_MS / 60_000} min: killing QEMU\n`;
-      child.kill('SIGKILL');
-    }, LAB_TIMEOUT_MS);
-    child.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  lab = undefined;
-  marks['total'] = performance.now() - t0;
+  ], LAB_TIMEOUT_MS);
   const file = join(out, 'results.jsonl');
-  for (const line of existsSync(file) ? readFileSync(file, 'utf8').split('\n') : []) {
-    if (!line.trim()) continue;
-    const r = JSON.parse(line) as Result;
-    results.set(r.scenario, r);
-  }
-  const s = (ms: number | undefined): string => (ms === undefined ? '?' : `${(ms / 1000).toFixed(1)} s`);
+  collectResults(existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [], results);
+  const { marks } = lab;
   console.log(
     `FIGURE xen-lab (emulated: QEMU TCG, 2 vCPUs; not comparable with hardware): Xen to dom0 build ${s(marks['xen'])}, ` +
       `dom0 kernel start ${s(marks['dom0Kernel'])}, dom0 userspace ${s(marks['dom0Userspace'])}, toolstack up ${s(marks['toolstack'])}, whole run ${s(marks['total'])}`,
@@ -93,31 +54,26 @@ beforeAll(async () => {
 }, LAB_TIMEOUT_MS + 60_000);
 
 afterAll(() => {
-  lab?.kill('SIGKILL');
+  killLab();
   if (out) rmSync(out, { recursive: true, force: true });
 });
 
 /** What dom0 said, for a failing assertion: the scenario's record, the daemon log tail and the console tail. */
 function context(scenario: string, daemon?: string): string {
   const log = daemon && out && existsSync(join(out, `daemon-${daemon}.log`)) ? readFileSync(join(out, `daemon-${daemon}.log`), 'latin1').slice(-3000) : '';
-  return `${scenario}: ${JSON.stringify(results.get(scenario) ?? null).slice(0, 3000)}\ndaemon ${daemon ?? ''} log:\n${log}\nconsole:\n${consoleText.slice(-3000)}`;
+  return `${scenario}: ${JSON.stringify(results.get(scenario) ?? null).slice(0, 3000)}\ndaemon ${daemon ?? ''} log:\n${log}\nconsole:\n${lab.consoleText.slice(-3000)}`;
 }
 
-function get(scenario: string, daemon?: string): Result {
-  const r = results.get(scenario);
-  expect(r, context(scenario, daemon)).toBeDefined();
-  expect(r!.error, context(scenario, daemon)).toBeUndefined();
-  return r!;
-}
+const get = (scenario: string, daemon?: string): Result => scenarioResult(results, scenario, context(scenario, daemon));
 
 const PAGE = 'jitsu guest www\n';
 
 describe.skipIf(missing.length > 0)(`xl backend on a real Xen 4.17 hypervisor (emulated lab) ${why}`, () => {
   it('Xen boots a PV dom0 whose toolstack runs, and the lab powers off when done', () => {
-    expect(consoleText).toMatch(/\(XEN\) Xen version 4\.17/);
-    expect(consoleText, consoleText.slice(-3000)).toMatch(/LAB: xen toolstack up .*hypervisor=xen version=4\.17/);
+    expect(lab.consoleText).toMatch(/\(XEN\) Xen version 4\.17/);
+    expect(lab.consoleText, lab.consoleText.slice(-3000)).toMatch(/LAB: xen toolstack up .*hypervisor=xen version=4\.17/);
     expect(get('done')['xlCalls']).toBeGreaterThan(0);
-    expect(consoleText).toMatch(/LAB: end/);
+    expect(lab.consoleText).toMatch(/LAB: end/);
   });
 
   it('20 racing queries: every one answered with the domU address, one xl create, curl gets its page', () => {
