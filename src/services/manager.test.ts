@@ -33,13 +33,23 @@ describe('ServiceManager lifecycle', () => {
   let clock: number;
   let events: string[];
 
+  /** The managers a test made: stopped after it, so none of them writes into the next test's time. */
+  let made: { mgr: ServiceManager; store: StateStore }[] = [];
+
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'jitsu-mgr-'));
     fake = createFakeBackend();
     clock = 0;
     events = [];
+    made = [];
   });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(async () => {
+    for (const { mgr, store } of made) {
+      await mgr.stopAll().catch(() => undefined);
+      await store.flush();
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   /** Wait for a condition the lifecycle reaches asynchronously, instead of a fixed sleep. */
   const until = async (cond: () => boolean, ms = 2000): Promise<void> => {
@@ -72,6 +82,7 @@ describe('ServiceManager lifecycle', () => {
       backend: () => backend,
       now: () => clock,
     });
+    made.push({ mgr, store });
     return { mgr, store, exits };
   }
 
