@@ -5,7 +5,9 @@
 # and daemon-masking vitest files check the same on x86-64; their timing bounds are calibrated for a
 # native host, so the board checks behaviour only: answers, pages, SYN retransmits, pids, boots.
 #   e2e:      dig summons a process service in its own namespace; curl gets its page
-#   masking:  mask=handshake, a 3 s boot; a client in its own namespace on the bridge: 0 SYN retransmits
+#   masking:  mask=handshake, a 3 s boot (busybox httpd after `sleep 3`: a Node server's own start costs
+#             seconds of emulated CPU right when the SYN comes, and starved the daemon's handshake past
+#             the client's 1 s SYN timeout under TCG); a client in its own namespace on the bridge: 0 SYN retransmits
 #   adoption: kill -9 the daemon; a restart on the same state adopts the service (same pid, 1 boot)
 #   cleanup:  SIGTERM stops the service and removes the bridge and namespaces
 set -u
@@ -22,6 +24,8 @@ port="${JITSU_BOARD_DNS_PORT:-5353}"
 metrics="${JITSU_BOARD_METRICS_PORT:-9153}"
 rm -rf "$work" "$state" && mkdir -p "$work/demo" && chmod 755 "$work" "$work/demo"
 cp dist/src/demo/http.js "$work/demo/http.js" && chmod 644 "$work/demo/http.js"
+# The masked service's page (busybox httpd serves it; the dir name keeps "hello-slow" in its command line).
+mkdir -p "$work/hello-slow" && echo hello-slow > "$work/hello-slow/index.html" && chmod -R a+rX "$work/hello-slow"
 echo '{ "type": "module" }' > "$work/package.json" && chmod 644 "$work/package.json"
 node_bin="$(command -v node)"
 
@@ -46,7 +50,7 @@ start_daemon() {
   env -u NODE_OPTIONS "$node_bin" dist/src/cli/main.js -b 127.0.0.1 -l "$port" -f 0.0.0.0 --bridge "$bridge" \
     --state "$state" --metrics 127.0.0.1:$metrics --log-level debug --boot-timeout 120 \
     "name=web,dns=web.board.test,ip=10.79.0.10,port=80,exec=$node_bin $work/demo/http.js --port 80 --message hello-web" \
-    "name=slow,dns=slow.board.test,ip=10.79.1.10,mask=handshake,ready=tcp:80,exec=$node_bin $work/demo/http.js --port 80 --delay-ms 3000 --message hello-slow" \
+    "name=slow,dns=slow.board.test,ip=10.79.1.10,mask=handshake,ready=tcp:80,exec=/bin/busybox sh -c 'sleep 3; exec /bin/busybox httpd -f -p 80 -h $work/hello-slow'" \
     >> "$log" 2>&1 &
   daemon=$!
 }
