@@ -7,13 +7,13 @@
  * restart adopt the service), then a unit subset and the native addon's tests in one vitest run.
  * Each result is asserted here, from what the board writes to a 9p share (e2e.txt, board.json).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, haveCommand, isRoot } from '../helpers/daemon.js';
 import { readBoardReport, type BoardReport } from '../helpers/armhf-board.js';
+import { killEmulator, runToPowerOff } from '../helpers/emulator.js';
 
 const IMAGE = join(process.env.JITSU_CACHE ?? '/var/cache/jitsu', 'armhf');
 const artefacts = ['vmlinuz', 'initrd.gz', 'rootfs.ext4', 'build/Release/jitsu_native.node'].map((f) => join(IMAGE, f));
@@ -29,7 +29,6 @@ const why = missing.length ? `(skipped: needs ${missing.join(', ')})` : '';
  */
 const BOARD_TIMEOUT_MS = 18 * 60_000;
 
-let board: ChildProcess | undefined;
 let out = '';
 let consoleText = '';
 let report: BoardReport | undefined;
@@ -38,30 +37,16 @@ let boardSeconds = 0;
 beforeAll(async () => {
   if (missing.length) return;
   out = mkdtempSync(join(tmpdir(), 'jitsu-armhf-'));
-  const t0 = performance.now();
-  const child = spawn(join(ROOT, 'test/armhf/run-board.sh'), [out, 'test'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  board = child;
-  child.stdout.on('data', (d: Buffer) => (consoleText += d.toString('latin1')));
-  child.stderr.on('data', (d: Buffer) => (consoleText += d.toString('latin1')));
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      consoleText += `\n[armhf-board test] no power-off within ${BOARD_TIMEOUT_MS / 60_000} min: killing QEMU\n`;
-      child.kill('SIGKILL');
-    }, BOARD_TIMEOUT_MS);
-    child.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  board = undefined;
-  boardSeconds = (performance.now() - t0) / 1000;
+  const run = await runToPowerOff(join(ROOT, 'test/armhf/run-board.sh'), [out, 'test'], [], BOARD_TIMEOUT_MS);
+  consoleText = run.consoleText;
+  boardSeconds = run.marks['total']! / 1000;
   report = readBoardReport(out);
   console.log(`FIGURE armhf-board run (emulated, TCG, 2 vCPUs): ${boardSeconds.toFixed(0)} s; ${report.groups.map((g) => `${g.name} ${g.seconds.toFixed(0)} s`).join(', ')}`);
   for (const [name, value] of report.figures) console.log(`FIGURE armhf-board ${name} (emulated): ${value}`);
 }, BOARD_TIMEOUT_MS + 60_000);
 
 afterAll(() => {
-  board?.kill('SIGKILL');
+  killEmulator();
   if (out) rmSync(out, { recursive: true, force: true });
 });
 

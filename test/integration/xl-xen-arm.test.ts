@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, haveCommand, isRoot } from '../helpers/daemon.js';
-import { collectResults, killLab, runLab, scenarioResult, seconds as s, type Curl, type Dig, type LabRun, type Result } from '../helpers/xen-lab.js';
+import { killEmulator, runToPowerOff, type EmulatorRun } from '../helpers/emulator.js';
+import { collectResults, scenarioResult, seconds as s, type Curl, type Dig, type Result } from '../helpers/xen-lab.js';
 
 const CACHE = process.env['JITSU_CACHE'] || '/var/cache/jitsu';
 const artefacts = [
@@ -31,14 +32,14 @@ const why = missing.length ? `(skipped: needs ${missing.join(', ')})` : '';
 const LAB_TIMEOUT_MS = 14 * 60_000;
 
 let out = '';
-let lab: LabRun = { consoleText: '', marks: {} };
+let lab: EmulatorRun = { consoleText: '', marks: {} };
 const results = new Map<string, Result>();
 
 beforeAll(async () => {
   if (missing.length) return;
   out = mkdtempSync(join(tmpdir(), 'jitsu-xen-arm-'));
   // Stage times from the console, as the host sees them.
-  lab = await runLab(join(ROOT, 'lab/xen-arm/boot.sh'), [out, 'driver'], [
+  lab = await runToPowerOff(join(ROOT, 'lab/xen-arm/boot.sh'), [out, 'driver'], [
     ['xen', /\*\*\* LOADING DOMAIN 0 \*\*\*/],
     ['dom0Init', /XENARM: dom0 userspace/],
     ['dom0Userspace', /LAB: dom0 userspace/],
@@ -65,7 +66,7 @@ beforeAll(async () => {
 }, LAB_TIMEOUT_MS + 20_000);
 
 afterAll(() => {
-  killLab();
+  killEmulator();
   if (out) rmSync(out, { recursive: true, force: true });
 });
 

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, haveCommand, isRoot } from '../helpers/daemon.js';
-import { collectResults, killLab, runLab, scenarioResult, seconds as s, type Curl, type Dig, type LabRun, type Result } from '../helpers/xen-lab.js';
+import { killEmulator, runToPowerOff, type EmulatorRun } from '../helpers/emulator.js';
+import { collectResults, scenarioResult, seconds as s, type Curl, type Dig, type Result } from '../helpers/xen-lab.js';
 
 const LAB = join(process.env['JITSU_CACHE'] || '/var/cache/jitsu', 'xen-lab');
 const artefacts = ['xen', 'vmlinuz', 'dom0.cpio', 'manifest.txt'].map((f) => join(LAB, f));
@@ -25,14 +26,14 @@ const why = missing.length ? `(skipped: needs ${missing.join(', ')})` : '';
 const LAB_TIMEOUT_MS = 24 * 60_000;
 
 let out = '';
-let lab: LabRun = { consoleText: '', marks: {} };
+let lab: EmulatorRun = { consoleText: '', marks: {} };
 const results = new Map<string, Result>();
 
 beforeAll(async () => {
   if (missing.length) return;
   out = mkdtempSync(join(tmpdir(), 'jitsu-xen-lab-'));
   // Stage times from the console, as the host sees them.
-  lab = await runLab(join(ROOT, 'lab/xen/boot.sh'), [out, 'driver'], [
+  lab = await runToPowerOff(join(ROOT, 'lab/xen/boot.sh'), [out, 'driver'], [
     ['xen', /\(XEN\) \*\*\* Building a PV Dom0 \*\*\*/],
     ['dom0Kernel', /Linux version \d/],
     ['dom0Userspace', /LAB: dom0 userspace/],
@@ -54,7 +55,7 @@ beforeAll(async () => {
 }, LAB_TIMEOUT_MS + 60_000);
 
 afterAll(() => {
-  killLab();
+  killEmulator();
   if (out) rmSync(out, { recursive: true, force: true });
 });
 
