@@ -23,7 +23,7 @@ import { startObserveServer, type ObserveServer } from './observe/http.js';
 import type { LogLevel, Logger } from './observe/log.js';
 import { noNotifier, serviceSummary, type Notifier } from './observe/notify.js';
 import { MetricsRegistry } from './observe/metrics.js';
-import { BackendPool } from './pool/pool.js';
+import { BackendPool, LOAD_WAIT_MS } from './pool/pool.js';
 import { ServiceManager } from './services/manager.js';
 import { buildSpec, packetPathTargets } from './services/spec.js';
 import { StateStore } from './state/store.js';
@@ -207,6 +207,8 @@ export async function startDaemon(config: Config, logger: Logger, opts: StartOpt
       cleanups.push(() => obs.close());
     }
 
+    // Ready means a boot no longer waits for a worker to load its modules.
+    if (!(await pool.loaded(LOAD_WAIT_MS))) logger.warn('backend workers still loading: the first boots wait for them', { wait_ms: LOAD_WAIT_MS });
     opts.signal?.throwIfAborted();
     logger.info('jitsu ready', {
       dns: [...new Set(dns.addresses().map((a) => `${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`))].join(','),

@@ -1,4 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { ServiceSpec } from '../backends/backend.js';
 import { errorCode } from '../errors.js';
@@ -47,5 +50,33 @@ describe('BackendPool', () => {
     }
     const closed = await pool.state({ backend: 'process', service: 'x', pid: 1, data: {} }, spec).catch((e: unknown) => e);
     expect(errorCode(closed)).toBe('ABORTED');
+  });
+
+  it.skipIf(!existsSync(defaultWorkerFile()))('reports when every thread has loaded its modules', async () => {
+    const pool = new BackendPool({ logger: silentLogger, minThreads: 2, maxThreads: 2 });
+    try {
+      expect(pool.threads).toBe(2);
+      expect(await pool.loaded(20_000)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  // Ending a thread while Node still loads its modules can abort the whole process (a V8 fatal
+  // error in a synchronous ESM require): a daemon stopped right after it started died of SIGABRT.
+  it('close() lets threads that are still loading finish before it ends them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jitsu-pool-'));
+    const marks = join(dir, 'loaded');
+    writeFileSync(marks, '');
+    process.env['JITSU_TEST_LOADED_FILE'] = marks;
+    try {
+      const workerFile = fileURLToPath(new URL('../../test/fixtures/pool/slow-loading-worker.mjs', import.meta.url));
+      const pool = new BackendPool({ logger: silentLogger, minThreads: 2, maxThreads: 2, workerFile });
+      await pool.close();
+      expect(readFileSync(marks, 'utf8').trim().split('\n')).toHaveLength(2);
+    } finally {
+      delete process.env['JITSU_TEST_LOADED_FILE'];
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -5,7 +5,10 @@ import type { BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } f
 import { JitsuError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { PoolOp, PoolRequest, PoolResults } from './protocol.js';
-import { fromWireError, isPoolResponse } from './protocol.js';
+import { fromWireError, isPoolResponse, isWorkerLoaded } from './protocol.js';
+
+/** How long close() waits for threads still loading their modules (a busy 2-core box takes ~0.5 s). */
+export const LOAD_WAIT_MS = 10_000;
 
 export interface BackendPoolOptions {
   minThreads?: number;
@@ -30,6 +33,9 @@ export class BackendPool {
   private readonly piscina: Piscina;
   private readonly logger: Logger;
   private closed = false;
+  /** Threads that have loaded their modules (protocol.ts WorkerLoaded); only those may be ended. */
+  private readonly loadedThreads = new Set<number>();
+  private readonly loadWaiters = new Set<() => void>();
 
   constructor(opts: BackendPoolOptions) {
     const filename = opts.workerFile ?? defaultWorkerFile();
@@ -53,6 +59,29 @@ export class BackendPool {
       // only guards memory; 'auto' (maxThreads²) made concurrent summons fail.
       concurrentTasksPerWorker: 64,
       maxQueue: 4096,
+    });
+    this.piscina.on('message', (message: unknown) => {
+      if (!isWorkerLoaded(message)) return;
+      this.loadedThreads.add(message.workerLoaded);
+      for (const check of [...this.loadWaiters]) check();
+    });
+  }
+
+  /** Resolves once every thread has loaded its modules, or after `timeoutMs`; true if all had. */
+  loaded(timeoutMs: number): Promise<boolean> {
+    const done = (): boolean => this.piscina.threads.every((t) => this.loadedThreads.has(t.threadId));
+    if (done()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (done()) finish(true);
+      };
+      const finish = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.loadWaiters.delete(check);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => finish(done()), timeoutMs);
+      this.loadWaiters.add(check);
     });
   }
 
@@ -107,10 +136,15 @@ export class BackendPool {
   /**
    * Waits a little for calls in flight, then ends the workers (services they started keep running).
    * A call still waiting after the grace (a ready() poll of a service already destroyed) is cut off.
+   * A thread still loading its modules (a daemon stopped right after it started) is waited for
+   * first: ending it mid-load can abort the process instead of letting it exit cleanly.
    */
   async close(graceMs = 2000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (!(await this.loaded(LOAD_WAIT_MS))) {
+      this.logger.warn('backend workers still loading after the wait: ending them anyway', { wait_ms: LOAD_WAIT_MS });
+    }
     let timer: NodeJS.Timeout | undefined;
     const finished = await Promise.race([
       this.piscina.close().then(

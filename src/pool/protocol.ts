@@ -17,6 +17,19 @@ export type PoolRequest =
 
 export type PoolOp = PoolRequest['op'];
 
+/**
+ * A worker posts this once its module graph has loaded. Terminating a thread while Node still
+ * loads its modules can abort the whole process (V8 fatal error in a synchronous module
+ * instantiation), so the pool ends no thread before it has said this.
+ */
+export interface WorkerLoaded {
+  workerLoaded: number;
+}
+
+export function isWorkerLoaded(value: unknown): value is WorkerLoaded {
+  return typeof value === 'object' && value !== null && typeof (value as Partial<WorkerLoaded>).workerLoaded === 'number';
+}
+
 /** What a successful call of each op yields. */
 export interface PoolResults {
   start: BackendHandle;

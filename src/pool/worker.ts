@@ -4,9 +4,10 @@
  * half-started services behind). Children spawned here are detached and unref'd: they outlive
  * this thread.
  */
+import { parentPort, threadId } from 'node:worker_threads';
 import { vanishedReport } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
-import type { PoolRequest, PoolResponse } from './protocol.js';
+import type { PoolRequest, PoolResponse, WorkerLoaded } from './protocol.js';
 import { epochNow, toWireError } from './protocol.js';
 
 export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
@@ -41,3 +42,8 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
 }
 
 export default runRequest;
+
+// Posted from the next turn of the event loop: piscina loads this module with a synchronous
+// require() of ESM, which is still running when this line is evaluated; only after it returns can
+// the thread be ended safely.
+setImmediate(() => parentPort?.postMessage({ workerLoaded: threadId } satisfies WorkerLoaded));

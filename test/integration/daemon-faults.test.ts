@@ -49,7 +49,8 @@ interface RawDaemon {
   port: number;
   metricsPort: number;
   stateDir: string;
-  exited: Promise<number | null>;
+  /** The exit status, or the signal that killed it (so a crash reads as SIGABRT, not null). */
+  exited: Promise<number | NodeJS.Signals | null>;
 }
 const rawDaemons: RawDaemon[] = [];
 async function spawnDaemon(opts: { bridge: string; services: string[]; args?: string[]; env?: Record<string, string>; stdio?: 'pipe' | 'ignore' }): Promise<RawDaemon> {
@@ -58,7 +59,7 @@ async function spawnDaemon(opts: { bridge: string; services: string[]; args?: st
   const stateDir = tempDir();
   const args = [CLI, '-b', '127.0.0.1', '-l', String(port), '-f', '0.0.0.0', '--bridge', opts.bridge, '--state', stateDir, '--metrics', `127.0.0.1:${metricsPort}`, '--log-level', 'debug', ...(opts.args ?? []), ...opts.services];
   const child = spawn(process.execPath, args, { stdio: ['ignore', opts.stdio ?? 'pipe', opts.stdio ?? 'pipe'], env: { ...process.env, ...opts.env } });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const exited = new Promise<number | NodeJS.Signals | null>((r) => child.once('exit', (code, signal) => r(code ?? signal)));
   const d = { child, port, metricsPort, stateDir, exited };
   rawDaemons.push(d);
   return d;
@@ -73,7 +74,7 @@ async function waitReady(d: RawDaemon): Promise<void> {
   await expect.poll(() => fetch(`http://127.0.0.1:${d.metricsPort}/status`).then((r) => r.ok, () => false), { timeout: 20_000, interval: 50 }).toBe(true);
 }
 
-async function stopRaw(d: RawDaemon): Promise<number | null> {
+async function stopRaw(d: RawDaemon): Promise<number | NodeJS.Signals | null> {
   if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGTERM');
   const timer = setTimeout(() => d.child.kill('SIGKILL'), 30_000);
   const code = await d.exited;
