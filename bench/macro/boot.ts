@@ -90,7 +90,7 @@ export const CASES: BackendCase[] = [
     backend: 'qemu',
     keys: '',
     idleTimeout: 3,
-    share: 0.23,
+    share: 0.2,
     missing: qemuMissing,
   },
   {
@@ -99,7 +99,16 @@ export const CASES: BackendCase[] = [
     id: 'qemu-template',
     keys: ',snapshot=template',
     idleTimeout: 3,
-    share: 0.2,
+    share: 0.15,
+    missing: qemuMissing,
+  },
+  {
+    // The same, with the next copy's QEMU started ahead while stopped: a summon only loads its state.
+    backend: 'qemu',
+    id: 'qemu-prespawn',
+    keys: ',snapshot=template,prespawn=on',
+    idleTimeout: 3,
+    share: 0.15,
     missing: qemuMissing,
   },
   {
@@ -108,7 +117,7 @@ export const CASES: BackendCase[] = [
     id: 'qemu-hibernate',
     keys: ',stop=hibernate',
     idleTimeout: 3,
-    share: 0.2,
+    share: 0.13,
     missing: qemuMissing,
   },
 ];
@@ -229,7 +238,7 @@ export const bootBenchmark: Benchmark = {
     });
     out.notes.push(
       'Client: a network namespace on the daemon\'s bridge (like a host on the service LAN) running bench/macro/probe-client.js: UDP A query, TCP connect to the answer, HTTP GET, first response byte; TCP counters are that namespace\'s own.',
-      'Services: process = busybox httpd in its netns (ready=tcp:80); container = crun with the busybox rootfs (ready = port 80 listening); container-precreate = the same with precreate=on (created ahead while stopped, a summon runs crun start); qemu = microVM (TCG) with the guest image of scripts/build-guest.sh, booted cold; qemu-template = snapshot=template (the warm-up boots cold and saves the template, each counted summon restores a copy); qemu-hibernate = stop=hibernate (each idle stop saves the guest with its RAM, each counted summon resumes it). Response delay -d 0; the idle reaper stops the service between runs.',
+      'Services: process = busybox httpd in its netns (ready=tcp:80); container = crun with the busybox rootfs (ready = port 80 listening); container-precreate = the same with precreate=on (created ahead while stopped, a summon runs crun start); qemu = microVM (TCG) with the guest image of scripts/build-guest.sh, booted cold; qemu-template = snapshot=template (the warm-up boots cold and saves the template, each counted summon restores a copy); qemu-prespawn = the same with prespawn=on (the next copy\'s QEMU waits in -incoming defer while stopped); qemu-hibernate = stop=hibernate (each idle stop saves the guest with its RAM, each counted summon resumes it). Response delay -d 0; the idle reaper stops the service between runs.',
       'Each backend gets one uncounted warm-up boot first (its first byte is in values as "first boot after daemon start").',
       'Overhead samples are exact per boot: the increase of jitsu_orchestration_seconds_sum{step} over the run (exactly one observation each).',
     );

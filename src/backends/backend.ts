@@ -129,6 +129,8 @@ export interface OptionSpec {
   example?: string;
   /** Returns an error message naming the fix, or undefined when the value is fine. */
   validate?: (value: string) => string | undefined;
+  /** When the key is given: how it conflicts with the service's other keys (a message naming the fix), or undefined. */
+  conflicts?: (options: Readonly<Record<string, readonly string[]>>) => string | undefined;
 }
 
 export interface Backend {

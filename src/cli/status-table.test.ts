@@ -5,7 +5,7 @@ import { formatStatusTable } from './status-table.js';
 function status(over: Partial<RuntimeStatus>): RuntimeStatus {
   return {
     service: 'www', backend: 'process', ip: '10.0.0.10', dns: ['www.example.test'], mask: 'none', state: 'stopped', suspended: false,
-    bootCount: 0, bootFailures: 0, lastBootMs: null, lastError: null, idleSeconds: null, pid: null, restart: 'no', exits: 0, lastExit: null, failedUntil: null,
+    bootCount: 0, bootFailures: 0, lastBootMs: null, lastError: null, idleSeconds: null, pid: null, standbyPid: null, restart: 'no', exits: 0, lastExit: null, failedUntil: null,
     ...over,
   };
 }

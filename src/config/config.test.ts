@@ -104,6 +104,21 @@ describe('service keys', () => {
     expect(() => validate([service])).toThrow(message);
   });
 
+  it("rejects a key that conflicts with the service's other keys, naming the fix (the backend's OptionSpec.conflicts)", () => {
+    const fake = createFakeBackend();
+    const withConflict = {
+      ...fake,
+      options: [
+        { key: 'snapshot', description: 's' },
+        { key: 'prespawn', description: 'p', conflicts: (o: Readonly<Record<string, readonly string[]>>) => (o['snapshot']?.[0] === 'template' ? undefined : 'add snapshot=template') },
+      ],
+    };
+    const check = (service: string) => () => validateConfig(parseArgv([service]).raw, { ...ctx, backend: () => withConflict });
+    expect(check('dns=a.jitsu.test,ip=10.0.0.2,name=a,prespawn=on')).toThrow(/^prespawn: service a: add snapshot=template/);
+    expect(check('dns=a.jitsu.test,ip=10.0.0.2,prespawn=on,snapshot=template')).not.toThrow();
+    expect(check('dns=a.jitsu.test,ip=10.0.0.2,snapshot=off')).not.toThrow();
+  });
+
   it('rejects two services claiming the same name, ip or dns name', () => {
     expect(() => validate(['dns=a.jitsu.test,ip=10.0.0.2', 'dns=a.jitsu.test,ip=10.0.0.3,name=b'])).toThrow(/^dns: "a.jitsu.test" is claimed by services/);
     expect(() => validate(['dns=a.jitsu.test,ip=10.0.0.2', 'dns=b.jitsu.test,ip=10.0.0.2'])).toThrow(/^ip: 10.0.0.2 is used by services/);

@@ -269,6 +269,8 @@ function validateBackendOptions(backend: Backend, pairs: readonly KeyValue[], se
     if (spec.required && !options[spec.key]) {
       throw new ConfigError(spec.key, `the ${backend.name} backend needs ${spec.key}= (service ${service})${spec.example ? `, e.g. ${spec.key}=${spec.example}` : ''}`);
     }
+    const conflict = options[spec.key] ? spec.conflicts?.(options) : undefined;
+    if (conflict !== undefined) throw new ConfigError(spec.key, `service ${service}: ${conflict}`);
   }
   return options;
 }

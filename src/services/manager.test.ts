@@ -408,13 +408,15 @@ describe('ServiceManager lifecycle', () => {
       await store.flush();
       const pid = fake.held.get(name)!.pid;
       expect((await store.load())[name]).toMatchObject({ standby: true, handle: { pid } });
+      expect(mgr.runtime(name)!.status()).toMatchObject({ state: 'stopped', pid: null, standbyPid: pid });
       await mgr.lookup(name)!.ensureUp();
       expect(fake.calls.filter((c) => c.startsWith('start'))).toEqual([`start ${name} from ${pid}`]);
-      expect(mgr.runtime(name)!.status()).toMatchObject({ state: 'ready', pid });
+      expect(mgr.runtime(name)!.status()).toMatchObject({ state: 'ready', pid, standbyPid: null });
       clock = 5_000;
       mgr.sweep();
       await until(() => fake.held.has(name));
       expect(fake.held.get(name)!.pid).not.toBe(pid);
+      await until(() => mgr.runtime(name)!.status().standbyPid === fake.held.get(name)!.pid);
       expect(fake.calls.filter((c) => c.startsWith('prepare'))).toEqual([`prepare ${name}`, `prepare ${name}`]);
       await settle(mgr, store);
     });

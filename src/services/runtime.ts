@@ -55,6 +55,8 @@ export interface RuntimeStatus {
   lastError: string | null;
   idleSeconds: number | null;
   pid: number | null;
+  /** What the backend holds ahead while stopped (Backend.prepare: a created container, a pre-spawned QEMU). */
+  standbyPid: number | null;
   restart: SupervisionPolicy['restart'];
   /** Unplanned ends after ready (crashes, exits), since the daemon started. */
   exits: number;
@@ -534,6 +536,7 @@ export class ServiceRuntime {
       lastError: this.lastError ?? null,
       idleSeconds: this.phase === 'ready' ? Math.round((this.deps.now() - this.lastActivity) / 100) / 10 : null,
       pid: this.handle?.pid ?? null,
+      standbyPid: this.standby?.pid ?? null,
       restart: this.deps.policy.restart,
       exits: this.exits,
       lastExit: this.lastExit ?? null,

@@ -118,7 +118,7 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
     console.log(`[daemon-masking] microVM cold boot behind handshake: connect ${(r.connect * 1000).toFixed(1)} ms, first byte ${(r.firstByte * 1000).toFixed(0)} ms, 0 SYN retransmits`);
   });
 
-  it('snapshot=template: after the first boot every summon restores a copy behind handshake, with no SYN retransmission', async () => {
+  it('snapshot=template, prespawn=on: after the first boot every summon restores a copy in a QEMU started ahead, behind handshake, with no SYN retransmission', async () => {
     const guest = await buildGuest();
     const id = `${PREFIX}sn`;
     const subnet = '10.200.241';
@@ -129,7 +129,7 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
     try {
       entry.daemon = await startDaemon({
         bridge: `${PREFIX}bsn`,
-        services: [`name=${id},dns=${id}.jitsu.test,ip=${ip},backend=qemu,mask=handshake,snapshot=template,kernel=${guest.stock},initrd=${guest.initrd},tap=${PREFIX}tsn`],
+        services: [`name=${id},dns=${id}.jitsu.test,ip=${ip},backend=qemu,mask=handshake,snapshot=template,prespawn=on,kernel=${guest.stock},initrd=${guest.initrd},tap=${PREFIX}tsn`],
         args: ['-f', '0.0.0.0', '--boot-timeout', '120', '--snapshot-dir', snapshots, '--idle-timeout', '2', '--sweep-interval', '0.5'],
         metrics: true,
       });
@@ -141,6 +141,9 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
       const firstBytes: number[] = [];
       for (let i = 0; i < 2; i++) {
         await waitUntilStopped(entry.daemon, i + 1);
+        // The next copy's QEMU is started once the service stopped, and shown as its standby.
+        const standbyPid = async (): Promise<number | null> => ((await (await fetch(`http://127.0.0.1:${entry.daemon!.metricsPort}/status`)).json()) as { services: { standbyPid: number | null }[] }).services[0]!.standbyPid;
+        await expect.poll(standbyPid, { timeout: 30_000, interval: 100 }).not.toBeNull();
         const before = await entry.client.tcpCounters();
         expect((await dig(entry.daemon.port, `${id}.jitsu.test`)).answers[0]).toContain(ip);
         const r = await timedCurl(entry.client, `http://${ip}/`);
@@ -149,7 +152,7 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
         expect((await entry.client.tcpCounters()).synRetrans - before.synRetrans).toBe(0);
         firstBytes.push(r.firstByte * 1000);
       }
-      expect(entry.daemon.logs().match(/restored from template/g)?.length).toBe(2);
+      expect(entry.daemon.logs().match(/restored from template \S+ in a pre-spawned QEMU/g)?.length).toBe(2);
       // Accounted: /status and /metrics read the snapshot dir (the template's RAM file and state).
       const status = (await (await fetch(`http://127.0.0.1:${entry.daemon.metricsPort}/status`)).json()) as { snapshots: { dir: string; usedBytes: number; maxBytes: number; byService: Record<string, number> } };
       expect(status.snapshots.dir).toBe(snapshots);
@@ -157,7 +160,7 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
       expect(status.snapshots.usedBytes).toBeLessThanOrEqual(status.snapshots.maxBytes);
       const metricsText = await (await fetch(`http://127.0.0.1:${entry.daemon.metricsPort}/metrics`)).text();
       expect(metricsText).toMatch(new RegExp(`jitsu_snapshot_bytes\\{service="${id}"\\} [1-9]`));
-      console.log(`FIGURE daemon, qemu snapshot=template behind handshake (TCG): query -> first byte of a restored copy ${firstBytes.map((m) => m.toFixed(0)).join(', ')} ms, 0 SYN retransmits`);
+      console.log(`FIGURE daemon, qemu snapshot=template prespawn=on behind handshake (TCG): query -> first byte of a restored copy ${firstBytes.map((m) => m.toFixed(0)).join(', ')} ms, 0 SYN retransmits`);
     } finally {
       rmSync(snapshots, { recursive: true, force: true });
     }

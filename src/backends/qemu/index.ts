@@ -25,6 +25,7 @@ import { signalGroup } from '../common/process-group.js';
 import { QmpClient, qmpOnce, withTimeout } from './qmp.js';
 import { pollUntil, rxPackets, waitFirstFrame, waitTcp } from '../common/readiness.js';
 import { createTap, removeTap } from './tap.js';
+import { setLinkUp } from '../../network/link.js';
 import { resolveIdentity, type Identity } from '../common/identity.js';
 
 export { parseQemuOptions, qemuOptions, defaultTapName, guestImageDir } from './options.js';
@@ -169,8 +170,82 @@ async function plan(spec: ServiceSpec): Promise<LaunchPlan> {
 
 async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
   const p = await plan(spec);
-  if (p.cfg.snapshot === 'template' && spec.snapshots !== undefined) return startFromTemplate(spec, p, spec.snapshots, signal);
+  // The record is consumed whatever happens next: a pre-spawned QEMU is started now or ended.
+  const held = takeStandby(spec.runDir);
+  if (p.cfg.snapshot === 'template' && spec.snapshots !== undefined) return startFromTemplate(spec, p, spec.snapshots, signal, held);
+  if (held) await discardStandby(held, spec);
   return launch(spec, p, signal);
+}
+
+/**
+ * prespawn=on: the next copy's QEMU, started and waiting in `-incoming defer` for the state of the
+ * template `key` (given to it as fd 3 already), its tap down so that nothing queues for a guest
+ * that does not run yet. Recorded in the run dir; the daemon persists the handle too.
+ */
+interface Standby {
+  key: string;
+  handle: BackendHandle;
+}
+
+const standbyPath = (runDir: string): string => join(runDir, 'standby.json');
+
+function readStandby(runDir: string): Standby | undefined {
+  try {
+    const doc = JSON.parse(readFileSync(standbyPath(runDir), 'utf8')) as Partial<Standby>;
+    if (typeof doc.key !== 'string' || typeof doc.handle !== 'object' || doc.handle === null) return undefined;
+    qemuHandle.read(doc.handle);
+    return { key: doc.key, handle: doc.handle };
+  } catch {
+    return undefined; // none, or not one of ours: a new one is made
+  }
+}
+
+function takeStandby(runDir: string): Standby | undefined {
+  const held = readStandby(runDir);
+  rmSync(standbyPath(runDir), { force: true });
+  return held;
+}
+
+function standbyAlive(held: Standby): boolean {
+  const { data, pid } = qemuHandle.read(held.handle);
+  return isAlive(pid, data.startTime);
+}
+
+async function discardStandby(held: Standby, spec: ServiceSpec): Promise<void> {
+  await end(held.handle, spec, 'destroy', AbortSignal.timeout(QUIT_GRACE_MS * 3)).catch(() => undefined);
+}
+
+/**
+ * Backend.prepare: with prespawn=on and a valid template, a QEMU waiting for it (kept when the one
+ * there still waits for this template); otherwise nothing, and whatever was held is ended.
+ */
+async function prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
+  const held = readStandby(spec.runDir);
+  const drop = async (): Promise<undefined> => {
+    if (held) {
+      rmSync(standbyPath(spec.runDir), { force: true });
+      await discardStandby(held, spec);
+    }
+    return undefined;
+  };
+  const store = spec.snapshots;
+  if (!parseQemuOptions(spec, hash8).prespawn || store === undefined) return drop();
+  const p = await plan(spec);
+  const key = snapshotKey(p);
+  const found = checkTemplate(store, spec.service, key, p.cfg.memoryMiB * 1024 * 1024);
+  if (found.ok && held?.key === key && standbyAlive(held)) return held.handle;
+  await drop();
+  // No template yet: the next start boots cold and makes one; the stop after it pre-spawns.
+  if (!found.ok) return undefined;
+  const handle = await launchIncoming(spec, p, found.paths.state, signal, copyArgs(spec, found.paths));
+  try {
+    await setLinkUp(p.cfg.tap, false);
+    writeFileSync(standbyPath(spec.runDir), JSON.stringify({ key, handle } satisfies Standby));
+  } catch (err) {
+    await discardStandby({ key, handle }, spec);
+    throw err;
+  }
+  return handle;
 }
 
 /**
@@ -269,12 +344,24 @@ const SAVE_TIMEOUT_MS = 20_000;
  * boot and a fresh template; a template that cannot be taken leaves the cold guest serving. Each
  * such turn is in the handle's notes, for the log.
  */
-async function startFromTemplate(spec: ServiceSpec, p: LaunchPlan, store: SnapshotStore, signal: AbortSignal): Promise<BackendHandle> {
+async function startFromTemplate(spec: ServiceSpec, p: LaunchPlan, store: SnapshotStore, signal: AbortSignal, held: Standby | undefined): Promise<BackendHandle> {
   const { cfg } = p;
   const memBytes = cfg.memoryMiB * 1024 * 1024;
   const key = snapshotKey(p);
   const notes: string[] = [];
   const found = checkTemplate(store, spec.service, key, memBytes);
+  const standby = found.ok && held?.key === key && standbyAlive(held) ? held : undefined;
+  if (held && !standby) await discardStandby(held, spec);
+  if (found.ok && standby) {
+    try {
+      await setLinkUp(cfg.tap, true);
+      return withNotes(await runIncoming(spec, standby.handle, true, signal), [`restored from template ${found.paths.dir} in a pre-spawned QEMU`]);
+    } catch (err) {
+      await discardStandby(standby, spec);
+      if (signal.aborted) throw err;
+      notes.push(`the pre-spawned QEMU did not restore (${errorMessage(err)}); restoring in a new one`);
+    }
+  }
   if (found.ok) {
     try {
       return withNotes(await restoreCopy(spec, p, found.paths, signal), [`restored from template ${found.paths.dir}`]);
@@ -413,27 +500,40 @@ async function agentUp(spec: ServiceSpec, signal: AbortSignal): Promise<void> {
   throw new JitsuError('AGENT_FAILED', `service ${spec.service}: the guest has no jitsu agent answering on ${AGENT_PORT_NAME} (${errorMessage(last)}); a snapshot needs it for clone safety (see the qemu README)`, { service: spec.service });
 }
 
+/** The RAM file and agent of a copy of `tpl`: mapped copy-on-write, never written back. */
+function copyArgs(spec: ServiceSpec, tpl: TemplatePaths): SnapshotArgs {
+  return { memPath: tpl.mem, share: false, agentPipe: agentPipeBase(spec.runDir), incoming: true };
+}
+
 /**
  * A fresh copy of a template: the same machine with RAM mapped copy-on-write from the template's
  * file, its device state read from the template. ready() then reseeds it.
  */
 function restoreCopy(spec: ServiceSpec, p: LaunchPlan, tpl: TemplatePaths, signal: AbortSignal): Promise<BackendHandle> {
-  return restore(spec, p, tpl.state, true, signal, { memPath: tpl.mem, share: false, agentPipe: agentPipeBase(spec.runDir), incoming: true });
+  return restore(spec, p, tpl.state, true, signal, copyArgs(spec, tpl));
 }
 
-/**
- * Starts QEMU waiting for a migration stream and feeds it `statePath` (as fd 3). `cont` is sent with
- * the incoming migration, so the guest runs the moment its state is loaded; this returns once QEMU
- * says it runs (a state it cannot load ends QEMU: SNAPSHOT_FAILED, and the caller boots cold).
- */
-async function restore(spec: ServiceSpec, p: LaunchPlan, statePath: string, ignoreShared: boolean, signal: AbortSignal, snapshot?: SnapshotArgs): Promise<BackendHandle> {
+/** Starts QEMU waiting for a migration stream, `statePath` given to it as fd 3. */
+async function launchIncoming(spec: ServiceSpec, p: LaunchPlan, statePath: string, signal: AbortSignal, snapshot?: SnapshotArgs): Promise<BackendHandle> {
   const stateFd = openSync(statePath, 'r');
-  let copy: BackendHandle;
   try {
-    copy = await launch(spec, p, signal, snapshot, stateFd);
+    return await launch(spec, p, signal, snapshot, stateFd);
   } finally {
     closeSync(stateFd);
   }
+}
+
+/** Starts QEMU waiting for `statePath` and loads it: see runIncoming. */
+async function restore(spec: ServiceSpec, p: LaunchPlan, statePath: string, ignoreShared: boolean, signal: AbortSignal, snapshot?: SnapshotArgs): Promise<BackendHandle> {
+  return runIncoming(spec, await launchIncoming(spec, p, statePath, signal, snapshot), ignoreShared, signal);
+}
+
+/**
+ * Has a QEMU started by launchIncoming load its fd 3. `cont` is sent with the incoming migration,
+ * so the guest runs the moment its state is loaded; this returns once QEMU says it runs (a state it
+ * cannot load ends QEMU: SNAPSHOT_FAILED, and the caller boots cold).
+ */
+async function runIncoming(spec: ServiceSpec, copy: BackendHandle, ignoreShared: boolean, signal: AbortSignal): Promise<BackendHandle> {
   const { data: d, pid } = qemuHandle.read(copy);
   try {
     const qmp = await QmpClient.connect(d.qmp, 2000);
@@ -496,6 +596,8 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
 
 function stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, signal: AbortSignal): Promise<void> {
   if (mode === 'hibernate') return hibernate(handle, spec, signal);
+  const held = readStandby(spec.runDir);
+  if (held !== undefined && handleId(held.handle) === handleId(handle)) rmSync(standbyPath(spec.runDir), { force: true });
   // Any other stop of a hibernated guest ends it for good.
   if (spec.snapshots !== undefined && hibernatedAs(spec.snapshots, spec.service) === handleId(handle)) rmSync(hibernationPath(spec.snapshots, spec.service), { recursive: true, force: true });
   return end(handle, spec, mode, signal);
@@ -685,4 +787,5 @@ export const backend: Backend = {
   resume,
   state,
   exitReport,
+  prepare,
 };

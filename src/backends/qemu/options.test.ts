@@ -27,12 +27,12 @@ describe('qemu options', () => {
     const c = parseQemuOptions(spec({
       kernel: ['/k'], initrd: ['/i'], cmdline: ['quiet'], memory: ['256'], vcpus: ['2'], mac: ['02:00:00:00:00:09'], nic: ['br1'],
       tap: ['jt4t9'], accel: ['tcg'], acpi: ['off'], shutdown_timeout: ['3'], qemu: ['/opt/qemu'],
-      user: ['qemu-jitsu'], sandbox: ['off'], chroot: ['/var/empty'], snapshot: ['template'],
+      user: ['qemu-jitsu'], sandbox: ['off'], chroot: ['/var/empty'], snapshot: ['template'], prespawn: ['on'],
     }), hash, {});
     expect(c).toEqual({
       kernel: '/k', initrd: '/i', cmdline: 'quiet', memoryMiB: 256, vcpus: 2, mac: '02:00:00:00:00:09', bridge: 'br1', tap: 'jt4t9',
       accel: 'tcg', acpi: false, shutdownTimeoutMs: 3000, binary: '/opt/qemu', user: 'qemu-jitsu', sandbox: false, chroot: '/var/empty',
-      snapshot: 'template',
+      snapshot: 'template', prespawn: true,
     });
   });
   it.each([
@@ -47,6 +47,8 @@ describe('qemu options', () => {
     [{ sandbox: ['yes'] }, /sandbox/],
     [{ chroot: ['rel'] }, /chroot/],
     [{ snapshot: ['yes'] }, /snapshot must be off or template/],
+    [{ snapshot: ['template'], prespawn: ['yes'] }, /prespawn must be on or off/],
+    [{ prespawn: ['on'] }, /prespawn=on waits for a template's state: add snapshot=template/],
     [{ user: ['a b'] }, /user/],
     [{ kernel: ['/a', '/b'] }, /given 2 times/],
     [{ kernal: ['/a'] }, /unknown qemu key "kernal"/],

@@ -34,6 +34,8 @@ export interface QemuConfig {
   chroot?: string;
   /** `template`: summons restore a copy of a memory snapshot taken after the first boot (snapshot.ts). */
   snapshot: 'off' | 'template';
+  /** snapshot=template: keep the next copy's QEMU started and waiting for its state while the service is stopped. */
+  prespawn: boolean;
 }
 
 /** Where build-guest.sh leaves the project's guest image. */
@@ -55,15 +57,18 @@ const validMac = (v: string): string | undefined =>
 const validIf = (what: string) => (v: string): string | undefined =>
   isValidIfName(v) ? undefined : `${what} must be an interface name of 1-15 characters without spaces, / or :, got "${v}"`;
 const validAccel = (v: string): string | undefined => (v === 'auto' || v === 'kvm' || v === 'tcg' ? undefined : `accel must be auto, kvm or tcg, got "${v}"`);
-const validOnOff = (v: string): string | undefined => (v === 'on' || v === 'off' ? undefined : `acpi must be on or off, got "${v}"`);
+const validOnOff = (key: string) => (v: string): string | undefined => (v === 'on' || v === 'off' ? undefined : `${key} must be on or off, got "${v}"`);
 const validPath = (what: string) => (v: string): string | undefined => (v.length > 0 && !v.includes('\0') ? undefined : `${what} must be a file path`);
 const validUser = (v: string): string | undefined => (/^([a-z_][a-z0-9_.-]{0,31}|\d{1,10})$/i.test(v) ? undefined : `user must be a user name or uid, got "${v}"`);
-const validSandbox = (v: string): string | undefined => (v === 'on' || v === 'off' ? undefined : `sandbox must be on or off, got "${v}"`);
 const validSnapshot = (v: string): string | undefined => (v === 'off' || v === 'template' ? undefined : `snapshot must be off or template, got "${v}"`);
 const validChroot = (v: string): string | undefined => (v.startsWith('/') && !v.includes(',') ? undefined : `chroot must be an absolute directory path without commas, got "${v}"`);
 // Commas and quotes would be split or mangled by the service-argument syntax before they got here;
 // what remains must not smuggle a newline into the kernel command line.
 const validCmdline = (v: string): string | undefined => (/[\n\r\0]/.test(v) ? 'cmdline must be one line' : undefined);
+
+function prespawnConflict(prespawn: string | undefined, snapshot: string | undefined): string | undefined {
+  return prespawn === 'on' && snapshot !== 'template' ? "prespawn=on waits for a template's state: add snapshot=template, or drop prespawn" : undefined;
+}
 
 export const qemuOptions: readonly OptionSpec[] = [
   { key: 'kernel', description: 'uncompressed guest kernel (ELF vmlinux); default: the guest image built by scripts/build-guest.sh (vmlinux-stock)', example: '/var/cache/jitsu/guest/vmlinux-stock', validate: validPath('kernel') },
@@ -75,7 +80,7 @@ export const qemuOptions: readonly OptionSpec[] = [
   { key: 'nic', description: 'bridge the guest\'s tap joins (default: the daemon\'s bridge)', example: 'jitsu0', validate: validIf('nic') },
   { key: 'tap', description: 'host tap name (default: derived from the service name, <= 15 chars)', example: 'web-t', validate: validIf('tap') },
   { key: 'accel', description: 'auto (probe KVM once per host with a test boot, else TCG), kvm or tcg (default auto)', example: 'auto', validate: validAccel },
-  { key: 'acpi', description: 'microvm ACPI: on (default; Debian\'s stock kernel needs it to find its NIC, and it enables clean shutdown) or off (tiny kernel: faster boot)', example: 'on', validate: validOnOff },
+  { key: 'acpi', description: 'microvm ACPI: on (default; Debian\'s stock kernel needs it to find its NIC, and it enables clean shutdown) or off (tiny kernel: faster boot)', example: 'on', validate: validOnOff('acpi') },
   { key: 'shutdown_timeout', description: 'seconds stop mode shutdown waits for the guest to power off before quitting QEMU (default 10)', example: '10', validate: validShutdown },
   { key: 'qemu', description: 'QEMU binary (default qemu-system-x86_64)', example: 'qemu-system-x86_64', validate: validPath('qemu') },
   {
@@ -84,12 +89,20 @@ export const qemuOptions: readonly OptionSpec[] = [
     example: DEFAULT_SERVICE_USER,
     validate: validUser,
   },
-  { key: 'sandbox', description: 'seccomp filter (-sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny, elevateprivileges=deny when QEMU stays root): on (default) or off', example: 'on', validate: validSandbox },
+  { key: 'sandbox', description: 'seccomp filter (-sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny, elevateprivileges=deny when QEMU stays root): on (default) or off', example: 'on', validate: validOnOff('sandbox') },
   {
     key: 'snapshot',
     description: 'template: the first boot is cold, then the guest is saved (RAM file under --snapshot-dir + device state) and every summon restores a fresh copy (~0.4 s under TCG here instead of a 10 s boot; the guest needs the jitsu agent for clone safety, as the project\'s guest image has); off (default)',
     example: 'template',
     validate: validSnapshot,
+  },
+  {
+    key: 'prespawn',
+    description:
+      'on (needs snapshot=template): while the service is stopped, keep its next copy\'s QEMU started and waiting for the template\'s state (-incoming defer, its tap down), so a summon skips QEMU\'s start-up; it holds QEMU\'s own memory meanwhile (not the guest\'s). off (default)',
+    example: 'on',
+    validate: validOnOff('prespawn'),
+    conflicts: (o) => prespawnConflict(o['prespawn']?.[0], o['snapshot']?.[0]),
   },
   { key: 'chroot', description: 'directory QEMU chroots into once the machine is set up (-chroot; an empty directory will do)', example: '/var/empty', validate: validChroot },
 ];
@@ -129,6 +142,10 @@ export function parseQemuOptions(spec: ServiceSpec, hash: (s: string) => string,
   const mac = (one('mac') ?? spec.network.mac).toLowerCase();
   const macProblem = validMac(mac);
   if (macProblem) throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${macProblem}`, { service: spec.service, key: 'mac' });
+  const snapshot = (one('snapshot') ?? 'off') as 'off' | 'template';
+  const conflict = prespawnConflict(one('prespawn'), snapshot);
+  if (conflict !== undefined) throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${conflict}`, { service: spec.service, key: 'prespawn' });
+  const prespawn = one('prespawn') === 'on';
   return {
     kernel: kernel ?? join(image, 'vmlinux-stock'),
     ...(initrd !== undefined ? { initrd } : {}),
@@ -144,7 +161,8 @@ export function parseQemuOptions(spec: ServiceSpec, hash: (s: string) => string,
     binary: one('qemu') ?? 'qemu-system-x86_64',
     user: one('user') ?? DEFAULT_SERVICE_USER,
     sandbox: (one('sandbox') ?? 'on') === 'on',
-    snapshot: (one('snapshot') ?? 'off') as 'off' | 'template',
+    snapshot,
+    prespawn,
     ...(one('chroot') !== undefined ? { chroot: one('chroot')! } : {}),
   };
 }

@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { SnapshotStore } from '../backend.js';
@@ -48,16 +48,29 @@ export function buildPaths(store: SnapshotStore, service: string): TemplatePaths
 
 const versions = new Map<string, string>();
 
-/** `qemu --version`'s first line, once per binary (path, size and mtime). */
+/** Where `binary` runs from: itself when it has a slash, else the first executable of that name on PATH. */
+function resolveBinary(binary: string): string | undefined {
+  if (binary.includes('/')) return binary;
+  for (const dir of (process.env['PATH'] ?? '').split(':')) {
+    if (dir === '') continue;
+    const candidate = join(dir, binary);
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** `qemu --version`'s first line, once per binary (path, size and mtime): a summon only stats it. */
 export function qemuVersion(binary: string): string {
   let id = binary;
-  try {
-    const resolved = execFileSync('sh', ['-c', 'command -v "$1"', 'sh', binary], { encoding: 'utf8' }).trim();
-    const st = statSync(resolved);
-    id = `${resolved}:${st.size}:${st.mtimeMs}`;
-  } catch {
-    // not on PATH: the version call below fails the same way
-  }
+  const resolved = resolveBinary(binary);
+  const st = resolved === undefined ? undefined : statSync(resolved, { throwIfNoEntry: false });
+  // Not found: the version call below fails the same way.
+  if (resolved !== undefined && st !== undefined) id = `${resolved}:${st.size}:${st.mtimeMs}`;
   const known = versions.get(id);
   if (known !== undefined) return known;
   const line = execFileSync(binary, ['--version'], { encoding: 'utf8', timeout: 5000 }).split('\n')[0]!.trim();
