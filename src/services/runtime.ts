@@ -55,7 +55,11 @@ export interface RuntimeStatus {
   lastError: string | null;
   idleSeconds: number | null;
   pid: number | null;
-  /** What the backend holds ahead while stopped (Backend.prepare: a created container, a pre-spawned QEMU). */
+  /**
+   * The pid of what the backend holds ahead while stopped (Backend.prepare: a created container, a
+   * pre-spawned QEMU), as the backend reported it when it made it. Not re-checked here: the next
+   * start checks it still waits (alive, same start time, same template) before taking it over.
+   */
   standbyPid: number | null;
   restart: SupervisionPolicy['restart'];
   /** Unplanned ends after ready (crashes, exits), since the daemon started. */

@@ -3,10 +3,11 @@
  * parsing and the mapping of crun failures to JitsuErrors.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RuntimeState } from '../backend.js';
 import { JitsuError, type ErrorCode } from '../../errors.js';
+import { findExecutable } from '../common/path-lookup.js';
 
 export interface CrunPaths {
   /** crun binary (default `crun` from PATH). */
@@ -62,17 +63,7 @@ const resolved = new Map<string, string>();
 export function which(name: string): string {
   let path = resolved.get(name);
   if (path === undefined) {
-    path = name;
-    for (const dir of (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-      if (dir === '') continue;
-      try {
-        accessSync(`${dir}/${name}`, fsConstants.X_OK);
-        path = `${dir}/${name}`;
-        break;
-      } catch {
-        // not here
-      }
-    }
+    path = findExecutable(name, process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin') ?? name;
     resolved.set(name, path);
   }
   return path;

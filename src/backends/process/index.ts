@@ -8,12 +8,13 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { accessSync, appendFileSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { abortError, type BoundedCall } from '../common/abort.js';
 import { handleCodec } from '../common/handle.js';
 import { describeExit } from '../common/exit-cause.js';
+import { findExecutable } from '../common/path-lookup.js';
 import { abortableSleep } from '../common/sleep.js';
 import { JitsuError } from '../../errors.js';
 import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
@@ -60,23 +61,6 @@ function fileStem(service: string): string {
 
 /** Event-loop turns spent polling before timers take over (~a few ms of /proc reads). */
 const SPIN_POLLS = 10;
-
-/** Find the command like execvp would, so "not found" fails the boot at once with a clear message. */
-function resolveCommand(cmd: string, pathEnv: string | undefined, cwd: string | undefined): string | undefined {
-  const executable = (p: string): boolean => {
-    try {
-      accessSync(p, constants.X_OK);
-      return statSync(p).isFile();
-    } catch {
-      return false;
-    }
-  };
-  if (cmd.includes('/')) return executable(cmd.startsWith('/') || !cwd ? cmd : join(cwd, cmd)) ? cmd : undefined;
-  for (const dir of (pathEnv ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
-    if (dir && executable(join(dir, cmd))) return join(dir, cmd);
-  }
-  return undefined;
-}
 
 /** Written by the launcher's supervisor when the command ends. */
 interface ExitRecord {
@@ -269,7 +253,8 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
 
   const env: NodeJS.ProcessEnv = { ...process.env, JITSU_SERVICE: spec.service, ...cfg.env };
   const argv = cfg.command.argv;
-  const program = cfg.command.shell ? argv[0] : resolveCommand(argv[0]!, env['PATH'], cfg.cwd);
+  // Found like execvp would, so "not found" fails the boot at once with a clear message.
+  const program = cfg.command.shell ? argv[0] : findExecutable(argv[0]!, env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin', cfg.cwd);
   if (!program) {
     throw new JitsuError('BOOT_FAILED', `service ${spec.service}: command not found: ${argv[0]} (check exec= and PATH)`, {
       service: spec.service,

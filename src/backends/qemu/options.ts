@@ -66,10 +66,6 @@ const validChroot = (v: string): string | undefined => (v.startsWith('/') && !v.
 // what remains must not smuggle a newline into the kernel command line.
 const validCmdline = (v: string): string | undefined => (/[\n\r\0]/.test(v) ? 'cmdline must be one line' : undefined);
 
-function prespawnConflict(prespawn: string | undefined, snapshot: string | undefined): string | undefined {
-  return prespawn === 'on' && snapshot !== 'template' ? "prespawn=on waits for a template's state: add snapshot=template, or drop prespawn" : undefined;
-}
-
 export const qemuOptions: readonly OptionSpec[] = [
   { key: 'kernel', description: 'uncompressed guest kernel (ELF vmlinux); default: the guest image built by scripts/build-guest.sh (vmlinux-stock)', example: '/var/cache/jitsu/guest/vmlinux-stock', validate: validPath('kernel') },
   { key: 'initrd', description: 'initramfs; default: the guest image\'s initramfs.cpio.gz when `kernel` is not given', example: '/var/cache/jitsu/guest/initramfs.cpio.gz', validate: validPath('initrd') },
@@ -102,7 +98,7 @@ export const qemuOptions: readonly OptionSpec[] = [
       'on (needs snapshot=template): while the service is stopped, keep its next copy\'s QEMU started and waiting for the template\'s state (-incoming defer, its tap down), so a summon skips QEMU\'s start-up; it holds QEMU\'s own memory meanwhile (not the guest\'s). off (default)',
     example: 'on',
     validate: validOnOff('prespawn'),
-    conflicts: (o) => prespawnConflict(o['prespawn']?.[0], o['snapshot']?.[0]),
+    conflicts: (o) => (o['prespawn']?.[0] === 'on' && o['snapshot']?.[0] !== 'template' ? "prespawn=on waits for a template's state: add snapshot=template, or drop prespawn" : undefined),
   },
   { key: 'chroot', description: 'directory QEMU chroots into once the machine is set up (-chroot; an empty directory will do)', example: '/var/empty', validate: validChroot },
 ];
@@ -142,11 +138,7 @@ export function parseQemuOptions(spec: ServiceSpec, hash: (s: string) => string,
   const mac = (one('mac') ?? spec.network.mac).toLowerCase();
   const macProblem = validMac(mac);
   if (macProblem) throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${macProblem}`, { service: spec.service, key: 'mac' });
-  const snapshot = (one('snapshot') ?? 'off') as 'off' | 'template';
-  const conflict = prespawnConflict(one('prespawn'), snapshot);
-  if (conflict !== undefined) throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${conflict}`, { service: spec.service, key: 'prespawn' });
-  const prespawn = one('prespawn') === 'on';
-  return {
+  const config: QemuConfig = {
     kernel: kernel ?? join(image, 'vmlinux-stock'),
     ...(initrd !== undefined ? { initrd } : {}),
     cmdline: one('cmdline') ?? '',
@@ -161,8 +153,14 @@ export function parseQemuOptions(spec: ServiceSpec, hash: (s: string) => string,
     binary: one('qemu') ?? 'qemu-system-x86_64',
     user: one('user') ?? DEFAULT_SERVICE_USER,
     sandbox: (one('sandbox') ?? 'on') === 'on',
-    snapshot,
-    prespawn,
+    snapshot: (one('snapshot') ?? 'off') as 'off' | 'template',
+    prespawn: one('prespawn') === 'on',
     ...(one('chroot') !== undefined ? { chroot: one('chroot')! } : {}),
   };
+  // Every value is valid by now: what is left is how keys combine.
+  for (const o of qemuOptions) {
+    const conflict = opts[o.key] ? o.conflicts?.(opts) : undefined;
+    if (conflict !== undefined) throw new JitsuError('CONFIG_INVALID', `service ${spec.service}: ${conflict}`, { service: spec.service, key: o.key });
+  }
+  return config;
 }

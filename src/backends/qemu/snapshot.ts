@@ -13,9 +13,10 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage } from '../../errors.js';
+import { findExecutable } from '../common/path-lookup.js';
 import type { SnapshotStore } from '../backend.js';
 
 export interface TemplateMeta {
@@ -48,26 +49,10 @@ export function buildPaths(store: SnapshotStore, service: string): TemplatePaths
 
 const versions = new Map<string, string>();
 
-/** Where `binary` runs from: itself when it has a slash, else the first executable of that name on PATH. */
-function resolveBinary(binary: string): string | undefined {
-  if (binary.includes('/')) return binary;
-  for (const dir of (process.env['PATH'] ?? '').split(':')) {
-    if (dir === '') continue;
-    const candidate = join(dir, binary);
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
 /** `qemu --version`'s first line, once per binary (path, size and mtime): a summon only stats it. */
 export function qemuVersion(binary: string): string {
   let id = binary;
-  const resolved = resolveBinary(binary);
+  const resolved = findExecutable(binary, process.env['PATH'] ?? '');
   const st = resolved === undefined ? undefined : statSync(resolved, { throwIfNoEntry: false });
   // Not found: the version call below fails the same way.
   if (resolved !== undefined && st !== undefined) id = `${resolved}:${st.size}:${st.mtimeMs}`;
