@@ -30,6 +30,12 @@
 
 namespace {
 
+// The skb hash the kernel relay's tc program (src/synjitsu/kernel-relay.ts) sets on every frame it
+// translated; a V3 ring reports it, so the capture knows which copies are already translated.
+constexpr uint32_t kRelayMark = 0x4a54534a;
+// Bit 9 of a frame's meta flags: the frame carries kRelayMark.
+constexpr uint32_t kFrameKernelRelayed = 0x200;
+
 struct BlockDesc {
   uint32_t version;
   uint32_t offset_to_priv;
@@ -178,6 +184,8 @@ class PacketSocket : public PolledSocket<PacketSocket> {
       req.tp_frame_size = frameSize;
       req.tp_frame_nr = (blockSize / frameSize) * blockCount;
       req.tp_retire_blk_tov = timeoutMs;
+      // tp_rxhash carries the kernel relay's mark (set with bpf_set_hash on frames it translated).
+      req.tp_feature_req_word = TP_FT_REQ_FILL_RXHASH;
       rc = setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req));
     } else {
       struct tpacket_req req;
@@ -255,7 +263,8 @@ class PacketSocket : public PolledSocket<PacketSocket> {
         auto* pkt = reinterpret_cast<struct tpacket3_hdr*>(reinterpret_cast<uint8_t*>(block) + block->h1.offset_to_first_pkt);
         for (uint32_t i = 0; i < n; i++) {
           auto* sll = reinterpret_cast<struct sockaddr_ll*>(reinterpret_cast<uint8_t*>(pkt) + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
-          if (!Push(reinterpret_cast<uint8_t*>(pkt) + pkt->tp_mac, pkt->tp_snaplen, pkt->tp_len, sll->sll_pkttype, count, used)) return;
+          uint32_t flags = sll->sll_pkttype | (pkt->hv1.tp_rxhash == kRelayMark ? kFrameKernelRelayed : 0u);
+          if (!Push(reinterpret_cast<uint8_t*>(pkt) + pkt->tp_mac, pkt->tp_snaplen, pkt->tp_len, flags, count, used)) return;
           pkt = reinterpret_cast<struct tpacket3_hdr*>(reinterpret_cast<uint8_t*>(pkt) + pkt->tp_next_offset);
         }
         __atomic_store_n(&block->h1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
@@ -406,13 +415,16 @@ Napi::Value IfIndexOf(const Napi::CallbackInfo& info) {
 void RegisterUdp(Napi::Env env, Napi::Object exports);  // native/udp.cc
 void RegisterPidWatch(Napi::Env env, Napi::Object exports);  // native/pidwatch.cc
 void RegisterNotify(Napi::Env env, Napi::Object exports);  // native/notify.cc
+void RegisterBpf(Napi::Env env, Napi::Object exports);  // native/bpf.cc
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Number::New(env, 2));
   exports.Set("PacketSocket", PacketSocket::Define(env));
   exports.Set("ifIndex", Napi::Function::New(env, IfIndexOf, "ifIndex"));
+  exports.Set("RELAY_MARK", Napi::Number::New(env, kRelayMark));
   RegisterUdp(env, exports);
   RegisterPidWatch(env, exports);
   RegisterNotify(env, exports);
+  RegisterBpf(env, exports);
   return exports;
 }
 

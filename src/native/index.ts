@@ -32,7 +32,7 @@ export interface PacketSocketOptions {
   ring?: RingOptions;
   /** Receive batch buffer, reused for every batch. */
   data?: Buffer;
-  /** Receive batch descriptors: [offset, length, pktType | FRAME_TRUNCATED] per frame. */
+  /** Receive batch descriptors: [offset, length, pktType | FRAME_TRUNCATED | FRAME_KERNEL_RELAYED] per frame. */
   meta?: Uint32Array;
   /** Called once per batch with the number of frames described in meta. */
   onBatch?: (count: number) => void;
@@ -73,10 +73,26 @@ export interface NativeAddon {
    * returns the bytes sent. Non-blocking: throws (errno text, `errno` set) on EAGAIN and every other error.
    */
   unixDgramSend(path: string, data: Buffer): number;
+  /** The skb hash the kernel relay's program sets on frames it rewrote (src/synjitsu/kernel-relay.ts). */
+  readonly RELAY_MARK: number;
+  /** bpf(2) for the kernel relay; each returns an fd (close with fs.closeSync) or throws with errno's text. */
+  bpfHashMap(keySize: number, valueSize: number, maxEntries: number): number;
+  /** A tc (sched_cls) program; a verifier rejection's log is in the error message. */
+  bpfLoadTcProgram(instructions: Buffer, name: string): number;
+  /**
+   * bpf_links on the link's tcx ingress and egress ([ingress, egress] fds; each detaches when closed).
+   * Runs on the thread pool: the kernel waits for an RCU grace period per attachment.
+   */
+  bpfAttachTcx(progFd: number, ifindex: number): Promise<number[]>;
+  bpfMapUpdate(mapFd: number, key: Buffer, value: Buffer): void;
+  /** False when the key was not in the map. */
+  bpfMapDelete(mapFd: number, key: Buffer): boolean;
 }
 
 /** Set in a frame's third meta word when the frame did not fit a ring slot (payload incomplete). */
 export const FRAME_TRUNCATED = 0x100;
+/** Set when the frame carries RELAY_MARK: the kernel relay already translated it (V3 rings only). */
+export const FRAME_KERNEL_RELAYED = 0x200;
 
 /** sll_pkttype values delivered in batch meta (low byte of the third word). */
 export const PKT_HOST = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_FILTERED_IPS, runFilter, SNAPLEN, watchFilter } from './bpf.js';
+import { HEADER_SNAPLEN, MAX_FILTERED_IPS, runFilter, SNAPLEN, watchFilter } from './bpf.js';
 import { writeGratuitousArp } from './pdu/arp.js';
 import { parseMac } from './pdu/ethernet.js';
 import { parseIpv4 } from './pdu/ipv4.js';
@@ -24,6 +24,15 @@ function arpFor(target: number): Buffer {
 }
 
 describe('watchFilter', () => {
+  it('cuts frames carrying the kernel relay mark to their headers, and only those', () => {
+    const mark = 0x4a54534a;
+    const prog = watchFilter([a], mark);
+    expect(runFilter(prog, tcpFrame(a, other), mark)).toBe(HEADER_SNAPLEN);
+    expect(runFilter(prog, tcpFrame(a, other), mark + 1)).toBe(SNAPLEN);
+    expect(runFilter(prog, tcpFrame(other, other), mark)).toBe(0);
+    expect(runFilter(watchFilter([a]), tcpFrame(a, other), mark)).toBe(SNAPLEN);
+  });
+
   it('accepts TCP to or from watched IPs and ARP for them, drops the rest', () => {
     const prog = watchFilter([a, b]);
     expect(runFilter(prog, tcpFrame(other, a))).toBe(SNAPLEN);

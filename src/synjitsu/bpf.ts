@@ -11,6 +11,13 @@ const BPF_JA = 0x05;
 const BPF_RET_K = 0x06;
 
 export const SNAPLEN = 0x40000;
+/**
+ * What is kept of a frame the kernel relay already translated, once no flow needs whole copies:
+ * Ethernet + IPv4 + TCP headers with options (the daemon only watches such a flow for its end).
+ */
+export const HEADER_SNAPLEN = 14 + 60 + 60;
+/** Ancillary load of skb->hash (SKF_AD_OFF + SKF_AD_RXHASH). */
+const SKF_AD_RXHASH = (-0x1000 + 32) >>> 0;
 /** Past this many IPs the per-IP comparisons would overflow 8-bit jump offsets: accept all ARP + TCP. */
 export const MAX_FILTERED_IPS = 40;
 
@@ -34,9 +41,10 @@ function encode(prog: readonly Insn[]): Buffer {
 
 /**
  * "ARP whose target is one of `ips`, or IPv4 TCP from or to one of `ips`". An empty list drops all.
- * Offsets assume untagged Ethernet II (bridges hand us untagged frames).
+ * Offsets assume untagged Ethernet II (bridges hand us untagged frames). With `headersOfMark`, a
+ * frame whose skb hash is that mark (translated by the kernel relay) is cut to HEADER_SNAPLEN.
  */
-export function watchFilter(ips: readonly number[]): Buffer {
+export function watchFilter(ips: readonly number[], headersOfMark?: number): Buffer {
   if (ips.length === 0) return encode([{ code: BPF_RET_K, jt: 0, jf: 0, k: 0 }]);
   const prog: Insn[] = [];
   const fixups: Array<{ at: number; field: 'jt' | 'jf' | 'k'; label: string }> = [];
@@ -78,6 +86,11 @@ export function watchFilter(ips: readonly number[]): Buffer {
   labels.set('drop', prog.length);
   emit(BPF_RET_K, 0);
   labels.set('accept', prog.length);
+  if (headersOfMark !== undefined) {
+    emit(BPF_LD_W_ABS, SKF_AD_RXHASH);
+    emit(BPF_JEQ_K, headersOfMark >>> 0, 0, 1);
+    emit(BPF_RET_K, HEADER_SNAPLEN);
+  }
   emit(BPF_RET_K, SNAPLEN);
 
   for (const f of fixups) {
@@ -93,7 +106,7 @@ export function watchFilter(ips: readonly number[]): Buffer {
 }
 
 /** Runs a classic BPF program over a frame (tests only: proves the program means what we think). */
-export function runFilter(program: Buffer, frame: Buffer): number {
+export function runFilter(program: Buffer, frame: Buffer, skbHash = 0): number {
   let a = 0;
   let pc = 0;
   const n = program.length / 8;
@@ -113,6 +126,10 @@ export function runFilter(program: Buffer, frame: Buffer): number {
         a = frame[k]!;
         break;
       case BPF_LD_W_ABS:
+        if (k === SKF_AD_RXHASH) {
+          a = skbHash >>> 0;
+          break;
+        }
         if (k + 4 > frame.length) return 0;
         a = frame.readUInt32BE(k);
         break;

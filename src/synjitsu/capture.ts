@@ -1,6 +1,6 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
-import { FRAME_TRUNCATED, loadNative, type PacketSocket, type RingOptions } from '../native/index.js';
+import { FRAME_KERNEL_RELAYED, FRAME_TRUNCATED, loadNative, type PacketSocket, type RingOptions } from '../native/index.js';
 import { watchFilter } from './bpf.js';
 import type { EventCounts } from './metrics.js';
 import { macEquals } from './pdu/ethernet.js';
@@ -19,6 +19,8 @@ export interface CaptureOptions {
   onArp(v: FrameView): void;
   /** After each batch: everything the batch queued leaves in one send per queue. */
   afterBatch(): void;
+  /** The kernel relay's mark: frames carrying it are captured as headers only unless wholeRelayedFrames(). */
+  relayMark: number | undefined;
 }
 
 /**
@@ -33,6 +35,8 @@ export class Capture {
   private refilterPending = false;
   private filterKey = '\u0000';
   private closed = false;
+  /** Flows that need whole copies of kernel-translated frames (handoff in progress). */
+  private wholeFramesWanted = 0;
 
   constructor(private readonly o: CaptureOptions) {
     this.socket = new (loadNative().PacketSocket)({
@@ -57,13 +61,17 @@ export class Capture {
     for (let i = 0; i < count; i++) {
       // Our own frames to the host come back up the bridge: never act on them.
       if (own && macEquals(data, meta[i * 3]! + 6, own)) continue;
-      if (meta[i * 3 + 2]! & FRAME_TRUNCATED) {
+      const flags = meta[i * 3 + 2]!;
+      const kernelRelayed = (flags & FRAME_KERNEL_RELAYED) !== 0;
+      if (flags & FRAME_TRUNCATED && !kernelRelayed) {
         // Never act on a frame whose payload we do not have: the sender will retransmit.
         this.o.counts.truncated++;
         continue;
       }
       try {
-        const kind = v.parse(data, meta[i * 3]!, meta[i * 3 + 1]!);
+        // A kernel-translated frame may be headers only (the filter cut it): the kernel forwards it.
+        const kind = v.parse(data, meta[i * 3]!, meta[i * 3 + 1]!, kernelRelayed);
+        v.kernelRelayed = kernelRelayed;
         if (kind === FRAME_TCP) this.o.onTcp(v);
         else if (kind === FRAME_ARP) this.o.onArp(v);
       } catch (err) {
@@ -79,17 +87,31 @@ export class Capture {
     this.refilterPending = true;
     setImmediate(() => {
       this.refilterPending = false;
-      if (this.closed) return;
-      const ips = this.o.watchedIps().sort((a, b) => a - b);
-      const key = ips.join(',');
-      if (key === this.filterKey) return;
-      try {
-        this.socket.setFilter(watchFilter(ips));
-        this.filterKey = key;
-      } catch (err) {
-        this.o.logger.error('synjitsu: cannot update capture filter', { error: errorMessage(err) });
-      }
+      this.applyFilter();
     });
+  }
+
+  /**
+   * While a flow hands its translation to the kernel, the daemon passes the kernel's copies on, so
+   * it needs them whole; at once (not next turn): the kernel starts marking frames right after.
+   */
+  wholeRelayedFrames(wanted: boolean): void {
+    this.wholeFramesWanted += wanted ? 1 : -1;
+    this.applyFilter();
+  }
+
+  private applyFilter(): void {
+    if (this.closed) return;
+    const ips = this.o.watchedIps().sort((a, b) => a - b);
+    const cut = this.wholeFramesWanted > 0 ? undefined : this.o.relayMark;
+    const key = `${ips.join(',')}/${cut ?? ''}`;
+    if (key === this.filterKey) return;
+    try {
+      this.socket.setFilter(watchFilter(ips, cut));
+      this.filterKey = key;
+    } catch (err) {
+      this.o.logger.error('synjitsu: cannot update capture filter', { error: errorMessage(err) });
+    }
   }
 
   ringDrops(): number {

@@ -1,5 +1,6 @@
 import type { Logger } from '../observe/log.js';
 import type { FlowBudget } from './flowtable.js';
+import type { KernelRelay } from './kernel-relay.js';
 import type { SynjitsuLimits } from './limits.js';
 import type { SynjitsuMetrics } from './metrics.js';
 import type { RelayFilter } from './nft.js';
@@ -12,7 +13,11 @@ export interface MaskContext {
   readonly metrics: SynjitsuMetrics;
   readonly wire: Wire;
   readonly relayFilter: RelayFilter;
+  /** The in-kernel translation of relayed connections; undefined: the daemon relays every segment. */
+  readonly kernelRelay: KernelRelay | undefined;
   readonly logger: Logger;
   /** The set of IPs that need the capture may have changed (coalesced per event-loop turn). */
   refilter(): void;
+  /** A flow starts (true) or ends (false) needing whole copies of kernel-translated frames; applies at once. */
+  wholeRelayedFrames(wanted: boolean): void;
 }

@@ -28,6 +28,11 @@ export class TcpDispatch {
   onTcp(v: FrameView): void {
     const toSvc = this.d.byIp.get(v.dstIp);
     if (toSvc) {
+      // Only the guest's frames are cut by the capture (kernel-translated); a client's never should be.
+      if (!v.complete) {
+        this.d.ctx.metrics.counts.truncated++;
+        return;
+      }
       this.fromClient(toSvc, v);
       return;
     }

@@ -103,8 +103,9 @@ export class Handover {
     }
     if (flow.state !== 'relay' && flow.state !== 'closing') return;
     if (flags & TCP_SYN) {
-      // Our ACK of its SYN-ACK was lost: repeat it (the client never sees this exchange).
-      this.guestAck(flow);
+      // Our ACK of its SYN-ACK was lost: repeat it (the client never sees this exchange). Not once
+      // the kernel translates: the guest link's egress would shift our guest-space ACK again.
+      if (flow.kernel === 'off') this.guestAck(flow);
       return;
     }
     if (flags & TCP_ACK) {
@@ -172,6 +173,7 @@ export class Handover {
       flow.replay = undefined;
       clearTimeout(flow.timer);
       flow.timer = undefined;
+      this.relay.toKernel(flow);
       return;
     }
     if (flow.replaySent < acked) flow.replaySent = acked;

@@ -8,6 +8,8 @@ export interface ServiceMetrics {
   handshakes: CounterChild;
   buffered: CounterChild;
   handedOver: CounterChild;
+  /** Relayed connections whose translation moved into the kernel (kernel-relay.ts). */
+  kernelRelayed: CounterChild;
   bytesBuffered: CounterChild;
   bytesToGuest: CounterChild;
   bytesToClient: CounterChild;
@@ -23,6 +25,8 @@ export interface EventCounts {
   invalidCookies: number;
   refused: number;
   handedOver: number;
+  /** Handed-over connections the kernel relays (the rest are relayed by the daemon). */
+  kernelRelayed: number;
   reset: number;
   /** Frames larger than a ring slot, ignored. */
   truncated: number;
@@ -42,7 +46,7 @@ export interface GaugeSources {
  * test or the status page reads them without parsing Prometheus text) and in the registry.
  */
 export class SynjitsuMetrics {
-  readonly counts: EventCounts = { synsSeen: 0, cookiesSent: 0, invalidCookies: 0, refused: 0, handedOver: 0, reset: 0, truncated: 0 };
+  readonly counts: EventCounts = { synsSeen: 0, cookiesSent: 0, invalidCookies: 0, refused: 0, handedOver: 0, kernelRelayed: 0, reset: 0, truncated: 0 };
   private readonly refusedFamily;
   private readonly resetFamily;
   private readonly invalidCookieChild: CounterChild;
@@ -91,10 +95,15 @@ export class SynjitsuMetrics {
     this.counts.handedOver += n;
   }
 
+  kernelRelayed(m: ServiceMetrics): void {
+    m.kernelRelayed.inc();
+    this.counts.kernelRelayed++;
+  }
+
   forService(service: string): ServiceMetrics {
     const m = this.registry;
     const labels = { service };
-    const conn = m.counter('synjitsu_connections_total', 'Connections by event: buffered (handshake completed by us), handed_over');
+    const conn = m.counter('synjitsu_connections_total', 'Connections by event: buffered (handshake completed by us), handed_over, kernel_relay (its translation moved into the kernel)');
     const bytes = m.counter('synjitsu_bytes_total', 'Payload bytes by direction: buffered, to_guest (relayed), to_client (relayed)');
     return {
       parked: m.counter('synjitsu_parked_syns_total', 'SYNs parked until the guest is up').labels(labels),
@@ -102,6 +111,7 @@ export class SynjitsuMetrics {
       handshakes: m.counter('synjitsu_handshakes_total', 'Handshakes completed on behalf of a booting guest').labels(labels),
       buffered: conn.labels({ ...labels, event: 'buffered' }),
       handedOver: conn.labels({ ...labels, event: 'handed_over' }),
+      kernelRelayed: conn.labels({ ...labels, event: 'kernel_relay' }),
       bytesBuffered: bytes.labels({ ...labels, direction: 'buffered' }),
       bytesToGuest: bytes.labels({ ...labels, direction: 'to_guest' }),
       bytesToClient: bytes.labels({ ...labels, direction: 'to_client' }),

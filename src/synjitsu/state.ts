@@ -13,6 +13,12 @@ export const OUR_WSCALE = 7;
 
 export type Phase = 'watched' | 'booting' | 'ready';
 export type FlowState = 'buffering' | 'syn-sent' | 'relay' | 'closing';
+/**
+ * Who translates a relayed flow: the daemon ('off'); the kernel while the bridge still drops the
+ * flow's forwarded frames, so the daemon passes its copies on as they are ('pending'); the kernel
+ * alone, the daemon only watching for its end ('on').
+ */
+export type KernelRelayState = 'off' | 'pending' | 'on';
 
 
 export interface Parked {
@@ -68,6 +74,7 @@ export class Flow {
   /** Relay: the next sequence number the client expects from us (our space): what a RST must carry. */
   toClientNxt = 0;
   nftAdded: Promise<void> | undefined;
+  kernel: KernelRelayState = 'off';
 
   constructor(
     readonly svc: Service,

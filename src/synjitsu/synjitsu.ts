@@ -11,6 +11,7 @@ import { FlowBudget } from './flowtable.js';
 import { LATE_HANDSHAKE_MS, RstGuard } from './guard.js';
 import { Handover } from './handover.js';
 import { Handshake } from './handshake.js';
+import { KernelRelay } from './kernel-relay.js';
 import { openHostPort, type HostPort } from './hostport.js';
 import { resolveLimits, type SynjitsuLimits } from './limits.js';
 import type { BootMasker, MaskTarget, SummonOnSyn } from './masker.js';
@@ -42,7 +43,16 @@ export interface SynjitsuOptions {
    * bridge (see hostport.ts) and watches the host's outgoing frames.
    */
   hostClients?: boolean;
+  /**
+   * Who translates handed-over connections once the guest has everything we buffered (default
+   * 'kernel': a tc program on the guest's link, kernel-relay.ts; 'daemon': every segment through
+   * this process, as before). The kernel path needs Linux >= 6.6 (tcx) and a V3 ring; without them
+   * the daemon relays, and says why once.
+   */
+  relay?: RelayMode;
 }
+
+export type RelayMode = 'kernel' | 'daemon';
 
 /** Counters a test or the status page can read without parsing Prometheus text. */
 export interface SynjitsuStats extends EventCounts {
@@ -73,26 +83,44 @@ export class Synjitsu implements BootMasker {
     const limits = resolveLimits(o.limits);
     const relayFilter = new RelayFilter(o.iface, hostPort ? { bridgeMac: formatMac(hostPort.bridgeMac), portMac: formatMac(hostPort.mac) } : undefined);
     const metrics = new SynjitsuMetrics(o.metrics);
+    const kernelRelay = this.openKernelRelay(limits);
     // The capture's callbacks run only from the event loop, once everything below is in place.
-    this.capture = new Capture({
-      iface: o.iface,
-      ring: o.ring,
-      hostPortMac: hostPort?.mac,
-      logger: o.logger,
-      counts: metrics.counts,
-      watchedIps: () => this.services.watchedIps(),
-      onTcp: (v) => this.dispatch.onTcp(v),
-      onArp: (v) => answerArp(v, this.services.byIp, this.ctx.wire),
-      afterBatch: () => this.ctx.wire.flush(),
-    });
-    let wire: Wire;
     try {
-      wire = new Wire(new TxQueue(this.capture.socket), hostPort, o.logger);
+      this.capture = new Capture({
+        iface: o.iface,
+        ring: o.ring,
+        hostPortMac: hostPort?.mac,
+        logger: o.logger,
+        counts: metrics.counts,
+        watchedIps: () => this.services.watchedIps(),
+        onTcp: (v) => this.dispatch.onTcp(v),
+        onArp: (v) => answerArp(v, this.services.byIp, this.ctx.wire),
+        afterBatch: () => this.ctx.wire.flush(),
+        relayMark: kernelRelay ? loadNative().RELAY_MARK : undefined,
+      });
     } catch (err) {
-      this.capture.close();
+      kernelRelay?.close();
       throw err;
     }
-    this.ctx = { limits, budget: new FlowBudget(limits), metrics, wire, relayFilter, logger: o.logger, refilter: () => this.refilter() };
+    let wire: Wire;
+    try {
+      wire = new Wire(new TxQueue(this.capture.socket), hostPort, o.logger, kernelRelay);
+    } catch (err) {
+      this.capture.close();
+      kernelRelay?.close();
+      throw err;
+    }
+    this.ctx = {
+      limits,
+      budget: new FlowBudget(limits),
+      metrics,
+      wire,
+      relayFilter,
+      kernelRelay,
+      logger: o.logger,
+      refilter: () => this.refilter(),
+      wholeRelayedFrames: (wanted) => this.capture.wholeRelayedFrames(wanted),
+    };
     this.guard = new RstGuard(relayFilter, o.logger);
     this.parker = new Parker(this.ctx);
     this.teardown = new Teardown(this.ctx, this.parker);
@@ -117,6 +145,19 @@ export class Synjitsu implements BootMasker {
     });
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
+  }
+
+  private openKernelRelay(limits: SynjitsuLimits): KernelRelay | undefined {
+    const mode = this.o.relay ?? 'kernel';
+    if (mode === 'daemon') return undefined;
+    const why = this.o.ring?.version === 2 ? 'a V2 ring does not report which frames the kernel translated' : undefined;
+    const opened = why ?? KernelRelay.open(limits.maxFlows);
+    if (typeof opened === 'string') {
+      this.o.logger.warn('synjitsu: handed-over connections are relayed by the daemon, not the kernel', { reason: opened, fix: 'Linux >= 6.6 (tcx) and CAP_BPF + CAP_NET_ADMIN' });
+      return undefined;
+    }
+    this.o.logger.debug('synjitsu: handed-over connections are relayed in the kernel (tc program on each guest link)');
+    return opened;
   }
 
   // ---- BootMasker -------------------------------------------------------------------------------
@@ -175,6 +216,8 @@ export class Synjitsu implements BootMasker {
       const t0 = process.hrtime.bigint();
       const held = svc.parked.size + svc.flows.size;
       this.ctx.wire.openLink(svc, handle.link);
+      // Attaching takes an RCU grace period or two: start now, while the handover runs in the daemon.
+      if (svc.flows.size > 0 && svc.linkName) this.ctx.kernelRelay?.attach(svc.linkName).catch(() => undefined);
       if (svc.parked.size > 0) await this.parker.replay(svc);
       if (svc.flows.size > 0) await this.handover.all(svc);
       if (held > 0) svc.m.readyToReplay.observe(Number(process.hrtime.bigint() - t0) / 1e9);
@@ -244,6 +287,7 @@ export class Synjitsu implements BootMasker {
     this.ctx.wire.flush();
     this.capture.close();
     this.ctx.wire.close();
+    this.ctx.kernelRelay?.close();
     try {
       await this.ctx.relayFilter.close();
     } catch (err) {

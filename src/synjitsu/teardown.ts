@@ -47,6 +47,7 @@ export class Teardown {
     flow.replay = undefined;
     flow.state = 'closing';
     if (reason) logger.debug('synjitsu flow dropped', { service: flow.svc.target.service, reason });
+    if (flow.kernel !== 'off') for (const t of flow.tuples()) this.ctx.kernelRelay?.delete(t);
     this.ctx.relayFilter.remove(flow.tuples()).catch((err: unknown) => {
       logger.warn('synjitsu: nft delete failed', { error: errorMessage(err) });
     });

@@ -2,6 +2,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import { loadNative, type PacketSocket } from '../native/index.js';
 import type { HostPort } from './hostport.js';
+import type { KernelRelay } from './kernel-relay.js';
 import { macEquals } from './pdu/ethernet.js';
 import { TCP_ACK, TCP_RST, writeTcpFrame, type SegmentSpec } from './pdu/tcp.js';
 import type { Flow, Service } from './state.js';
@@ -27,6 +28,7 @@ export class Wire {
     readonly bridgeTx: TxQueue,
     private readonly hostPort: HostPort | undefined,
     private readonly logger: Logger,
+    private readonly kernelRelay: KernelRelay | undefined,
   ) {
     if (hostPort) {
       this.hostSocket = new (loadNative().PacketSocket)({ iface: hostPort.name });
@@ -136,6 +138,7 @@ export class Wire {
       svc.guestTx.flush();
       this.closedLinksDropped += svc.guestTx.dropped;
     }
+    if (svc.linkName) this.kernelRelay?.detach(svc.linkName);
     svc.linkSocket?.close();
     svc.linkSocket = undefined;
     svc.guestTx = undefined;

@@ -77,6 +77,7 @@ export async function maskedService(
     fail?: boolean;
     limits?: SynjitsuOptions['limits'];
     ring?: SynjitsuOptions['ring'];
+    relay?: SynjitsuOptions['relay'];
     hostClients?: boolean;
     /** Runs (not awaited) between the link coming up and ready(): e.g. a service that listens late. */
     onLinkUp?: () => unknown;
@@ -102,6 +103,7 @@ export async function maskedService(
     metrics,
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.ring ? { ring: opts.ring } : {}),
+    ...(opts.relay ? { relay: opts.relay } : {}),
     hostClients: opts.hostClients ?? true,
     onSummon: () => {
       state.summons++;

@@ -51,6 +51,8 @@ describe.skipIf(unavailable !== undefined)('synjitsu masks the host’s own conn
       for (let left = size; left > 0; left -= 65536) want.update(pattern.subarray(0, Math.min(left, 65536)));
       expect(got.length).toBe(size);
       expect(createHash('sha256').update(got).digest('hex')).toBe(want.digest('hex'));
+      // The host's connection moved into the kernel relay too (guest link ingress/egress).
+      expect(metric(svc.metrics, 'synjitsu_connections_total', 'kernel_relay')).toBe(1);
     } finally {
       await rm(down, { force: true });
     }

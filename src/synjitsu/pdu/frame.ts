@@ -28,9 +28,15 @@ export class FrameView {
   flags = 0;
   seq = 0;
   ack = 0;
+  /** The kernel relay already translated this frame (set by the capture from the ring's flags). */
+  kernelRelayed = false;
 
-  /** Parses the frame at buf[off, off+len); returns its kind (malformed frames are FRAME_OTHER). */
-  parse(buf: Buffer, off: number, len: number): number {
+  /**
+   * Parses the frame at buf[off, off+len); returns its kind (malformed frames are FRAME_OTHER).
+   * `headersOnly`: the capture kept only the headers; the lengths are the IP header's, and the
+   * payload is not there (`complete` is false).
+   */
+  parse(buf: Buffer, off: number, len: number, headersOnly = false): number {
     this.buf = buf;
     this.off = off;
     this.len = len;
@@ -46,10 +52,11 @@ export class FrameView {
     if (ipv4.version(buf, ip) !== 4 || ipv4.protocol(buf, ip) !== IP_PROTO_TCP || ipv4.isFragment(buf, ip)) return FRAME_OTHER;
     const ihl = ipv4.headerLength(buf, ip);
     const total = ipv4.totalLength(buf, ip);
-    if (ihl < 20 || total < ihl + 20 || ETH_HEADER + total > len) return FRAME_OTHER;
+    if (ihl < 20 || total < ihl + 20 || (ETH_HEADER + total > len && !headersOnly)) return FRAME_OTHER;
     const t = ip + ihl;
+    if (t + 20 > off + len) return FRAME_OTHER;
     const thl = tcp.headerLength(buf, t);
-    if (thl < 20 || thl > total - ihl) return FRAME_OTHER;
+    if (thl < 20 || thl > total - ihl || t + thl > off + len) return FRAME_OTHER;
     this.ipOff = ip;
     this.tcpOff = t;
     this.tcpLen = total - ihl;
@@ -64,6 +71,11 @@ export class FrameView {
     this.ack = tcp.ack(buf, t);
     this.kind = FRAME_TCP;
     return FRAME_TCP;
+  }
+
+  /** The payload is all there (false for a frame the capture cut to its headers). */
+  get complete(): boolean {
+    return this.payloadOff + this.payloadLen <= this.off + this.len;
   }
 
   /** Length of the frame as the IP header says (drops Ethernet padding). */
