@@ -2,7 +2,7 @@
  * `npm run bench` — runs every benchmark side by side in one process tree and writes
  * bench/results/latest.json, latest.md and boot-latency.svg (or --out DIR).
  *
- *   node dist/bench/run.js [--only micro,dns,boot,firstbyte,hold] [--quick] [--runs N]
+ *   node dist/bench/run.js [--only micro,dns,boot,firstbyte,hold,relay] [--quick] [--runs N]
  *                          [--dns-seconds S] [--out DIR]
  *
  * No thresholds: figures, medians and ratios. A part whose prerequisite is missing records
@@ -23,14 +23,16 @@ import { dnsQpsBenchmark } from './macro/dns-qps.js';
 import { bootBenchmark } from './macro/boot.js';
 import { firstByteBenchmark } from './macro/first-byte.js';
 import { holdBenchmark } from './macro/hold.js';
+import { relayBenchmark } from './macro/relay.js';
 
-/** Sections in run order, each with its share of the ~16-minute budget (seconds, full run). */
+/** Sections in run order, each with its share of the ~18-minute budget (seconds, full run). */
 const SECTIONS: { bench: Benchmark; budgetS: number; quickBudgetS: number }[] = [
   { bench: microBenchmark, budgetS: 60, quickBudgetS: 20 },
   { bench: dnsQpsBenchmark, budgetS: 290, quickBudgetS: 80 },
   { bench: bootBenchmark, budgetS: 330, quickBudgetS: 90 },
   { bench: firstByteBenchmark, budgetS: 180, quickBudgetS: 60 },
   { bench: holdBenchmark, budgetS: 120, quickBudgetS: 60 },
+  { bench: relayBenchmark, budgetS: 90, quickBudgetS: 40 },
 ];
 
 interface Options {

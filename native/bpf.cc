@@ -193,6 +193,32 @@ Napi::Value MapDelete(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// bpfTestRun(progFd, frame: Buffer) -> { result, frame }: runs a tc program once on a copy of the
+// frame (BPF_PROG_TEST_RUN) and returns its verdict and the frame as the program left it. Lets the
+// tests hold the kernel program to the TypeScript reference of the same translation.
+Napi::Value TestRun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Uints(info, 1, "bpfTestRun(progFd, frame: Buffer)") || info.Length() < 2 || !info[1].IsBuffer()) {
+    if (!env.IsExceptionPending()) Napi::TypeError::New(env, "bpfTestRun(progFd, frame: Buffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<uint8_t> in = info[1].As<Napi::Buffer<uint8_t>>();
+  std::vector<uint8_t> out(in.Length() + 256);
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof(attr));
+  attr.test.prog_fd = info[0].As<Napi::Number>().Uint32Value();
+  attr.test.data_in = reinterpret_cast<uint64_t>(in.Data());
+  attr.test.data_size_in = static_cast<uint32_t>(in.Length());
+  attr.test.data_out = reinterpret_cast<uint64_t>(out.data());
+  attr.test.data_size_out = static_cast<uint32_t>(out.size());
+  attr.test.repeat = 1;
+  if (Bpf(BPF_PROG_TEST_RUN, &attr) < 0) return Fail(env, "bpf(BPF_PROG_TEST_RUN)");
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("result", Napi::Number::New(env, static_cast<int32_t>(attr.test.retval)));
+  result.Set("frame", Napi::Buffer<uint8_t>::Copy(env, out.data(), attr.test.data_size_out));
+  return result;
+}
+
 }  // namespace
 
 void RegisterBpf(Napi::Env env, Napi::Object exports) {
@@ -201,4 +227,5 @@ void RegisterBpf(Napi::Env env, Napi::Object exports) {
   exports.Set("bpfAttachTcx", Napi::Function::New(env, AttachTcx, "bpfAttachTcx"));
   exports.Set("bpfMapUpdate", Napi::Function::New(env, MapUpdate, "bpfMapUpdate"));
   exports.Set("bpfMapDelete", Napi::Function::New(env, MapDelete, "bpfMapDelete"));
+  exports.Set("bpfTestRun", Napi::Function::New(env, TestRun, "bpfTestRun"));
 }

@@ -75,7 +75,13 @@ function upstreamText(upstreams: readonly Upstream[]): string {
 async function createMasker(config: Config, manager: () => ServiceManager, logger: Logger, metrics: MetricsRegistry): Promise<BootMasker> {
   if (config.synjitsu === undefined) return noMasker;
   const { createSynjitsu } = await import('./synjitsu/index.js');
-  return createSynjitsu({ iface: config.synjitsu, logger: logger.child({ component: 'synjitsu' }), metrics, onSummon: (service) => manager().summon(service) });
+  return createSynjitsu({
+    iface: config.synjitsu,
+    logger: logger.child({ component: 'synjitsu' }),
+    metrics,
+    relay: config.synjitsuRelay,
+    onSummon: (service) => manager().summon(service),
+  });
 }
 
 export interface StartOptions {

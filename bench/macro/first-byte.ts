@@ -50,7 +50,7 @@ const PROFILES: Profile[] = [
     keys: nodeServer(0),
     runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 3 : 12),
     missing: async () => undefined,
-    share: 0.3,
+    share: 0.2,
   },
   {
     id: 'slow',
@@ -60,7 +60,7 @@ const PROFILES: Profile[] = [
     keys: nodeServer(1500),
     runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 1 : 6),
     missing: async () => undefined,
-    share: 0.35,
+    share: 0.3,
   },
   {
     id: 'qemu',
@@ -70,7 +70,17 @@ const PROFILES: Profile[] = [
     keys: (_ctx, mask) => qemuKeys().replace('mask=none', `mask=${mask}`),
     runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 1 : 6),
     missing: qemuMissing,
-    share: 0.35,
+    share: 0.25,
+  },
+  {
+    id: 'qemu-restore',
+    label: 'qemu microVM (TCG), restored from its template in a pre-spawned QEMU',
+    masks: ['none', 'park', 'handshake'],
+    idleTimeout: 4,
+    keys: (_ctx, mask) => `${qemuKeys().replace('mask=none', `mask=${mask}`)},snapshot=template,prespawn=on`,
+    runs: (ctx) => Math.min(ctx.runs, ctx.quick ? 1 : 6),
+    missing: qemuMissing,
+    share: 0.25,
   },
 ];
 
@@ -204,7 +214,7 @@ export const firstByteBenchmark: Benchmark = {
     });
     out.notes.push(
       '`none`: jitsu answers DNS only once the service is ready, so the client never meets a closed port (first byte ≈ boot); `activate`: the answer waits for the pre-bound sockets, the kernel queues the connection until the server accepts; `park`/`handshake`: the answer goes out at once and Synjitsu holds the SYN (park) or completes the handshake (handshake) until the service is ready.',
-      'The qemu rows boot the guest image of scripts/build-guest.sh under TCG (no usable KVM here); `activate` does not apply to VMs.',
+      'The qemu rows boot the guest image of scripts/build-guest.sh under TCG (no usable KVM here); `activate` does not apply to VMs. The restore rows use snapshot=template,prespawn=on: the uncounted warm-up boots cold and saves the template, every counted summon restores a copy in a QEMU that waited in -incoming defer.',
       'Counters are the client namespace\'s TcpExt TCPSynRetrans and Tcp RetransSegs, summed over the counted runs (one uncounted warm-up per mask).',
     );
   },

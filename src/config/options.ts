@@ -1,5 +1,6 @@
 import { BACKEND_NAMES, MASK_MODES, STOP_MODES } from '../backends/backend.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../observe/log.js';
+import { RELAY_MODES } from '../synjitsu/masker.js';
 import { SUPERVISION_KEYS } from './supervision-keys.js';
 
 /**
@@ -36,6 +37,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { long: 'ttl', short: 't', metavar: 'SECONDS', default: '60', help: 'TTL of our answers; a service idle for 2×TTL is stopped' },
   { long: 'mode', short: 'm', metavar: 'MODE', default: 'destroy', help: `how idle services stop: ${STOP_MODES.join('|')}` },
   { long: 'synjitsu', metavar: 'IFACE', help: 'run Synjitsu boot masking (park/handshake, summon-on-SYN) on this bridge' },
+  { long: 'synjitsu-relay', metavar: 'MODE', default: 'kernel', help: `${RELAY_MODES.join('|')}: who translates a connection handed over after a masked boot for the rest of its life (kernel: a tc program on the guest's link, Linux >= 6.6; falls back to daemon, logged)` },
   { long: 'state', metavar: 'DIR', default: '/var/lib/jitsu', help: 'state directory: a restarted daemon adopts services still running' },
   { long: 'snapshot-dir', metavar: 'DIR', default: '/dev/shm/jitsu-snapshots', help: 'where qemu services with snapshot=template keep their templates (RAM file + device state; tmpfs: restores map it copy-on-write) and hibernated guests' },
   { long: 'snapshot-max-mb', metavar: 'MIB', default: '4096', help: 'bound on the snapshot dir: a template or hibernation that would not fit is not taken (the service boots cold; logged)' },

@@ -16,6 +16,7 @@ export const RESTART_ONLY_OPTIONS = [
   ['state', 'stateDir'],
   ['workers', 'workers'],
   ['synjitsu', 'synjitsu'],
+  ['synjitsu-relay', 'synjitsuRelay'],
   ['metrics', 'metrics'],
   ['log-file', 'logFile'],
   ['log-format', 'logFormat'],

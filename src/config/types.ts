@@ -1,6 +1,7 @@
 import type { BackendName, MaskMode, ReadyProbe, StopMode } from '../backends/backend.js';
 import type { LogFormat, LogLevel } from '../observe/log.js';
 import type { SupervisionPolicy } from '../supervise/policy.js';
+import type { RelayMode } from '../synjitsu/masker.js';
 
 export interface ServiceConfig {
   /** Unique service name (`name=`; defaults to the first `dns` name). */
@@ -48,6 +49,8 @@ export interface Config {
   stopMode: StopMode;
   /** Bridge to run Synjitsu on; undefined = masking of VMs off (activate still works). */
   synjitsu?: string;
+  /** Who relays handed-over connections (--synjitsu-relay). */
+  synjitsuRelay: RelayMode;
   stateDir: string;
   /** Memory snapshots of qemu services (--snapshot-dir, --snapshot-max-mb). */
   snapshotDir: string;

@@ -4,6 +4,7 @@ import { BACKEND_NAMES, MASK_MODES, STOP_MODES } from '../backends/backend.js';
 import { getBackend, isBackendName } from '../backends/registry.js';
 import { defaultGateway } from '../network/addr.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../observe/log.js';
+import { RELAY_MODES } from '../synjitsu/masker.js';
 import { ConfigError } from './errors.js';
 import { flagByName } from './options.js';
 import { handshake } from '../masking/handshake.js';
@@ -105,6 +106,7 @@ export function validateConfig(raw: RawConfig, ctx: ValidateContext): Config {
     responseDelay: parseNumber('--delay', value('delay'), 0, 60),
     ttl,
     stopMode: parseEnum('--mode', value('mode'), STOP_MODES),
+    synjitsuRelay: parseEnum('--synjitsu-relay', value('synjitsu-relay'), RELAY_MODES),
     stateDir: stateFlag ?? persistdb ?? tableDefault('state'),
     snapshotDir: parseSnapshotDir(value('snapshot-dir')),
     snapshotMaxMiB: parseInteger('--snapshot-max-mb', value('snapshot-max-mb'), 0, 16 * 1024 * 1024),

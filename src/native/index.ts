@@ -87,6 +87,8 @@ export interface NativeAddon {
   bpfMapUpdate(mapFd: number, key: Buffer, value: Buffer): void;
   /** False when the key was not in the map. */
   bpfMapDelete(mapFd: number, key: Buffer): boolean;
+  /** Runs a tc program once on a copy of `frame` (BPF_PROG_TEST_RUN): its verdict and the frame it left. */
+  bpfTestRun(progFd: number, frame: Buffer): { result: number; frame: Buffer };
 }
 
 /** Set in a frame's third meta word when the frame did not fit a ring slot (payload incomplete). */

@@ -1,5 +1,12 @@
 import type { BackendHandle, MaskMode } from '../backends/backend.js';
 
+/**
+ * Who translates a handed-over connection once the guest holds everything we buffered: a tc program
+ * on the guest's link (src/synjitsu/kernel-relay.ts), or the daemon, segment by segment.
+ */
+export const RELAY_MODES = ['kernel', 'daemon'] as const;
+export type RelayMode = (typeof RELAY_MODES)[number];
+
 /** What the masking path needs to know about one service. */
 export interface MaskTarget {
   service: string;

@@ -139,7 +139,7 @@ export class Relay {
   /**
    * Guest -> client: the SEQ field and the window change. A copy the kernel translated (the capture
    * sees guest frames after the guest link's ingress) is passed on as it is while the bridge still
-   * drops the original, and only watched after that.
+   * drops the original, and only watched after that (an RST excepted).
    */
   toClient(flow: Flow, v: FrameView): void {
     const flags = v.flags;
@@ -150,7 +150,8 @@ export class Relay {
       sq = guestSeqToClient(v.seq, flow.guestIsn, flow.ourIsn);
       const win = guestWindowToClient(v.buf.readUInt16BE(v.tcpOff + 14), flow.guestWs, flow.ourWs);
       this.emit(wire.clientTx(flow.clientMac, 0), v, sq, v.ack, win, flow.clientMss);
-    } else if (flow.kernel === 'pending' && v.complete) {
+    } else if ((flow.kernel === 'pending' || flags & TCP_RST) && v.complete) {
+      // A guest's RST is passed on even once the kernel relays: the bridge's RST guard may hold the original.
       wire.segToClient(flow.svc, flow.clientMac, flow.clientIp, flow.clientPort, flow.svcPort);
       this.emit(wire.clientTx(flow.clientMac, 0), v, sq, v.ack, v.buf.readUInt16BE(v.tcpOff + 14), flow.clientMss);
     }

@@ -14,7 +14,7 @@ import { Handshake } from './handshake.js';
 import { KernelRelay } from './kernel-relay.js';
 import { openHostPort, type HostPort } from './hostport.js';
 import { resolveLimits, type SynjitsuLimits } from './limits.js';
-import type { BootMasker, MaskTarget, SummonOnSyn } from './masker.js';
+import type { BootMasker, MaskTarget, RelayMode, SummonOnSyn } from './masker.js';
 import { SynjitsuMetrics, type EventCounts } from './metrics.js';
 import { RelayFilter } from './nft.js';
 import { Parker } from './park.js';
@@ -44,15 +44,11 @@ export interface SynjitsuOptions {
    */
   hostClients?: boolean;
   /**
-   * Who translates handed-over connections once the guest has everything we buffered (default
-   * 'kernel': a tc program on the guest's link, kernel-relay.ts; 'daemon': every segment through
-   * this process, as before). The kernel path needs Linux >= 6.6 (tcx) and a V3 ring; without them
-   * the daemon relays, and says why once.
+   * Who translates handed-over connections (default 'kernel'). The kernel path needs Linux >= 6.6
+   * (tcx) and a V3 ring; without them the daemon relays, and says why.
    */
   relay?: RelayMode;
 }
-
-export type RelayMode = 'kernel' | 'daemon';
 
 /** Counters a test or the status page can read without parsing Prometheus text. */
 export interface SynjitsuStats extends EventCounts {
