@@ -9,6 +9,11 @@
  * never taken for the answer to this one):
  *   <nonce> ping                      -> <nonce> pong <boot_id>
  *   <nonce> restore <unix_ns> <hex>   -> <nonce> ok <16 random bytes, hex, drawn after the reseed>
+ *   <nonce> warm <port>               -> <nonce> ok <bytes read>
+ * `warm` makes one HTTP request to the guest's own 127.0.0.1:<port> and reads the answer (bounded:
+ * 1 MiB, 2 s). A copy restored ahead of its summon (prespawn=warm) is warmed this way: under TCG
+ * every code path a new QEMU runs is translated the first time, and this runs the server's
+ * accept, fork and answer once before any client comes.
  * `hex` is 64 bytes of host randomness: credited to the input pool (RNDADDENTROPY), then the CRNG
  * is reseeded from it (RNDRESEEDCRNG), so the next random byte differs between copies. Anything
  * else gets `<nonce> error <why>`. The host side is a pipe chardev that is always open, so read()
@@ -16,14 +21,18 @@
  *
  * Static and libc-only, so the initramfs needs nothing else; started by guest/init.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +95,36 @@ static void restore(int port, const char *args) {
   reply(port, out);
 }
 
+static void warm(int port, const char *args) {
+  char *end;
+  unsigned long tcp = strtoul(args, &end, 10);
+  if (end == args || *end != '\0' || tcp == 0 || tcp > 65535) return reply(port, "error bad port\n");
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return reply(port, "error socket failed\n");
+  struct timeval limit = {.tv_sec = 2, .tv_usec = 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)tcp), .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  static const char get[] = "GET / HTTP/1.0\r\nHost: localhost\r\nUser-Agent: jitsu-agent warm-up\r\n\r\n";
+  if (connect(s, (struct sockaddr *)&to, sizeof to) != 0 || write(s, get, sizeof get - 1) != (ssize_t)(sizeof get - 1)) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "error cannot reach 127.0.0.1:%lu: %s\n", tcp, strerror(errno));
+    close(s);
+    return reply(port, msg);
+  }
+  char buf[4096];
+  size_t total = 0;
+  for (;;) {
+    ssize_t n = read(s, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || (total += (size_t)n) >= (1u << 20)) break;
+  }
+  close(s);
+  char out[48];
+  snprintf(out, sizeof out, "ok %zu\n", total);
+  reply(port, out);
+}
+
 static void ping(int port) {
   char id[64] = "unknown";
   int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
@@ -133,6 +172,7 @@ int main(int argc, char **argv) {
           req++;
           if (strcmp(req, "ping") == 0) ping(port);
           else if (strncmp(req, "restore ", 8) == 0) restore(port, req + 8);
+          else if (strncmp(req, "warm ", 5) == 0) warm(port, req + 5);
           else reply(port, "error unknown request\n");
         }
         used -= (size_t)(nl + 1 - line);

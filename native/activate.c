@@ -6,7 +6,8 @@
  *   jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR]
  *                  [--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE]
  *                  [--preload LIB] [--report FILE] [--uid N --gid N] [--private-tmp] [--read-only]
- *                  [--rlimit as|nproc=N]... [--cgroup DIR] [--open-low-ports] -- COMMAND ARGS...
+ *                  [--rlimit as|nproc=N]... [--cgroup DIR] [--open-low-ports] [--wait-fifo PATH]
+ *                  -- COMMAND ARGS...
  *
  * ADDR is an IPv4 address, `[IPv6]`, or empty (`tcp::80` = 0.0.0.0). Sockets land on fds 3..N in
  * the order given; LISTEN_FDS, LISTEN_PID (exec keeps our pid) and LISTEN_FDNAMES (`tcp-80`, ...)
@@ -20,6 +21,12 @@
  * its pid as "PID\n" to the ready fd, waits for it and writes {"pid":P,"code":C,"signal":S} to
  * EXITFILE. The caller (a daemon thread) then never has to reap the service, and the exit status
  * survives any restart of the caller. The launcher itself exits 0 right after the fork.
+ *
+ * With --wait-fifo PATH (needs --supervise) the command is made ready to run and then waits: PATH is
+ * created as a FIFO and opened read-write here (so a writer can open it from the moment our pid
+ * report goes out, and cannot once the command is gone: ENXIO), the command does everything up to
+ * and including its confinement, then blocks reading PATH, and execs once one byte arrives. This
+ * is the process backend's precreate=on: the next start is a write, not a launch.
  *
  * With --preload LIB, LIB is put in front of the command's LD_PRELOAD (and only the command's: the
  * launcher, its logger and supervisor never load it). jitsu-preload.so (native/preload.c) is that
@@ -43,8 +50,8 @@
  * Exit codes (one line on stderr says why): 64 usage, 65 open netns, 66 setns, 67 socket setup,
  * 68 chdir, 69 fd/env setup, 70 log setup, 71 supervisor setup, 72 cgroup join, 73 rlimit,
  * 74 mount namespace (unshare, read-only remount, /tmp), 75 user/group switch, 76 capability drop
- * or no_new_privs, 77 open low ports (sysctl), 78 report file, 126 exec failed, 127 command not
- * found (with --supervise, 68 and 72..78 and 126/127 are the command's status in EXITFILE).
+ * or no_new_privs, 77 open low ports (sysctl), 78 report file, 79 wait fifo, 126 exec failed, 127
+ * command not found (with --supervise, 68 and 72..79 and 126/127 are the command's status in EXITFILE).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -89,6 +96,7 @@ enum {
   EXIT_CAPS = 76,
   EXIT_LOW_PORTS = 77,
   EXIT_REPORT = 78,
+  EXIT_WAIT = 79,
   EXIT_EXEC = 126,
   EXIT_NOTFOUND = 127,
 };
@@ -103,6 +111,9 @@ static const char *preload_lib = NULL;
 
 /* --report: the claims file, held open on this fd (-1: none); above the ready fd. */
 static int report_fd = -1;
+
+/* --wait-fifo: the FIFO the command reads its go byte from, held open read-write (-1: none). */
+static int wait_fd = -1;
 
 #define MAX_RLIMITS 4
 
@@ -415,6 +426,17 @@ static void confine(void) {
   }
 }
 
+/* --wait-fifo: block until the daemon writes the go byte (a start of this service). */
+static void wait_for_start(void) {
+  if (wait_fd < 0) return;
+  char go;
+  ssize_t r;
+  do r = read(wait_fd, &go, 1);
+  while (r < 0 && errno == EINTR);
+  if (r != 1) die(EXIT_WAIT, "read the start byte", NULL, r < 0 ? errno : 0);
+  close(wait_fd);
+}
+
 static void exec_command(char **cmd) {
   execvp(cmd[0], cmd);
   int err = errno;
@@ -440,6 +462,7 @@ static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, c
     close(exit_fd);
     if (ready_fd >= 0) close(ready_fd);
     confine();
+    wait_for_start();
     exec_command(cmd);
   }
 
@@ -451,6 +474,7 @@ static void supervise(char **cmd, const struct listen_spec *specs, int nspecs, c
   signal(SIGPIPE, SIG_IGN);
   for (int i = 0; i < nspecs; i++) close(3 + i);
   if (report_fd >= 0) close(report_fd);
+  if (wait_fd >= 0) close(wait_fd); /* only the command's copy keeps a reader there */
   char msg[32];
   int len = snprintf(msg, sizeof msg, "%ld\n", (long)child);
   report_ready(msg, (size_t)len);
@@ -479,12 +503,13 @@ static void usage(void) {
   die(EXIT_USAGE,
       "usage: jitsu-activate [--netns PATH] [--listen tcp|udp:ADDR:PORT]... [--backlog N] [--chdir DIR] "
       "[--log FILE [--log-max BYTES]] [--ready-fd N] [--supervise EXITFILE] [--preload LIB] [--report FILE] "
-      "[--uid N --gid N] [--private-tmp] [--read-only] [--rlimit as|nproc=N]... [--cgroup DIR] [--open-low-ports] -- COMMAND ARGS...",
+      "[--uid N --gid N] [--private-tmp] [--read-only] [--rlimit as|nproc=N]... [--cgroup DIR] [--open-low-ports] "
+      "[--wait-fifo PATH] -- COMMAND ARGS...",
       NULL, 0);
 }
 
 int main(int argc, char **argv) {
-  const char *netns = NULL, *log_path = NULL, *supervise_path = NULL, *report_path = NULL;
+  const char *netns = NULL, *log_path = NULL, *supervise_path = NULL, *report_path = NULL, *wait_path = NULL;
   int open_low_ports = 0;
   /* Ask for a deep queue: the kernel caps it at the namespace's net.core.somaxconn, which the daemon
    * raises in each service namespace, so a burst of clients during a start is queued, not dropped. */
@@ -516,6 +541,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--gid") == 0) confinement.gid = parse_long(v, 0, INT_MAX, "--gid must be a gid:");
     else if (strcmp(a, "--log") == 0) log_path = v;
     else if (strcmp(a, "--supervise") == 0) supervise_path = v;
+    else if (strcmp(a, "--wait-fifo") == 0) wait_path = v;
     else if (strcmp(a, "--preload") == 0) preload_lib = v;
     else if (strcmp(a, "--log-max") == 0) log_max = parse_long(v, 1024, LONG_MAX, "--log-max must be >= 1024:");
     else if (strcmp(a, "--ready-fd") == 0) ready_fd = (int)parse_long(v, 3, INT_MAX, "--ready-fd must be >= 3:");
@@ -529,6 +555,7 @@ int main(int argc, char **argv) {
   if (i >= argc) usage();
   if ((confinement.uid < 0) != (confinement.gid < 0)) die(EXIT_USAGE, "--uid and --gid go together", NULL, 0);
   if (open_low_ports && !netns) die(EXIT_USAGE, "--open-low-ports needs --netns", NULL, 0);
+  if (wait_path && !supervise_path) die(EXIT_USAGE, "--wait-fifo needs --supervise", NULL, 0);
   char **cmd = argv + i;
 
   if (ready_fd >= 0) {
@@ -548,6 +575,16 @@ int main(int argc, char **argv) {
     if (confinement.uid >= 0 && fchown(fd, (uid_t)confinement.uid, (gid_t)confinement.gid) != 0) die(EXIT_REPORT, "chown report", report_path, errno);
     report_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3 + MAX_LISTEN + 9);
     if (report_fd < 0) die(EXIT_REPORT, "fcntl(F_DUPFD) report", report_path, errno);
+    close(fd);
+  }
+
+  if (wait_path) {
+    (void)unlink(wait_path);
+    if (mkfifo(wait_path, 0600) != 0) die(EXIT_WAIT, "mkfifo", wait_path, errno);
+    int fd = open(wait_path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) die(EXIT_WAIT, "open wait fifo", wait_path, errno);
+    wait_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3 + MAX_LISTEN + 10);
+    if (wait_fd < 0) die(EXIT_WAIT, "fcntl(F_DUPFD) wait fifo", wait_path, errno);
     close(fd);
   }
 

@@ -118,22 +118,26 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
     console.log(`[daemon-masking] microVM cold boot behind handshake: connect ${(r.connect * 1000).toFixed(1)} ms, first byte ${(r.firstByte * 1000).toFixed(0)} ms, 0 SYN retransmits`);
   });
 
-  it('snapshot=template, prespawn=on: after the first boot every summon restores a copy in a QEMU started ahead, behind handshake, with no SYN retransmission', async () => {
+  const PRESPAWN = {
+    on: { what: 'restores a copy in a QEMU started ahead', note: /restored from template \S+ in a pre-spawned QEMU/g, tag: 'n', subnet: '10.200.241' },
+    warm: { what: 'runs on a copy restored and warmed ahead', note: /restored from template \S+ ahead and warmed while stopped/g, tag: 'w', subnet: '10.200.242' },
+  } as const;
+  for (const [prespawn, mode] of Object.entries(PRESPAWN)) it(`snapshot=template, prespawn=${prespawn}: after the first boot every summon ${mode.what}, behind handshake, with no SYN retransmission`, async () => {
     const guest = await buildGuest();
-    const id = `${PREFIX}sn`;
-    const subnet = '10.200.241';
+    const id = `${PREFIX}s${mode.tag}`;
+    const subnet = mode.subnet;
     const ip = `${subnet}.10`;
     const snapshots = mkdtempSync('/dev/shm/jt0m-snap-');
     const entry: { daemon?: DaemonProcess; client?: ClientNetns } = {};
     open.push(entry);
     try {
       entry.daemon = await startDaemon({
-        bridge: `${PREFIX}bsn`,
-        services: [`name=${id},dns=${id}.jitsu.test,ip=${ip},backend=qemu,mask=handshake,snapshot=template,prespawn=on,kernel=${guest.stock},initrd=${guest.initrd},tap=${PREFIX}tsn`],
+        bridge: `${PREFIX}bs${mode.tag}`,
+        services: [`name=${id},dns=${id}.jitsu.test,ip=${ip},backend=qemu,mask=handshake,snapshot=template,prespawn=${prespawn},kernel=${guest.stock},initrd=${guest.initrd},tap=${PREFIX}ts${mode.tag}`],
         args: ['-f', '0.0.0.0', '--boot-timeout', '120', '--snapshot-dir', snapshots, '--idle-timeout', '2', '--sweep-interval', '0.5'],
         metrics: true,
       });
-      entry.client = await createClientNetns(`${id}c`, `${PREFIX}bsn`, `${subnet}.50/24`, `${subnet}.1`);
+      entry.client = await createClientNetns(`${id}c`, `${PREFIX}bs${mode.tag}`, `${subnet}.50/24`, `${subnet}.1`);
       // First summon: a cold boot that saves the template, the client held meanwhile.
       expect((await dig(entry.daemon.port, `${id}.jitsu.test`)).answers[0]).toContain(ip);
       expect((await timedCurl(entry.client, `http://${ip}/`, 120)).body.trim()).toBe(`jitsu guest ${id}`);
@@ -152,7 +156,7 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
         expect((await entry.client.tcpCounters()).synRetrans - before.synRetrans).toBe(0);
         firstBytes.push(r.firstByte * 1000);
       }
-      expect(entry.daemon.logs().match(/restored from template \S+ in a pre-spawned QEMU/g)?.length).toBe(2);
+      expect(entry.daemon.logs().match(mode.note)?.length).toBe(2);
       // Accounted: /status and /metrics read the snapshot dir (the template's RAM file and state).
       const status = (await (await fetch(`http://127.0.0.1:${entry.daemon.metricsPort}/status`)).json()) as { snapshots: { dir: string; usedBytes: number; maxBytes: number; byService: Record<string, number> } };
       expect(status.snapshots.dir).toBe(snapshots);
@@ -160,7 +164,7 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
       expect(status.snapshots.usedBytes).toBeLessThanOrEqual(status.snapshots.maxBytes);
       const metricsText = await (await fetch(`http://127.0.0.1:${entry.daemon.metricsPort}/metrics`)).text();
       expect(metricsText).toMatch(new RegExp(`jitsu_snapshot_bytes\\{service="${id}"\\} [1-9]`));
-      console.log(`FIGURE daemon, qemu snapshot=template prespawn=on behind handshake (TCG): query -> first byte of a restored copy ${firstBytes.map((m) => m.toFixed(0)).join(', ')} ms, 0 SYN retransmits`);
+      console.log(`FIGURE daemon, qemu snapshot=template prespawn=${prespawn} behind handshake (TCG): query -> first byte of a restored copy ${firstBytes.map((m) => m.toFixed(0)).join(', ')} ms, 0 SYN retransmits`);
     } finally {
       rmSync(snapshots, { recursive: true, force: true });
     }

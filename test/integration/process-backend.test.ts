@@ -283,6 +283,56 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     expect(median(startMs)).toBeLessThan(500);
   });
 
+  it('precreate=on: prepare() runs the command up to its exec; start() lets it exec; a dead or stale one is replaced', async () => {
+    const busybox = '/bin/busybox';
+    const exec = `${busybox} httpd -f -p 80 -h /`;
+    const s = spec('jt2-p-pre', { exec: [exec], precreate: ['on'] }, 'none', 80);
+    const held = await pool.prepare(s, 10_000);
+    expect(held?.pid).toBeGreaterThan(0);
+    // Waiting before its exec: the launcher's copy of itself, in the netns, nothing listening, link down.
+    expect(await pool.state(held!, s)).toBe('running');
+    const { stdout: comm } = await run('cat', [`/proc/${held!.pid}/comm`]);
+    expect(comm.trim()).toBe('jitsu-activate');
+    expect(isLinkUp(held!.link!)).toBe(false);
+    // prepare() again keeps it (idempotent).
+    expect((await pool.prepare(s, 10_000))?.pid).toBe(held!.pid);
+
+    const t0 = performance.now();
+    const handle = await start(s);
+    const startMs = performance.now() - t0;
+    expect(handle.pid).toBe(held!.pid);
+    await pool.ready(handle, s, 10_000);
+    const readyMs = performance.now() - t0;
+    const { stdout: comm2 } = await run('cat', [`/proc/${handle.pid}/comm`]);
+    expect(comm2.trim()).toBe('busybox');
+    await env.inClient('curl', ['-sS', '-o', '/dev/null', '--max-time', '5', `http://${s.network.ip}/`], 10_000);
+    const firstByteMs = performance.now() - t0;
+    console.log(`FIGURE process precreate=on: start ${startMs.toFixed(1)} ms, ready ${readyMs.toFixed(1)} ms, first byte (curl in a netns) ${firstByteMs.toFixed(1)} ms`);
+    await pool.stop(handle, s, 'destroy', 5000);
+
+    // A standby that died meanwhile is found at start and replaced by a fresh launch.
+    const dead = await pool.prepare(s, 10_000);
+    process.kill(dead!.pid!, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+    const fresh = await start(s);
+    expect(fresh.pid).not.toBe(dead!.pid);
+    await pool.ready(fresh, s, 10_000);
+    await pool.stop(fresh, s, 'destroy', 5000);
+
+    // Another service definition: the one waiting is ended, never started.
+    const old = await pool.prepare(s, 10_000);
+    const changed = { ...s, options: { ...s.options, exec: [`${busybox} httpd -f -p 80 -h /tmp`] } };
+    const other = await start(changed);
+    expect(other.pid).not.toBe(old!.pid);
+    expect(await pool.state(old!, s)).toBe('stopped');
+    await pool.ready(other, changed, 10_000);
+    await pool.stop(other, changed, 'destroy', 5000);
+    // precreate=off ends what waits.
+    const waiting = await pool.prepare(s, 10_000);
+    expect(await pool.prepare({ ...s, options: { exec: [exec] } }, 10_000)).toBeUndefined();
+    expect(await pool.state(waiting!, s)).toBe('stopped');
+  });
+
   it('services outlive the pool that started them; a new pool adopts the handle; no zombies', async () => {
     const s = spec('jt2-p-adopt', { exec: [demoExec()], port: ['8080'] }, 'activate');
     const first = new BackendPool({ minThreads: 1, maxThreads: 1, logger: silentLogger });

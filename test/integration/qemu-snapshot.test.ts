@@ -3,14 +3,14 @@
  * a snapshot dir of the test's own; later starts restore copies from it. Each copy serves its page,
  * two copies are distinct (the agent reseeded their RNGs), and a corrupt state file, a deleted
  * memory file and a changed command line each fall back to a cold boot with a fresh template;
- * prespawn=on restores in a QEMU started ahead.
+ * prespawn=on restores in a QEMU started ahead; prespawn=warm keeps the next copy restored and warmed.
  * Bridge jt4b6, 10.203.6.0/24. Prints FIGURE lines: cold boot vs restore, start() → first byte.
  */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackendHandle, ServiceSpec } from '../../src/backends/backend.js';
-import { backend } from '../../src/backends/qemu/index.js';
+import { backend, qmpOnce } from '../../src/backends/qemu/index.js';
 import { buildGuest, createVmEnv, curl, firstByteMs, median, type GuestImage, type VmEnv } from '../helpers/vm-env.js';
 
 const hasQemu = existsSync('/usr/bin/qemu-system-x86_64');
@@ -143,6 +143,50 @@ describe.skipIf(!hasQemu || !isRoot)('qemu snapshot=template (real QEMU)', () =>
     expect(await backend.prepare!({ ...s, options: { ...s.options, prespawn: ['off'] } }, timeout(30_000))).toBeUndefined();
     await expect.poll(() => alive(held)).toBe(false);
     expect(existsSync(record)).toBe(false);
+  });
+
+  it('prespawn=warm: the next copy waits restored, reseeded, warmed and paused (tap down, no CPU); a summon lets it run on; copies stay distinct', async () => {
+    const s = spec({ prespawn: ['warm'] });
+    const tapUp = (): boolean => (parseInt(readFileSync('/sys/class/net/jt4s1/flags', 'utf8'), 16) & 1) === 1;
+    const status = async (h: BackendHandle): Promise<string> => String(((await qmpOnce(String(h.data['qmp']), 'query-status')) as { status?: string }).status);
+    const cpuTicks = (pid: number): number => {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return Number(f[11]) + Number(f[12]);
+    };
+    const warmMs: number[] = [];
+    const randoms: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const standby = (await backend.prepare!(s, timeout(30_000)))!;
+      env.track(standby, s);
+      expect(tapUp()).toBe(false);
+      expect(await status(standby)).toBe('paused');
+      const before = cpuTicks(standby.pid!);
+      await new Promise((r) => setTimeout(r, 1000));
+      // A paused guest runs nothing (a running idle one here costs ~6 ticks a second under TCG).
+      expect(cpuTicks(standby.pid!) - before).toBeLessThanOrEqual(2);
+      expect((await backend.prepare!(s, timeout(30_000)))?.pid).toBe(standby.pid);
+      const { handle, ms } = await summon(s);
+      warmMs.push(ms);
+      expect(handle.pid).toBe(standby.pid);
+      expect(handle.notes?.[0]).toMatch(/^restored from template .* ahead and warmed while stopped$/);
+      expect(await status(handle)).toBe('running');
+      randoms.push((await curl(`${url}cgi-bin/random`)).trim());
+      await destroy(handle, s);
+    }
+    // Each copy was reseeded when it was restored, and again at its summon: never two alike.
+    expect(new Set(randoms).size).toBe(randoms.length);
+    console.log(`FIGURE qemu snapshot prespawn=warm (TCG): start() -> first byte median ${median(warmMs).toFixed(0)} ms (${warmMs.map((m) => m.toFixed(0)).join(', ')})`);
+
+    // The mode is part of what a standby was made for: a warm copy is not taken for prespawn=on.
+    const warm = (await backend.prepare!(s, timeout(30_000)))!;
+    env.track(warm, s);
+    const on = { ...s, options: { ...s.options, prespawn: ['on'] } };
+    const waiting = (await backend.prepare!(on, timeout(30_000)))!;
+    env.track(waiting, on);
+    expect(waiting.pid).not.toBe(warm.pid);
+    await expect.poll(() => existsSync(`/proc/${warm.pid}`)).toBe(false);
+    expect(await status(waiting)).toBe('inmigrate');
+    expect(await backend.prepare!({ ...s, options: { ...s.options, prespawn: ['off'] } }, timeout(30_000))).toBeUndefined();
   });
 
   it('a corrupt state file falls back to a cold boot and a fresh template', async () => {

@@ -4,9 +4,10 @@
  * container as fds 3.. (LISTEN_FDS), so a connection that arrives during the start waits in the
  * kernel's accept queue instead of being refused.
  */
+import { readStandby, removeStandby, writeStandby, type Standby } from '../common/standby.js';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { appendFileSync, existsSync, statSync, type Stats } from 'node:fs';
 import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
@@ -81,17 +82,8 @@ interface ContainerFacts {
   poststartHooks?: boolean;
 }
 
-/**
- * `precreate=on`: the container created ahead (crun create) for the next start, recorded in the
- * service's runDir so any worker thread, and a restarted daemon, finds it. `key` says for which
- * service definition it was made; anything else is removed, never started.
- */
-interface Standby {
-  key: string;
-  handle: BackendHandle;
-}
-
-const standbyPath = (runDir: string): string => join(runDir, 'standby.json');
+// `precreate=on`: the container created ahead (crun create) for the next start (a Standby record,
+// common/standby.ts); one made for another service definition is removed, never started.
 
 /**
  * What a created container was made from: the service spec (keys, network, mask) and, for a bundle,
@@ -110,14 +102,6 @@ function statSyncOrUndefined(path: string): Stats | undefined {
   }
 }
 
-function readStandby(runDir: string): Standby | undefined {
-  try {
-    const doc = JSON.parse(readFileSync(standbyPath(runDir), 'utf8')) as Partial<Standby>;
-    return typeof doc.key === 'string' && typeof doc.handle === 'object' && doc.handle !== null ? (doc as Standby) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * A created container can be started only if its init still waits (same pid, same start time), in
@@ -163,6 +147,7 @@ async function serviceNetns(spec: ServiceSpec, linkUp: boolean): Promise<{ netns
 
 /** Every crun call names the container by id under its state root. */
 const containerHandle = handleCodec<ContainerFacts>({ backend: 'container', required: { id: 'string', root: 'string' } });
+const checkContainerHandle = (h: BackendHandle): unknown => containerHandle.read(h);
 
 function facts(handle: BackendHandle): ContainerFacts {
   return containerHandle.read(handle).data;
@@ -253,7 +238,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
   /** Removes a created container (and its record); a failure to is logged by the caller via the error. */
   async function discardStandby(spec: ServiceSpec, held: Standby): Promise<void> {
     await backend.stop(held.handle, spec, 'destroy', AbortSignal.timeout(commandTimeoutMs * 2));
-    await rm(standbyPath(spec.runDir), { force: true });
+    removeStandby(spec.runDir);
   }
 
   /**
@@ -264,7 +249,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
   async function startStandby(spec: ServiceSpec, config: ContainerConfig, held: Standby, signal: AbortSignal): Promise<BackendHandle | undefined> {
     const f = facts(held.handle);
     // The record is consumed whatever happens next: a started container is a running one, not a standby.
-    await rm(standbyPath(spec.runDir), { force: true });
+    removeStandby(spec.runDir);
     if (!config.precreate || held.key !== standbyKey(spec, config) || !standbyUsable(f, held.handle.pid)) {
       await backend.stop(held.handle, spec, 'destroy', AbortSignal.timeout(commandTimeoutMs * 2)).catch(() => undefined);
       return undefined;
@@ -411,7 +396,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
 
     async start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
       const config = parseContainerOptions(spec.service, spec.options);
-      const held = readStandby(spec.runDir);
+      const held = readStandby(spec.runDir, checkContainerHandle);
       if (held) {
         const started = await startStandby(spec, config, held, signal);
         if (started) return started;
@@ -421,14 +406,14 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
 
     async prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
       const config = parseContainerOptions(spec.service, spec.options);
-      const held = readStandby(spec.runDir);
+      const held = readStandby(spec.runDir, checkContainerHandle);
       const key = standbyKey(spec, config);
       if (held && config.precreate && held.key === key && standbyUsable(facts(held.handle), held.handle.pid)) return held.handle;
       // Anything else held is stale (other keys, its init gone, an old netns) or no longer wanted.
       if (held) await discardStandby(spec, held);
       if (!config.precreate) return undefined;
       const handle = await launch(spec, config, 'create', signal);
-      await writeFile(standbyPath(spec.runDir), JSON.stringify({ key, handle } satisfies Standby));
+      writeStandby(spec.runDir, { key, handle });
       return handle;
     },
 
@@ -476,7 +461,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       if (alive(handle)) await crun('kill', f, crunArgv.kill(f.id, 'KILL')).catch(() => undefined);
       await remove(f);
       // A record of a container created ahead names this id: whatever it said is gone now.
-      await rm(standbyPath(dirname(f.root)), { force: true });
+      removeStandby(dirname(f.root));
       await linkDown(f);
     },
 

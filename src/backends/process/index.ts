@@ -8,7 +8,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, closeSync, constants, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { abortError, type BoundedCall } from '../common/abort.js';
@@ -16,7 +17,8 @@ import { handleCodec } from '../common/handle.js';
 import { describeExit } from '../common/exit-cause.js';
 import { findExecutable } from '../common/path-lookup.js';
 import { abortableSleep } from '../common/sleep.js';
-import { JitsuError } from '../../errors.js';
+import { errorMessage, JitsuError } from '../../errors.js';
+import { readStandby, removeStandby, takeStandby, writeStandby, type Standby } from '../common/standby.js';
 import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
 import { claimedAll, notPreBoundNote, preloadWorks, programLinkage, servingProbe, watchClaims, type ServingProbe } from '../common/activation.js';
 import { planLimits } from './confine.js';
@@ -54,6 +56,7 @@ interface ProcessData {
 
 /** Every call needs the pid, its start time (pid-reuse defence) and the netns (connection resets). */
 const processHandle = handleCodec<ProcessData>({ backend: 'process', required: { startTime: 'number', netns: 'string' }, pid: true });
+const checkProcessHandle = (h: BackendHandle): unknown => processHandle.read(h);
 
 function fileStem(service: string): string {
   return service.replace(/[^A-Za-z0-9_.-]/g, '_');
@@ -98,6 +101,7 @@ const EXIT_MEANING: Record<number, string> = {
   76: 'cannot drop its capabilities or set no_new_privs',
   77: 'cannot open ports below 1024 in its netns',
   78: 'cannot open its claims report',
+  79: 'cannot wait for its start (precreate=on FIFO)',
   126: 'command not executable (by the service user: check the permissions of the program and its directories)',
   127: 'command not found',
 };
@@ -236,12 +240,119 @@ function confinementArgs(spec: ServiceSpec, stem: string, c: ProcessConfig['conf
   return args;
 }
 
+/** uid 0 (user=root) is the explicit opt-out: unconfined, as the daemon itself runs. */
+function identityOf(spec: ServiceSpec, cfg: ProcessConfig): Identity | undefined {
+  const resolved = resolveIdentity(spec.service, cfg.confinement.user, cfg.confinement.group);
+  return resolved.uid === 0 ? undefined : resolved;
+}
+
+/** The FIFO a precreated command waits on (native/activate.c --wait-fifo). */
+const startFifo = (spec: ServiceSpec): string => join(spec.runDir, `${fileStem(spec.service)}.start`);
+
 async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle> {
   const cfg = parseProcessOptions(spec.service, spec.options);
-  const { user, group } = cfg.confinement;
-  // uid 0 (user=root) is the explicit opt-out: unconfined, as the daemon itself runs.
-  const resolved = resolveIdentity(spec.service, user, group);
-  const identity = resolved.uid === 0 ? undefined : resolved;
+  const held = takeStandby(spec.runDir, checkProcessHandle);
+  if (held) {
+    const started = await startStandby(spec, cfg, held, signal);
+    if (started) return started;
+  }
+  const handle = await launch(spec, cfg, identityOf(spec, cfg), signal);
+  await linkUpUnlessWaiting(spec, handle);
+  return handle;
+}
+
+/**
+ * The link goes up at once unless parked (park/handshake: in ready()) or the ports are the
+ * program's own (not pre-bound: until it listens, its kernel would reset early SYNs).
+ */
+async function linkUpUnlessWaiting(spec: ServiceSpec, handle: BackendHandle): Promise<void> {
+  const { data, pid } = processHandle.read(handle);
+  const parked = maskStrategy(spec.mask).linkUp === 'ready';
+  if (parked || (data.preBound ?? []).length < data.ports.length || !handle.link) return;
+  try {
+    await setLinkUp(handle.link, true);
+  } catch (err) {
+    signalGroup(pid, 'SIGKILL');
+    throw err;
+  }
+}
+
+/**
+ * What a precreated command was made from: the service spec, the launcher and the identity it runs
+ * as. Its program is only exec'd at start, so a program updated on disk meanwhile is the one run.
+ */
+function standbyKey(spec: ServiceSpec, identity: Identity | undefined): string {
+  return createHash('sha256').update(JSON.stringify([spec, activatePath(), identity?.uid ?? 0, identity?.gid ?? 0])).digest('hex').slice(0, 32);
+}
+
+/** Still the command we launched (same pid and start time), in the service's current netns, its link there. */
+function standbyUsable(handle: BackendHandle): boolean {
+  const { data, pid } = processHandle.read(handle);
+  if (liveness(pid, data.startTime).state !== 'alive' || !handle.link || !linkExists(handle.link)) return false;
+  try {
+    const inNs = statSync(`/proc/${pid}/ns/net`);
+    const current = statSync(data.netnsPath);
+    return inNs.ino === current.ino && inNs.dev === current.dev;
+  } catch {
+    return false;
+  }
+}
+
+async function discardStandby(spec: ServiceSpec, held: Standby): Promise<void> {
+  await stop(held.handle, spec, 'destroy', AbortSignal.timeout(SHUTDOWN_GRACE_MS)).catch(() => undefined);
+}
+
+/**
+ * Lets the command launched ahead exec: one byte into its start FIFO. Opening the FIFO for writing
+ * fails (ENXIO) once nothing reads it, so a command that died meanwhile is found here. Undefined
+ * when it cannot be used (then it is ended and the caller launches a new one).
+ */
+async function startStandby(spec: ServiceSpec, cfg: ProcessConfig, held: Standby, signal: AbortSignal): Promise<BackendHandle | undefined> {
+  if (!cfg.precreate || held.key !== standbyKey(spec, identityOf(spec, cfg)) || !standbyUsable(held.handle)) {
+    await discardStandby(spec, held);
+    return undefined;
+  }
+  if (signal.aborted) throw abortError(signal, 'start', { timeout: `service ${spec.service}: start aborted` }, { service: spec.service });
+  try {
+    const fd = openSync(startFifo(spec), constants.O_WRONLY | constants.O_NONBLOCK);
+    try {
+      writeSync(fd, 'g');
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    appendFileSync(processHandle.read(held.handle).data.logPath, `jitsu: the command launched ahead no longer waits (${errorMessage(err)}); launching a new one\n`);
+    await discardStandby(spec, held);
+    return undefined;
+  }
+  await linkUpUnlessWaiting(spec, held.handle);
+  return held.handle;
+}
+
+/** prepare(): with precreate=on, the next command launched and waiting for its exec; else nothing. */
+async function prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
+  const cfg = parseProcessOptions(spec.service, spec.options);
+  const held = readStandby(spec.runDir, checkProcessHandle);
+  const identity = identityOf(spec, cfg);
+  const key = standbyKey(spec, identity);
+  if (held && cfg.precreate && held.key === key && standbyUsable(held.handle)) return held.handle;
+  // Anything else held is stale (other keys, gone, an old netns) or no longer wanted.
+  if (held) {
+    removeStandby(spec.runDir);
+    await discardStandby(spec, held);
+  }
+  if (!cfg.precreate) return undefined;
+  const handle = await launch(spec, cfg, identity, signal, startFifo(spec));
+  writeStandby(spec.runDir, { key, handle });
+  return handle;
+}
+
+/**
+ * Runs the launcher: netns, sockets, log, supervisor, confinement, then the exec — or, with
+ * `waitFifo`, a wait for the start byte just before it. Resolves with the command's handle once
+ * its pid is known; the link stays as it is.
+ */
+async function launch(spec: ServiceSpec, cfg: ProcessConfig, identity: Identity | undefined, signal: AbortSignal, waitFifo?: string): Promise<BackendHandle> {
   const launcher = activatePath();
   const netns = netnsName(spec.service);
   const nsPath = netnsPath(netns);
@@ -289,6 +400,7 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   // (reparented to init, not ours) records the exit status: no thread of ours ever has to reap the
   // service, so services outlive workers and daemon restarts without zombies.
   args.unshift('--ready-fd', '3', '--supervise', exitPath);
+  if (waitFifo) args.unshift('--wait-fifo', waitFifo);
   const child = spawn(launcher, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'], env });
   child.on('error', () => undefined);
   child.unref();
@@ -297,26 +409,8 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
   const startTime = readProcStat(pid)?.startTime ?? -1;
 
   const data: ProcessData = { netns, netnsPath: nsPath, startTime, logPath, exitPath, ports: cfg.ports, mask: spec.mask, preBound, claimsPath };
-  const handle: BackendHandle = {
-    backend: 'process',
-    service: spec.service,
-    link,
-    mac: spec.network.mac,
-    pid,
-    data: processHandle.write(data),
-  };
   // The sockets were bound before the pid was reported: from now on the kernel queues every SYN.
-  // The link goes up at once unless parked (park/handshake: in ready()) or the ports are the
-  // program's own (not pre-bound: until it listens, its kernel would reset early SYNs).
-  if (!parked && preBound.length === cfg.ports.length) {
-    try {
-      await setLinkUp(link, true);
-    } catch (err) {
-      signalGroup(pid, 'SIGKILL');
-      throw err;
-    }
-  }
-  return handle;
+  return { backend: 'process', service: spec.service, link, mac: spec.network.mac, pid, data: processHandle.write(data) };
 }
 
 /**
@@ -464,6 +558,7 @@ export const backend: Backend = {
   capabilities: { stopModes: ['destroy', 'suspend', 'shutdown'], exitWatch: 'pid', netns: true, masking: { prebind: true, hold: true }, defaultMask: 'activate' },
   options: processOptions,
   start,
+  prepare,
   ready,
   stop,
   resume,

@@ -99,6 +99,13 @@ export const processOptions: readonly OptionSpec[] = [
   { key: 'group', description: "group the command runs as: a name or gid (default: the user's primary group)", example: DEFAULT_SERVICE_USER, validate: validName('group') },
   { key: 'private_tmp', description: "give the command an empty private /tmp (64 MiB tmpfs, its own mount namespace): true (default) or false (the host's /tmp)", example: 'true', validate: validBool('private_tmp') },
   { key: 'read_only', description: 'make / and every mount under it read-only for the command (except its private /tmp): true or false (default)', example: 'true', validate: validBool('read_only') },
+  {
+    key: 'precreate',
+    description:
+      'on: while the service is stopped, keep its next command launched up to the exec (in its netns, sockets bound, confined, waiting), so a summon only lets it exec; it holds a small process and its sockets meanwhile. off (default): launch at each start',
+    example: 'on',
+    validate: (v) => (v === 'on' || v === 'off' ? undefined : `precreate must be on or off, got "${v}"`),
+  },
   ...limitOptions,
 ];
 
@@ -117,6 +124,8 @@ export interface ProcessConfig {
   env: Record<string, string>;
   cwd?: string;
   confinement: ProcessConfinement;
+  /** precreate=on: prepare() launches the next command up to its exec. */
+  precreate: boolean;
 }
 
 /** Validate the backend keys of one service; CONFIG_INVALID names the key and the fix. */
@@ -155,6 +164,6 @@ export function parseProcessOptions(service: string, options: Readonly<Record<st
     readOnly: options['read_only']?.[0] === 'true',
     limits: parseLimits(options),
   };
-  return { command: parseCommand(options['exec']![0]!), ports, env, ...(cwd ? { cwd } : {}), confinement };
+  return { command: parseCommand(options['exec']![0]!), ports, env, ...(cwd ? { cwd } : {}), confinement, precreate: options['precreate']?.[0] === 'on' };
 }
 

@@ -6,7 +6,7 @@ import type { QemuConfig } from './options.js';
 const net: ServiceNetwork = { bridge: 'jitsu0', family: 4, ip: '10.0.0.5', prefixLength: 24, gateway: '10.0.0.1', mac: '02:00:00:00:00:05' };
 const cfg: QemuConfig = {
   kernel: '/img/vmlinux', initrd: '/img/initrd.gz', cmdline: '', memoryMiB: 128, vcpus: 1, mac: '02:00:00:00:00:05',
-  bridge: 'jitsu0', tap: 'web-t', accel: 'auto', acpi: true, shutdownTimeoutMs: 10_000, binary: 'qemu-system-x86_64', user: 'jitsu-svc', sandbox: true, snapshot: 'off', prespawn: false,
+  bridge: 'jitsu0', tap: 'web-t', accel: 'auto', acpi: true, shutdownTimeoutMs: 10_000, binary: 'qemu-system-x86_64', user: 'jitsu-svc', sandbox: true, snapshot: 'off', prespawn: 'off',
 };
 
 function after(args: string[], flag: string): string[] {

@@ -32,7 +32,7 @@ describe('qemu options', () => {
     expect(c).toEqual({
       kernel: '/k', initrd: '/i', cmdline: 'quiet', memoryMiB: 256, vcpus: 2, mac: '02:00:00:00:00:09', bridge: 'br1', tap: 'jt4t9',
       accel: 'tcg', acpi: false, shutdownTimeoutMs: 3000, binary: '/opt/qemu', user: 'qemu-jitsu', sandbox: false, chroot: '/var/empty',
-      snapshot: 'template', prespawn: true,
+      snapshot: 'template', prespawn: 'on',
     });
   });
   it.each([
@@ -47,8 +47,8 @@ describe('qemu options', () => {
     [{ sandbox: ['yes'] }, /sandbox/],
     [{ chroot: ['rel'] }, /chroot/],
     [{ snapshot: ['yes'] }, /snapshot must be off or template/],
-    [{ snapshot: ['template'], prespawn: ['yes'] }, /prespawn must be on or off/],
-    [{ prespawn: ['on'] }, /prespawn=on waits for a template's state: add snapshot=template/],
+    [{ snapshot: ['template'], prespawn: ['yes'] }, /prespawn must be off, on, warm/],
+    [{ prespawn: ['on'] }, /prespawn=on works from a template: add snapshot=template/],
     [{ user: ['a b'] }, /user/],
     [{ kernel: ['/a', '/b'] }, /given 2 times/],
     [{ kernal: ['/a'] }, /unknown qemu key "kernal"/],

@@ -34,9 +34,15 @@ export interface QemuConfig {
   chroot?: string;
   /** `template`: summons restore a copy of a memory snapshot taken after the first boot (snapshot.ts). */
   snapshot: 'off' | 'template';
-  /** snapshot=template: keep the next copy's QEMU started and waiting for its state while the service is stopped. */
-  prespawn: boolean;
+  /**
+   * snapshot=template, while the service is stopped: `on` keeps the next copy's QEMU started and
+   * waiting for its state; `warm` keeps the next copy restored, reseeded and warmed, tap down.
+   */
+  prespawn: PrespawnMode;
 }
+
+export const PRESPAWN_MODES = ['off', 'on', 'warm'] as const;
+export type PrespawnMode = (typeof PRESPAWN_MODES)[number];
 
 /** Where build-guest.sh leaves the project's guest image. */
 export function guestImageDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -95,10 +101,13 @@ export const qemuOptions: readonly OptionSpec[] = [
   {
     key: 'prespawn',
     description:
-      'on (needs snapshot=template): while the service is stopped, keep its next copy\'s QEMU started and waiting for the template\'s state (-incoming defer, its tap down), so a summon skips QEMU\'s start-up; it holds QEMU\'s own memory meanwhile (not the guest\'s). off (default)',
-    example: 'on',
-    validate: validOnOff('prespawn'),
-    conflicts: (o) => (o['prespawn']?.[0] === 'on' && o['snapshot']?.[0] !== 'template' ? "prespawn=on waits for a template's state: add snapshot=template, or drop prespawn" : undefined),
+      'needs snapshot=template; while the service is stopped: on = keep its next copy\'s QEMU started and waiting for the template\'s state (-incoming defer, its tap down), so a summon skips QEMU\'s start-up (it holds QEMU\'s own memory, not the guest\'s); warm = keep the next copy restored, reseeded by its agent and warmed by one request to itself, its tap down, so a summon only brings the tap up (it holds the copy\'s memory and an idle guest); off (default)',
+    example: 'warm',
+    validate: (v) => ((PRESPAWN_MODES as readonly string[]).includes(v) ? undefined : `prespawn must be ${PRESPAWN_MODES.join(', ')}, got "${v}"`),
+    conflicts: (o) => {
+      const mode = o['prespawn']?.[0];
+      return mode !== undefined && mode !== 'off' && o['snapshot']?.[0] !== 'template' ? `prespawn=${mode} works from a template: add snapshot=template, or drop prespawn` : undefined;
+    },
   },
   { key: 'chroot', description: 'directory QEMU chroots into once the machine is set up (-chroot; an empty directory will do)', example: '/var/empty', validate: validChroot },
 ];
@@ -154,7 +163,7 @@ export function parseQemuOptions(spec: ServiceSpec, hash: (s: string) => string,
     user: one('user') ?? DEFAULT_SERVICE_USER,
     sandbox: (one('sandbox') ?? 'on') === 'on',
     snapshot: (one('snapshot') ?? 'off') as 'off' | 'template',
-    prespawn: one('prespawn') === 'on',
+    prespawn: (one('prespawn') ?? 'off') as PrespawnMode,
     ...(one('chroot') !== undefined ? { chroot: one('chroot')! } : {}),
   };
   // Every value is valid by now: what is left is how keys combine.
