@@ -20,6 +20,7 @@ describe('process backend options', () => {
       env: { A: '1', B: 'x=y' },
       cwd: '/srv',
       confinement: { user: 'jitsu-svc', privateTmp: true, readOnly: false, limits: {} },
+      precreate: false,
     });
   });
   it('parses the confinement keys', () => {
