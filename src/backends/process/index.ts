@@ -333,6 +333,7 @@ async function startStandby(spec: ServiceSpec, cfg: ProcessConfig, held: Standby
 async function prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
   const cfg = parseProcessOptions(spec.service, spec.options);
   const held = readStandby(spec.runDir, checkProcessHandle);
+  if (!cfg.precreate && !held) return undefined;
   const identity = identityOf(spec, cfg);
   const key = standbyKey(spec, identity);
   if (held && cfg.precreate && held.key === key && standbyUsable(held.handle)) return held.handle;
