@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, constants, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, constants, existsSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { abortError, type BoundedCall } from '../common/abort.js';
@@ -288,14 +288,7 @@ function standbyKey(spec: ServiceSpec, identity: Identity | undefined): string {
 /** Still the command we launched (same pid and start time), in the service's current netns, its link there. */
 function standbyUsable(handle: BackendHandle): boolean {
   const { data, pid } = processHandle.read(handle);
-  if (liveness(pid, data.startTime).state !== 'alive' || !handle.link || !linkExists(handle.link)) return false;
-  try {
-    const inNs = statSync(`/proc/${pid}/ns/net`);
-    const current = statSync(data.netnsPath);
-    return inNs.ino === current.ino && inNs.dev === current.dev;
-  } catch {
-    return false;
-  }
+  return liveness(pid, data.startTime).state === 'alive' && !!handle.link && linkExists(handle.link) && inNetns(pid, netnsLink(data.netnsPath));
 }
 
 async function discardStandby(spec: ServiceSpec, held: Standby): Promise<void> {
@@ -333,16 +326,15 @@ async function startStandby(spec: ServiceSpec, cfg: ProcessConfig, held: Standby
 async function prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
   const cfg = parseProcessOptions(spec.service, spec.options);
   const held = readStandby(spec.runDir, checkProcessHandle);
-  if (!cfg.precreate && !held) return undefined;
-  const identity = identityOf(spec, cfg);
-  const key = standbyKey(spec, identity);
-  if (held && cfg.precreate && held.key === key && standbyUsable(held.handle)) return held.handle;
+  const identity = cfg.precreate ? identityOf(spec, cfg) : undefined;
+  const key = cfg.precreate ? standbyKey(spec, identity) : undefined;
+  if (held && held.key === key && standbyUsable(held.handle)) return held.handle;
   // Anything else held is stale (other keys, gone, an old netns) or no longer wanted.
   if (held) {
     removeStandby(spec.runDir);
     await discardStandby(spec, held);
   }
-  if (!cfg.precreate) return undefined;
+  if (key === undefined) return undefined;
   const handle = await launch(spec, cfg, identity, signal, startFifo(spec));
   writeStandby(spec.runDir, { key, handle });
   return handle;
