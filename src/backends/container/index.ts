@@ -19,7 +19,7 @@ import { handleCodec } from '../common/handle.js';
 import { activatePath, preloadPath } from '../common/launcher.js';
 import { pollPacer, pollUntil } from '../common/readiness.js';
 import { LOG_MAX_BYTES, logSince } from '../common/logs.js';
-import { isAlive, listeningTcpPorts, readProcStat } from '../common/proc.js';
+import { inNetns, isAlive, listeningTcpPorts, netnsLink, readProcStat } from '../common/proc.js';
 import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
 import { CLAIMS_FILE, containerProgram, containerUser, defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
 import { maskStrategy } from '../../masking/registry.js';
@@ -111,9 +111,7 @@ function statSyncOrUndefined(path: string): Stats | undefined {
 function standbyUsable(f: ContainerFacts, pid: number | undefined): boolean {
   if (!isAlive(pid, f.startTime) || f.netnsPath === undefined) return false;
   if (!existsSync(join(f.root, f.id)) || !linkExists(f.hostLink)) return false;
-  const inNs = statSyncOrUndefined(`/proc/${pid}/ns/net`);
-  const current = statSyncOrUndefined(f.netnsPath);
-  return inNs !== undefined && current !== undefined && inNs.ino === current.ino && inNs.dev === current.dev;
+  return inNetns(pid!, netnsLink(f.netnsPath));
 }
 
 /**
