@@ -160,3 +160,16 @@ export interface Backend {
   /** Called once a ready service was seen gone: how it ended (status, signal, log tail). */
   exitReport?(handle: BackendHandle, spec: ServiceSpec): Promise<ExitReport>;
 }
+
+/**
+ * A boot: start(), then ready() of what it started, under one signal. `onStarted` gets the handle
+ * in between, so that what now runs is known (persisted, cleaned up after a failure) while ready()
+ * still waits; the handle ready() gets carries no notes.
+ */
+export async function bootBackend(backend: Backend, spec: ServiceSpec, signal: AbortSignal, onStarted: (handle: BackendHandle) => void): Promise<BackendHandle> {
+  const started = await backend.start(spec, signal);
+  onStarted(started);
+  const { notes: _notes, ...handle } = started;
+  await backend.ready(handle, spec, signal);
+  return started;
+}

@@ -1,7 +1,7 @@
 // The service network: the daemon's bridge, host gateway addresses, one netns + veth per service.
 export { DEFAULT_BRIDGE, ensureBridge, removeBridge, ensureHostAddresses, removeHostAddresses, keepaliveNames } from './bridge.js';
 export type { BridgeInfo, BridgeOptions } from './bridge.js';
-export { prepareServiceNetns, removeServiceNetns } from './netns.js';
+export { prepareServiceNetns, removeServiceNetns, SERVICE_LISTEN_BACKLOG, SERVICE_TCP_EHASH_ENTRIES } from './netns.js';
 export type { PreparedNetns, PrepareOptions } from './netns.js';
 export { netnsName, hostLinkName, netnsPath, NETNS_LINK, isValidIfName, MAX_IFNAME } from './names.js';
 export { setLinkUp, isLinkUp, isLinkForwarding, waitLinkForwarding, setPromisc, setBridgePort, linkExists, linkMaster, isBridge, bridgePorts } from './link.js';

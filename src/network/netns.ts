@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { ServiceNetwork } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
-import { ip, ipBatch } from './exec.js';
+import { ip, ipBatch, runTool } from './exec.js';
 import { isLinkUp, linkExists, linkMaster, setLinkUp } from './link.js';
 import { NETNS_LINK, hostLinkName, netnsName, netnsPath } from './names.js';
 import { stableMac } from './mac.js';
@@ -9,6 +9,12 @@ import { allPids, killUntilGone } from './procs.js';
 
 /** Listen queue depth allowed inside every service namespace (jitsu-activate asks for this much). */
 export const SERVICE_LISTEN_BACKLOG = 65535;
+
+/**
+ * Buckets of the TCP hash table each service namespace owns. Enough for a burst of 10k clients
+ * (chains of about one), small enough that a walk of the whole table takes ~0.1 ms.
+ */
+export const SERVICE_TCP_EHASH_ENTRIES = 8192;
 
 export interface PreparedNetns {
   service: string;
@@ -98,8 +104,8 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
     });
   }
   try {
+    await createNetns(netns);
     await ipBatch([
-      `netns add ${netns}`,
       `link add ${hostLink} address ${stableMac(`host:${service}`)} type veth peer name ${NETNS_LINK} address ${network.mac} netns ${netns}`,
       // No IPv6 link-local on the host port: it carries no address and should stay silent.
       `link set ${hostLink} addrgenmode none`,
@@ -114,9 +120,6 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
       gatewayNeighbour(network),
     );
     await ipBatch(inside, { netns });
-    // Per-namespace limits: a service socket-activated during a burst (10k clients at a cold start)
-    // must queue every connection; the host's own limits stay untouched.
-    await ip(['netns', 'exec', netns, 'sysctl', '-qw', `net.core.somaxconn=${SERVICE_LISTEN_BACKLOG}`, `net.ipv4.tcp_max_syn_backlog=${SERVICE_LISTEN_BACKLOG}`]);
     // Last, once the inside is configured (and waiting until the port forwards).
     if (opts.hostLinkUp) await setLinkUp(hostLink, true);
   } catch (err) {
@@ -124,6 +127,33 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
     throw err;
   }
   return { ...result, adopted: false };
+}
+
+/**
+ * `ip netns add` run in a throwaway namespace (`unshare --net`, gone when the shell exits) whose
+ * net.ipv4.tcp_child_ehash_entries gives the new namespace a TCP hash table of its own (Linux ≥
+ * 6.1 reads it from the creator's namespace). Made the plain way, a namespace shares the host's
+ * table, sized from RAM (262,144 buckets on a 24 GiB box), and every read of its /proc/net/tcp
+ * walks all of them: 5 ms per table, 10 ms for tcp + tcp6, measured. That read is every readiness
+ * poll of a process or container boot and every idle sweep (on the daemon's event loop); with its
+ * own table it takes ~0.1 ms. An older kernel has no such sysctl: the namespace shares the host's
+ * table, as before. The host's own settings stay untouched.
+ *
+ * Then the per-namespace limits: a service socket-activated during a burst (10k clients at a cold
+ * start) must queue every connection, and a table this small would otherwise cap TIME_WAIT at 4096.
+ */
+async function createNetns(netns: string): Promise<void> {
+  const script = [
+    'child=/proc/sys/net/ipv4/tcp_child_ehash_entries',
+    'if [ -e "$child" ]; then echo "$2" > "$child" || exit 1; fi',
+    'ip netns add "$1" || exit 1',
+    'exec nsenter --net="$4" sysctl -qw net.core.somaxconn="$3" net.ipv4.tcp_max_syn_backlog="$3" net.ipv4.tcp_max_tw_buckets="$3"',
+  ].join('\n');
+  const res = await runTool('unshare', ['--net', 'sh', '-c', script, 'sh', netns, String(SERVICE_TCP_EHASH_ENTRIES), String(SERVICE_LISTEN_BACKLOG), netnsPath(netns)]);
+  if (res.status !== 0) {
+    const reason = res.stderr.trim().split('\n').slice(0, 4).join('; ') || `exit status ${res.status}`;
+    throw new JitsuError('NETWORK_SETUP', `network setup failed: creating netns ${netns} (unshare --net, ip netns add, sysctl): ${reason}`, { command: `ip netns add ${netns}`, stderr: res.stderr.trim() });
+  }
 }
 
 /** PIDs of the processes whose network namespace is `netns` (what `ip netns pids` reports). */

@@ -45,6 +45,11 @@ describe('BackendPool', () => {
       expect((bad as { details: { service: string } }).details.service).toBe('jt2-unit');
       const unknown = await pool.start({ ...spec, options: { exec: ['true'], kernel: ['x'] } }, 1000).catch((e: unknown) => e);
       expect(errorCode(unknown)).toBe('CONFIG_INVALID');
+      // A boot that fails before anything runs tells of no start.
+      const told: unknown[] = [];
+      const bootErr = await pool.boot({ ...spec, options: { exec: ['true'], kernel: ['x'] } }, 1000, { onStarted: (h) => told.push(h) }).catch((e: unknown) => e);
+      expect(errorCode(bootErr)).toBe('CONFIG_INVALID');
+      expect(told).toEqual([]);
     } finally {
       await pool.close();
     }
@@ -77,6 +82,36 @@ describe('BackendPool', () => {
     } finally {
       delete process.env['JITSU_TEST_LOADED_FILE'];
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('tells a boot\'s onStarted once, before it settles, whichever of the message and the answer comes first', async () => {
+    const workerFile = fileURLToPath(new URL('../../test/fixtures/pool/boot-worker.mjs', import.meta.url));
+    const pool = new BackendPool({ logger: silentLogger, minThreads: 1, maxThreads: 1, workerFile });
+    try {
+      const expected: Record<string, string[]> = {
+        early: ['started early 4242', 'called', 'settled', 'resolved early'],
+        late: ['called', 'settled', 'started late 4242', 'resolved late'],
+      };
+      for (const service of ['early', 'late']) {
+        const events: string[] = [];
+        const handle = await pool.boot({ ...spec, service }, 1000, {
+          onStarted: (h) => events.push(`started ${h.service} ${h.pid}`),
+          onCalled: () => events.push('called'),
+          onSettled: () => events.push('settled'),
+        });
+        events.push(`resolved ${handle.service}`);
+        expect(events).toEqual(expected[service]);
+        // A message that arrives after the answer is not told again.
+        await new Promise((r) => setTimeout(r, 60));
+        expect(events.filter((e) => e.startsWith('started'))).toHaveLength(1);
+      }
+      const told: string[] = [];
+      const err = await pool.boot({ ...spec, service: 'fails' }, 1000, { onStarted: (h) => told.push(h.service) }).catch((e: unknown) => e);
+      expect(errorCode(err)).toBe('BOOT_FAILED');
+      expect(told).toEqual(['fails']);
+    } finally {
+      await pool.close();
     }
   });
 });

@@ -4,8 +4,9 @@ import { Piscina } from 'piscina';
 import type { BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
+import type { BootHooks } from '../services/calls.js';
 import type { PoolOp, PoolRequest, PoolResults } from './protocol.js';
-import { fromWireError, isPoolResponse, isWorkerLoaded } from './protocol.js';
+import { fromWireError, isBootStarted, isPoolResponse, isWorkerLoaded } from './protocol.js';
 
 /** How long close() waits for threads still loading their modules (a busy 2-core box takes ~0.5 s). */
 export const LOAD_WAIT_MS = 10_000;
@@ -36,6 +37,9 @@ export class BackendPool {
   /** Threads that have loaded their modules (protocol.ts WorkerLoaded); only those may be ended. */
   private readonly loadedThreads = new Set<number>();
   private readonly loadWaiters = new Set<() => void>();
+  /** Boots in flight, by bootId: who hears of the handle their start() returned. */
+  private readonly boots = new Map<number, (handle: BackendHandle) => void>();
+  private nextBootId = 1;
 
   constructor(opts: BackendPoolOptions) {
     const filename = opts.workerFile ?? defaultWorkerFile();
@@ -61,6 +65,10 @@ export class BackendPool {
       maxQueue: 4096,
     });
     this.piscina.on('message', (message: unknown) => {
+      if (isBootStarted(message)) {
+        this.boots.get(message.bootStarted)?.(message.handle);
+        return;
+      }
       if (!isWorkerLoaded(message)) return;
       this.loadedThreads.add(message.workerLoaded);
       for (const check of [...this.loadWaiters]) check();
@@ -85,7 +93,12 @@ export class BackendPool {
     });
   }
 
-  private async call<Op extends PoolOp>(req: PoolRequest & { op: Op }, onCalled?: (epochMs: number) => void, onSettled?: (epochMs: number) => void): Promise<PoolResults[Op]> {
+  private async call<Op extends PoolOp>(
+    req: PoolRequest & { op: Op },
+    onCalled?: (epochMs: number) => void,
+    onSettled?: (epochMs: number) => void,
+    onStarted?: (handle: BackendHandle) => void,
+  ): Promise<PoolResults[Op]> {
     if (this.closed) throw new JitsuError('ABORTED', `backend pool is closed (${req.op} ${req.spec.service})`, { service: req.spec.service });
     const t0 = performance.now();
     const res: unknown = await this.piscina.run(req);
@@ -95,7 +108,10 @@ export class BackendPool {
     if (this.logger.enabled('debug')) {
       this.logger.debug('backend call', { op: req.op, service: req.spec.service, ms: Number((performance.now() - t0).toFixed(2)), ok: res.ok });
     }
-    if (!res.ok) throw fromWireError(res.error);
+    if (!res.ok) {
+      if (res.started) onStarted?.(res.started);
+      throw fromWireError(res.error);
+    }
     if (onCalled && res.calledAt !== undefined) onCalled(res.calledAt);
     if (onSettled && res.settledAt !== undefined) onSettled(res.settledAt);
     return res.value as PoolResults[Op];
@@ -103,6 +119,24 @@ export class BackendPool {
 
   start(spec: ServiceSpec, timeoutMs: number, onCalled?: (epochMs: number) => void): Promise<BackendHandle> {
     return this.call({ op: 'start', spec, timeoutMs }, onCalled);
+  }
+
+  async boot(spec: ServiceSpec, timeoutMs: number, hooks: BootHooks): Promise<BackendHandle> {
+    const bootId = this.nextBootId++;
+    let told = false;
+    const started = (handle: BackendHandle): void => {
+      if (told) return;
+      told = true;
+      hooks.onStarted(handle);
+    };
+    this.boots.set(bootId, started);
+    try {
+      const handle = await this.call({ op: 'boot', spec, timeoutMs, bootId }, hooks.onCalled, hooks.onSettled, started);
+      started(handle);
+      return handle;
+    } finally {
+      this.boots.delete(bootId);
+    }
   }
 
   async prepare(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle | undefined> {

@@ -8,6 +8,8 @@ import { JitsuError, errorCode, errorMessage, systemErrorCode } from '../errors.
 
 export type PoolRequest =
   | { op: 'start'; spec: ServiceSpec; timeoutMs: number }
+  /** start() then ready(); `bootId` names the boot in its BootStarted message. */
+  | { op: 'boot'; spec: ServiceSpec; timeoutMs: number; bootId: number }
   | { op: 'prepare'; spec: ServiceSpec; timeoutMs: number }
   | { op: 'ready'; handle: BackendHandle; spec: ServiceSpec; timeoutMs: number }
   | { op: 'stop'; handle: BackendHandle; spec: ServiceSpec; mode: StopMode; timeoutMs: number }
@@ -30,9 +32,25 @@ export function isWorkerLoaded(value: unknown): value is WorkerLoaded {
   return typeof value === 'object' && value !== null && typeof (value as Partial<WorkerLoaded>).workerLoaded === 'number';
 }
 
+/**
+ * Posted by a boot as soon as start() returned, while ready() still waits. It travels on another
+ * port than the call's answer, so it may also arrive after it: the answer carries the handle too.
+ */
+export interface BootStarted {
+  bootStarted: number;
+  handle: BackendHandle;
+}
+
+export function isBootStarted(value: unknown): value is BootStarted {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Partial<BootStarted>;
+  return typeof v.bootStarted === 'number' && typeof v.handle === 'object' && v.handle !== null;
+}
+
 /** What a successful call of each op yields. */
 export interface PoolResults {
   start: BackendHandle;
+  boot: BackendHandle;
   prepare: BackendHandle | null;
   ready: null;
   stop: null;
@@ -54,7 +72,8 @@ export interface WireError {
  */
 export type PoolResponse<Op extends PoolOp = PoolOp> =
   | { ok: true; value: PoolResults[Op]; calledAt?: number; settledAt?: number }
-  | { ok: false; error: WireError };
+  /** `started`: a boot whose ready() failed names what its start() left running. */
+  | { ok: false; error: WireError; started?: BackendHandle };
 
 /** Wall-clock time with sub-millisecond precision, comparable between threads. */
 export function epochNow(): number {
@@ -64,6 +83,7 @@ export function epochNow(): number {
 /** The code an error without one gets, by the op that failed. */
 const FALLBACK_CODE: Record<PoolOp, ErrorCode> = {
   start: 'BOOT_FAILED',
+  boot: 'BOOT_FAILED',
   prepare: 'BOOT_FAILED',
   ready: 'BOOT_FAILED',
   stop: 'STOP_FAILED',

@@ -5,9 +5,9 @@
  * this thread.
  */
 import { parentPort, threadId } from 'node:worker_threads';
-import { vanishedReport } from '../backends/backend.js';
+import { bootBackend, vanishedReport, type BackendHandle } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
-import type { PoolRequest, PoolResponse, WorkerLoaded } from './protocol.js';
+import type { BootStarted, PoolRequest, PoolResponse, WorkerLoaded } from './protocol.js';
 import { epochNow, toWireError } from './protocol.js';
 
 export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
@@ -17,6 +17,19 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
       case 'start': {
         const calledAt = epochNow();
         return { ok: true, value: await backend.start(req.spec, AbortSignal.timeout(req.timeoutMs)), calledAt };
+      }
+      case 'boot': {
+        const calledAt = epochNow();
+        const seen: { started?: BackendHandle } = {};
+        try {
+          const value = await bootBackend(backend, req.spec, AbortSignal.timeout(req.timeoutMs), (handle) => {
+            seen.started = handle;
+            parentPort?.postMessage({ bootStarted: req.bootId, handle } satisfies BootStarted);
+          });
+          return { ok: true, value, calledAt, settledAt: epochNow() };
+        } catch (err) {
+          return { ok: false, error: toWireError(err, req.op), ...(seen.started ? { started: seen.started } : {}) };
+        }
       }
       case 'prepare':
         return { ok: true, value: backend.prepare ? ((await backend.prepare(req.spec, AbortSignal.timeout(req.timeoutMs))) ?? null) : null };

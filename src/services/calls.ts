@@ -1,4 +1,4 @@
-import { vanishedReport, type Backend, type BackendHandle, type BackendName, type ExitReport, type RuntimeState, type ServiceSpec, type StopMode } from '../backends/backend.js';
+import { bootBackend, vanishedReport, type Backend, type BackendHandle, type BackendName, type ExitReport, type RuntimeState, type ServiceSpec, type StopMode } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import { epochNow } from '../pool/protocol.js';
 
@@ -7,12 +7,24 @@ import { epochNow } from '../pool/protocol.js';
  * work never runs on the DNS thread; unit tests use `directCalls` with a fake backend. Every call
  * carries a time budget instead of a signal, because signals cannot cross threads.
  */
+export interface BootHooks {
+  /** When the backend's start began (epoch ms, see epochNow), for overhead metrics. */
+  onCalled?: (epochMs: number) => void;
+  /**
+   * The handle start() returned, before ready() is done (to persist what now runs). Called once,
+   * before boot() settles, whenever start() succeeded — also when ready() then fails.
+   */
+  onStarted: (handle: BackendHandle) => void;
+  /** When the backend saw the service ready (epoch ms). */
+  onSettled?: (epochMs: number) => void;
+}
+
 export interface BackendCalls {
-  /** `onCalled` learns when the backend's start began (epoch ms, see epochNow), for overhead metrics. */
-  start(spec: ServiceSpec, timeoutMs: number, onCalled?: (epochMs: number) => void): Promise<BackendHandle>;
+  /** Backend start() then ready() in one call (one hop to a worker and back per boot); resolves with start()'s handle. */
+  boot(spec: ServiceSpec, timeoutMs: number, hooks: BootHooks): Promise<BackendHandle>;
   /** Backend.prepare (optional there and here): what the next start may take over, held while stopped. */
   prepare?(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle | undefined>;
-  /** `onSettled` learns when the backend saw the service ready (epoch ms). */
+  /** Backend ready() alone (after a resume); `onSettled` learns when the backend saw the service ready (epoch ms). */
   ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number, onSettled?: (epochMs: number) => void): Promise<void>;
   stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void>;
   /** A new handle when the backend replaced the service's process (hibernate). */
@@ -26,9 +38,11 @@ export interface BackendCalls {
 /** Runs backend calls on the calling thread. For tests and tools; the daemon uses the pool. */
 export function directCalls(lookup: (name: BackendName) => Backend): BackendCalls {
   return {
-    start: (spec, ms, onCalled) => {
-      onCalled?.(epochNow());
-      return lookup(spec.backend).start(spec, AbortSignal.timeout(ms));
+    boot: async (spec, ms, hooks) => {
+      hooks.onCalled?.(epochNow());
+      const handle = await bootBackend(lookup(spec.backend), spec, AbortSignal.timeout(ms), hooks.onStarted);
+      hooks.onSettled?.(epochNow());
+      return handle;
     },
     prepare: async (spec, ms) => {
       const backend = lookup(spec.backend);

@@ -178,32 +178,50 @@ export class ServiceRuntime {
     this.bootCount++;
     const resuming = this.suspended && this.handle !== undefined;
     const observeStart = (calledAt: number): void => metrics.orchestration.labels({ step: 'query_to_start' }).observe((calledAt - summonedAt) / 1000);
+    let readyAt = epochNow();
+    const observeReady = (settledAt: number): void => {
+      readyAt = settledAt;
+    };
+    // What now runs is persisted while ready() still waits: a daemon that dies meanwhile leaves a
+    // record the next one adopts or cleans up. `starting` settles once it is known (shutdown waits
+    // for that, not for the whole boot) or the call ended without one.
+    let persisted: Promise<void> = Promise.resolve();
+    let known!: () => void;
+    this.starting = new Promise<void>((resolve) => (known = resolve));
+    const started = (value: BackendHandle): void => {
+      const { notes, ...handle } = value;
+      // How the start went, in the backend's words (e.g. restored from a snapshot, or why not).
+      for (const note of notes ?? []) this.log.info(note, { backend: this.spec.backend });
+      this.handle = handle;
+      this.suspended = false;
+      persisted = this.save();
+      known();
+    };
     // Dispatch the backend call first: the bookkeeping below then overlaps the worker's wake-up
     // instead of delaying the boot (a log line is a synchronous write).
     // (an async wrapper so that even a synchronous throw lands in the failure path below)
-    const starting = (async () => {
-      if (resuming) return calls.resume(this.handle!, this.spec, remaining());
+    const booting = (async () => {
+      if (resuming) {
+        const replaced = await calls.resume(this.handle!, this.spec, remaining());
+        if (replaced !== undefined) started(replaced);
+        this.suspended = false;
+        known();
+        await persisted;
+        await calls.ready(this.handle!, this.spec, remaining(), observeReady);
+        return;
+      }
       // A prepare in flight is the first half of this start: wait for it, then start what it made.
       await this.preparing;
       // start() takes over what was held, or removes it: either way it is no longer a standby.
       this.standby = undefined;
-      return calls.start(this.spec, remaining(), observeStart);
-    })();
-    this.starting = starting.catch(() => undefined);
+      // start() and ready() in one call: one hop to a worker thread and back per boot, not two.
+      await calls.boot(this.spec, remaining(), { onCalled: observeStart, onStarted: started, onSettled: observeReady });
+      await persisted;
+    })().finally(() => known());
     this.log.info(resuming ? 'resuming' : 'booting', { backend: this.spec.backend, ip: this.spec.network.ip, mask: this.spec.mask });
     if (this.mask.onPacketPath) masker.booting(this.maskTarget);
     try {
-      const started = await starting;
-      if (!resuming || started !== undefined) {
-        const { notes, ...handle } = started as BackendHandle;
-        // How the start went, in the backend's words (e.g. restored from a snapshot, or why not).
-        for (const note of notes ?? []) this.log.info(note, { backend: this.spec.backend });
-        this.handle = handle;
-        await this.save();
-      }
-      this.suspended = false;
-      let readyAt = epochNow();
-      await calls.ready(this.handle!, this.spec, remaining(), (settledAt) => (readyAt = settledAt));
+      await booting;
       if (this.closing) throw new JitsuError('ABORTED', `${this.spec.service}: the daemon is shutting down`);
       if (this.mask.onPacketPath) {
         await masker.ready(this.maskTarget, this.handle!);
@@ -214,13 +232,19 @@ export class ServiceRuntime {
       // slow host) would otherwise be stopped at the next sweep, before its clients could connect.
       this.lastActivity = this.deps.now();
       this.watch(this.handle!);
-      this.lastBootMs = this.deps.now() - startedAt;
+      const bootMs = this.deps.now() - startedAt;
+      this.lastBootMs = bootMs;
       this.lastError = undefined;
       this.lastSample = undefined;
       metrics.boots.labels({ service: this.spec.service, result: 'ok' }).inc();
-      metrics.bootSeconds.labels({ backend: this.spec.backend }).observe(this.lastBootMs / 1000);
-      this.log.info('ready', { boot_ms: this.lastBootMs.toFixed(1), pid: this.handle!.pid });
-      await this.save();
+      metrics.bootSeconds.labels({ backend: this.spec.backend }).observe(bootMs / 1000);
+      // The answers go out first: the log line (a synchronous write) and the record of the boot's
+      // time (nothing a restart needs: the handle was persisted when it started) come after them.
+      const pid = this.handle!.pid;
+      setImmediate(() => {
+        this.log.info('ready', { boot_ms: bootMs.toFixed(1), pid });
+        void this.save();
+      });
       // The answer of a cold start leaves no earlier than response_delay after the boot began.
       const wait = startedAt + this.responseDelayMs - this.deps.now();
       if (wait > 0 && this.mask.delaysAnswer) await new Promise((r) => setTimeout(r, wait));

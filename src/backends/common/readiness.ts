@@ -23,6 +23,12 @@ export interface PollSchedule {
 }
 
 /**
+ * Event-loop turns a readiness wait spends checking before timers take over (~a few ms of /proc
+ * reads): a fast program listens within a millisecond or two of its start, sooner than any timer.
+ */
+export const READY_SPINS = 10;
+
+/**
  * The pauses of one wait loop on `schedule`: each call resolves after the next one. With `signal`,
  * a pause rejects (with the signal's reason) once it aborts; `wait` replaces the timer (for example
  * one that an event cuts short).

@@ -17,7 +17,7 @@ import { claimedAll, findInRoot, notPreBoundNote, preloadWorks, programLinkage, 
 import { callAborted, type BoundedCall } from '../common/abort.js';
 import { handleCodec } from '../common/handle.js';
 import { activatePath, preloadPath } from '../common/launcher.js';
-import { pollPacer, pollUntil } from '../common/readiness.js';
+import { READY_SPINS, pollPacer, pollUntil } from '../common/readiness.js';
 import { LOG_MAX_BYTES, logSince } from '../common/logs.js';
 import { inNetns, isAlive, listeningTcpPorts, netnsLink, readProcStat } from '../common/proc.js';
 import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
@@ -422,7 +422,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
       // other probed port (ready=tcp:PORT, else the first port=) listening in its netns.
       const wanted = spec.ready ? [spec.ready.port] : f.activated ? f.ports : f.ports.slice(0, 1);
       const probe = servingProbe(wanted, f.activated && f.claims ? f.ports : []);
-      const nextCheck = pollPacer({ firstMs: pollMs, maxMs: pollMs });
+      const nextCheck = pollPacer({ spins: READY_SPINS, firstMs: Math.min(1, pollMs), maxMs: pollMs });
       for (;;) {
         if (signal.aborted) throw aborted('ready', handle.service, signal);
         if (!alive(handle)) throw bootFailure(handle.service, f, 'exited before it was ready');

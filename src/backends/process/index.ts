@@ -25,7 +25,7 @@ import { planLimits } from './confine.js';
 import { resolveIdentity, type Identity } from '../common/identity.js';
 import { activatePath, preloadPath } from '../common/launcher.js';
 import { LOG_MAX_BYTES, logTail, startLog } from '../common/logs.js';
-import { pollPacer, pollUntil } from '../common/readiness.js';
+import { READY_SPINS, pollPacer, pollUntil } from '../common/readiness.js';
 import { parseProcessOptions, processOptions, type ProcessConfig } from './options.js';
 import { signalGroup } from '../common/process-group.js';
 import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from '../common/proc.js';
@@ -61,9 +61,6 @@ const checkProcessHandle = (h: BackendHandle): unknown => processHandle.read(h);
 function fileStem(service: string): string {
   return service.replace(/[^A-Za-z0-9_.-]/g, '_');
 }
-
-/** Event-loop turns spent polling before timers take over (~a few ms of /proc reads). */
-const SPIN_POLLS = 10;
 
 /** Written by the launcher's supervisor when the command ends. */
 interface ExitRecord {
@@ -191,7 +188,7 @@ async function pollServing(
   // Claims and listens come within a few ms for a fast server: poll on the event loop first, then
   // back off to timers for slow boots. Watched claims wake the loop themselves: then the timers
   // only pace the liveness checks.
-  const nextCheck = pollPacer({ spins: SPIN_POLLS, firstMs: 1, maxMs: probe.claim.length > 0 ? 20 : 4 }, signal, pause);
+  const nextCheck = pollPacer({ spins: READY_SPINS, firstMs: 1, maxMs: probe.claim.length > 0 ? 20 : 4 }, signal, pause);
   for (;;) {
     const l = liveness(pid, data.startTime);
     if (l.state === 'exited' || l.state === 'gone') {
