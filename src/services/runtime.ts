@@ -182,10 +182,9 @@ export class ServiceRuntime {
     const observeReady = (settledAt: number): void => {
       readyAt = settledAt;
     };
-    // What now runs is persisted while ready() still waits: a daemon that dies meanwhile leaves a
-    // record the next one adopts or cleans up. `starting` settles once it is known (shutdown waits
-    // for that, not for the whole boot) or the call ended without one.
-    let persisted: Promise<void> = Promise.resolve();
+    // What now runs is persisted while ready() still waits (the store writes in order, this before
+    // the record of the boot's end). `starting` settles once it is known (shutdown waits for that,
+    // not for the whole boot) or the call ended without one.
     let known!: () => void;
     this.starting = new Promise<void>((resolve) => (known = resolve));
     const started = (value: BackendHandle): void => {
@@ -194,7 +193,7 @@ export class ServiceRuntime {
       for (const note of notes ?? []) this.log.info(note, { backend: this.spec.backend });
       this.handle = handle;
       this.suspended = false;
-      persisted = this.save();
+      void this.save();
       known();
     };
     // Dispatch the backend call first: the bookkeeping below then overlaps the worker's wake-up
@@ -206,7 +205,6 @@ export class ServiceRuntime {
         if (replaced !== undefined) started(replaced);
         this.suspended = false;
         known();
-        await persisted;
         await calls.ready(this.handle!, this.spec, remaining(), observeReady);
         return;
       }
@@ -216,7 +214,6 @@ export class ServiceRuntime {
       this.standby = undefined;
       // start() and ready() in one call: one hop to a worker thread and back per boot, not two.
       await calls.boot(this.spec, remaining(), { onCalled: observeStart, onStarted: started, onSettled: observeReady });
-      await persisted;
     })().finally(() => known());
     this.log.info(resuming ? 'resuming' : 'booting', { backend: this.spec.backend, ip: this.spec.network.ip, mask: this.spec.mask });
     if (this.mask.onPacketPath) masker.booting(this.maskTarget);
