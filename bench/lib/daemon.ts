@@ -50,6 +50,8 @@ export interface ServiceStatusDoc {
   lastBootMs: number | null;
   lastError: string | null;
   pid: number | null;
+  /** What the backend holds ahead while the service is stopped (precreate, prespawn). */
+  standbyPid: number | null;
 }
 
 export interface DaemonStatusDoc {

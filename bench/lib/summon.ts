@@ -29,12 +29,24 @@ export async function serviceStatus(daemon: RunningDaemon, service: string): Pro
   return s;
 }
 
-export async function waitStopped(daemon: RunningDaemon, service: string, timeoutMs: number): Promise<void> {
+/** Do these service keys ask the backend to prepare the next start while stopped? */
+export function preparesAhead(serviceKeys: string): boolean {
+  return /(^|,)(precreate=on|prespawn=(on|warm))(,|$)/.test(serviceKeys);
+}
+
+/**
+ * Until the service is stopped and, with `standby`, holds what its backend prepares ahead
+ * (precreate, prespawn): a summon before that waits for the prepare, and measures it.
+ */
+export async function waitStopped(daemon: RunningDaemon, service: string, timeoutMs: number, standby = false): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const s = await serviceStatus(daemon, service);
-    if (s.state === 'stopped') return;
-    if (Date.now() > until) throw new Error(`service ${service} still ${s.state} after ${timeoutMs} ms (idle reaper)`);
+    if (s.state === 'stopped' && (!standby || s.standbyPid !== null)) return;
+    if (Date.now() > until) {
+      const what = s.state === 'stopped' ? 'stopped without a standby (prepare)' : `still ${s.state} (idle reaper)`;
+      throw new Error(`service ${service} ${what} after ${timeoutMs} ms`);
+    }
     await sleep(20);
   }
 }
@@ -55,9 +67,9 @@ export async function coldSummon(
   client: ProbeClient,
   service: string,
   cmd: Record<string, unknown>,
-  opts: { stoppedTimeoutMs: number; runTimeoutMs: number },
+  opts: { stoppedTimeoutMs: number; runTimeoutMs: number; standby?: boolean },
 ): Promise<SummonSample> {
-  await waitStopped(daemon, service, opts.stoppedTimeoutMs);
+  await waitStopped(daemon, service, opts.stoppedTimeoutMs, opts.standby);
   // `stopped` shows before the stop's own bookkeeping (state file) finishes; a query in that window
   // waits for it. Measure a cold start of a service that is stopped, not one still stopping.
   await sleep(SETTLE_MS);

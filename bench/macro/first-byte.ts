@@ -9,7 +9,7 @@ import { startProbeClient } from '../lib/client.js';
 import { startJitsu, type RunningDaemon, benchDemoServer } from '../lib/daemon.js';
 import { statCells } from '../lib/report.js';
 import { summarize } from '../lib/stats.js';
-import { coldSummon } from '../lib/summon.js';
+import { coldSummon, preparesAhead } from '../lib/summon.js';
 import type { Benchmark, BenchContext, SectionResult } from '../lib/types.js';
 import { qemuKeys, qemuMissing } from './boot.js';
 
@@ -161,6 +161,7 @@ export const firstByteBenchmark: Benchmark = {
               const s = await coldSummon(d, client, service, { dns: `${SUBNET}.1`, dnsPort: d.dnsPort, name: `${m}.jt6f.test`, port: 80 }, {
                 stoppedTimeoutMs: (profile.idleTimeout + 20) * 1000,
                 runTimeoutMs: 30_000,
+                standby: preparesAhead(profile.keys(ctx, m)),
               });
               if (!s.reply.ok) {
                 entry.errors.push(s.reply.error ?? 'unknown');
