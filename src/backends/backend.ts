@@ -18,6 +18,7 @@ export function stopKeepsHandle(mode: StopMode): boolean {
   return mode === 'suspend' || mode === 'hibernate';
 }
 
+import { JitsuError } from '../errors.js';
 import type { MaskMode, MaskRequirement } from '../masking/registry.js';
 export type { MaskMode } from '../masking/registry.js';
 export { MASK_MODES } from '../masking/registry.js';
@@ -162,12 +163,22 @@ export interface Backend {
 }
 
 /**
- * A boot: start(), then ready() of what it started, under one signal. `onStarted` gets the handle
- * in between, so that what now runs is known (persisted, cleaned up after a failure) while ready()
- * still waits; the handle ready() gets carries no notes.
+ * A boot: start() — or resume() of `suspended`, a service stopped with suspend or hibernate — then
+ * ready() of what runs, under one signal. `onStarted` gets the handle in between (resume()'s new
+ * one, or the same), so that what now runs is known (persisted, cleaned up after a failure) while
+ * ready() still waits; the handle ready() gets carries no notes.
  */
-export async function bootBackend(backend: Backend, spec: ServiceSpec, signal: AbortSignal, onStarted: (handle: BackendHandle) => void): Promise<BackendHandle> {
-  const started = await backend.start(spec, signal);
+export async function bootBackend(
+  backend: Backend,
+  spec: ServiceSpec,
+  signal: AbortSignal,
+  onStarted: (handle: BackendHandle) => void,
+  suspended?: BackendHandle,
+): Promise<BackendHandle> {
+  let started: BackendHandle;
+  if (suspended === undefined) started = await backend.start(spec, signal);
+  else if (!backend.resume) throw new JitsuError('BACKEND_UNSUPPORTED', `the ${backend.name} backend cannot resume a suspended service`, { backend: backend.name });
+  else started = (await backend.resume(suspended, spec, signal)) ?? suspended;
   onStarted(started);
   const { notes: _notes, ...handle } = started;
   await backend.ready(handle, spec, signal);

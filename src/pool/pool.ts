@@ -121,7 +121,7 @@ export class BackendPool {
     return this.call({ op: 'start', spec, timeoutMs }, onCalled);
   }
 
-  async boot(spec: ServiceSpec, timeoutMs: number, hooks: BootHooks): Promise<BackendHandle> {
+  async boot(spec: ServiceSpec, timeoutMs: number, hooks: BootHooks, suspended?: BackendHandle): Promise<BackendHandle> {
     const bootId = this.nextBootId++;
     let told = false;
     const started = (handle: BackendHandle): void => {
@@ -131,7 +131,7 @@ export class BackendPool {
     };
     this.boots.set(bootId, started);
     try {
-      const handle = await this.call({ op: 'boot', spec, timeoutMs, bootId }, hooks.onCalled, hooks.onSettled, started);
+      const handle = await this.call({ op: 'boot', spec, timeoutMs, bootId, ...(suspended ? { suspended } : {}) }, hooks.onCalled, hooks.onSettled, started);
       started(handle);
       return handle;
     } finally {

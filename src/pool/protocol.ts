@@ -8,8 +8,8 @@ import { JitsuError, errorCode, errorMessage, systemErrorCode } from '../errors.
 
 export type PoolRequest =
   | { op: 'start'; spec: ServiceSpec; timeoutMs: number }
-  /** start() then ready(); `bootId` names the boot in its BootStarted message. */
-  | { op: 'boot'; spec: ServiceSpec; timeoutMs: number; bootId: number }
+  /** start() (or resume() of `suspended`) then ready(); `bootId` names the boot in its BootStarted message. */
+  | { op: 'boot'; spec: ServiceSpec; timeoutMs: number; bootId: number; suspended?: BackendHandle }
   | { op: 'prepare'; spec: ServiceSpec; timeoutMs: number }
   | { op: 'ready'; handle: BackendHandle; spec: ServiceSpec; timeoutMs: number }
   | { op: 'stop'; handle: BackendHandle; spec: ServiceSpec; mode: StopMode; timeoutMs: number }
@@ -33,7 +33,7 @@ export function isWorkerLoaded(value: unknown): value is WorkerLoaded {
 }
 
 /**
- * Posted by a boot as soon as start() returned, while ready() still waits. It travels on another
+ * Posted by a boot as soon as start() (or resume()) returned, while ready() still waits. It travels on another
  * port than the call's answer, so it may also arrive after it: the answer carries the handle too.
  */
 export interface BootStarted {

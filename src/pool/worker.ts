@@ -22,10 +22,11 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
         const calledAt = epochNow();
         const seen: { started?: BackendHandle } = {};
         try {
-          const value = await bootBackend(backend, req.spec, AbortSignal.timeout(req.timeoutMs), (handle) => {
+          const tell = (handle: BackendHandle): void => {
             seen.started = handle;
             parentPort?.postMessage({ bootStarted: req.bootId, handle } satisfies BootStarted);
-          });
+          };
+          const value = await bootBackend(backend, req.spec, AbortSignal.timeout(req.timeoutMs), tell, req.suspended);
           return { ok: true, value, calledAt, settledAt: epochNow() };
         } catch (err) {
           return { ok: false, error: toWireError(err, req.op), ...(seen.started ? { started: seen.started } : {}) };

@@ -1,5 +1,4 @@
 import { bootBackend, vanishedReport, type Backend, type BackendHandle, type BackendName, type ExitReport, type RuntimeState, type ServiceSpec, type StopMode } from '../backends/backend.js';
-import { JitsuError } from '../errors.js';
 import { epochNow } from '../pool/protocol.js';
 
 /**
@@ -11,8 +10,8 @@ export interface BootHooks {
   /** When the backend's start began (epoch ms, see epochNow), for overhead metrics. */
   onCalled?: (epochMs: number) => void;
   /**
-   * The handle start() returned, before ready() is done (to persist what now runs). Called once,
-   * before boot() settles, whenever start() succeeded — also when ready() then fails.
+   * The handle start() (or resume()) returned, before ready() is done (to persist what now runs).
+   * Called once, before boot() settles, whenever that call succeeded — also when ready() then fails.
    */
   onStarted: (handle: BackendHandle) => void;
   /** When the backend saw the service ready (epoch ms). */
@@ -20,15 +19,14 @@ export interface BootHooks {
 }
 
 export interface BackendCalls {
-  /** Backend start() then ready() in one call (one hop to a worker and back per boot); resolves with start()'s handle. */
-  boot(spec: ServiceSpec, timeoutMs: number, hooks: BootHooks): Promise<BackendHandle>;
+  /**
+   * Backend start() — or resume() of `suspended` — then ready(), in one call: one hop to a worker
+   * and back per boot. Resolves with the handle of what runs.
+   */
+  boot(spec: ServiceSpec, timeoutMs: number, hooks: BootHooks, suspended?: BackendHandle): Promise<BackendHandle>;
   /** Backend.prepare (optional there and here): what the next start may take over, held while stopped. */
   prepare?(spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle | undefined>;
-  /** Backend ready() alone (after a resume); `onSettled` learns when the backend saw the service ready (epoch ms). */
-  ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number, onSettled?: (epochMs: number) => void): Promise<void>;
   stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void>;
-  /** A new handle when the backend replaced the service's process (hibernate). */
-  resume(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number): Promise<BackendHandle | undefined>;
   state(handle: BackendHandle, spec: ServiceSpec): Promise<RuntimeState>;
   /** How a service that was ready ended (status, signal, log tail). */
   exitReport(handle: BackendHandle, spec: ServiceSpec): Promise<ExitReport>;
@@ -38,9 +36,9 @@ export interface BackendCalls {
 /** Runs backend calls on the calling thread. For tests and tools; the daemon uses the pool. */
 export function directCalls(lookup: (name: BackendName) => Backend): BackendCalls {
   return {
-    boot: async (spec, ms, hooks) => {
+    boot: async (spec, ms, hooks, suspended) => {
       hooks.onCalled?.(epochNow());
-      const handle = await bootBackend(lookup(spec.backend), spec, AbortSignal.timeout(ms), hooks.onStarted);
+      const handle = await bootBackend(lookup(spec.backend), spec, AbortSignal.timeout(ms), hooks.onStarted, suspended);
       hooks.onSettled?.(epochNow());
       return handle;
     },
@@ -48,16 +46,7 @@ export function directCalls(lookup: (name: BackendName) => Backend): BackendCall
       const backend = lookup(spec.backend);
       return backend.prepare ? backend.prepare(spec, AbortSignal.timeout(ms)) : undefined;
     },
-    ready: async (handle, spec, ms, onSettled) => {
-      await lookup(spec.backend).ready(handle, spec, AbortSignal.timeout(ms));
-      onSettled?.(epochNow());
-    },
     stop: (handle, spec, mode, ms) => lookup(spec.backend).stop(handle, spec, mode, AbortSignal.timeout(ms)),
-    resume: async (handle, spec, ms) => {
-      const backend = lookup(spec.backend);
-      if (!backend.resume) throw new JitsuError('BACKEND_UNSUPPORTED', `the ${backend.name} backend cannot resume a suspended service`);
-      return (await backend.resume(handle, spec, AbortSignal.timeout(ms))) ?? undefined;
-    },
     state: (handle, spec) => lookup(spec.backend).state(handle, spec),
     exitReport: async (handle, spec) => {
       const backend = lookup(spec.backend);

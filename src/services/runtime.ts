@@ -200,20 +200,15 @@ export class ServiceRuntime {
     // instead of delaying the boot (a log line is a synchronous write).
     // (an async wrapper so that even a synchronous throw lands in the failure path below)
     const booting = (async () => {
-      if (resuming) {
-        const replaced = await calls.resume(this.handle!, this.spec, remaining());
-        if (replaced !== undefined) started(replaced);
-        this.suspended = false;
-        known();
-        await calls.ready(this.handle!, this.spec, remaining(), observeReady);
-        return;
+      if (!resuming) {
+        // A prepare in flight is the first half of this start: wait for it, then start what it made.
+        await this.preparing;
+        // start() takes over what was held, or removes it: either way it is no longer a standby.
+        this.standby = undefined;
       }
-      // A prepare in flight is the first half of this start: wait for it, then start what it made.
-      await this.preparing;
-      // start() takes over what was held, or removes it: either way it is no longer a standby.
-      this.standby = undefined;
-      // start() and ready() in one call: one hop to a worker thread and back per boot, not two.
-      await calls.boot(this.spec, remaining(), { onCalled: observeStart, onStarted: started, onSettled: observeReady });
+      // start() (or resume()) and ready() in one call: one hop to a worker thread and back per boot.
+      const hooks = { onCalled: observeStart, onStarted: started, onSettled: observeReady };
+      await calls.boot(this.spec, remaining(), hooks, resuming ? this.handle : undefined);
     })().finally(() => known());
     this.log.info(resuming ? 'resuming' : 'booting', { backend: this.spec.backend, ip: this.spec.network.ip, mask: this.spec.mask });
     if (this.mask.onPacketPath) masker.booting(this.maskTarget);
