@@ -6,6 +6,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CLI, DEMO_HTTP, cleanupNetwork, curl, dig, freePort, haveCommand, isRoot, pidsMatching, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
@@ -25,7 +26,7 @@ function httpService(id: string, ip: string, extra = ''): string {
   return `name=${id},dns=${id}.jitsu.test,ip=${ip},port=80,exec="${process.execPath} ${DEMO_HTTP} --port 80 --message hello-${id}"${extra}`;
 }
 
-async function status(d: DaemonProcess): Promise<{ services: { service: string; state: string; bootCount: number; bootFailures: number; pid: number | null; lastBootMs: number | null; lastError: string | null }[] }> {
+async function status(d: DaemonProcess): Promise<{ services: { service: string; state: string; suspended: boolean; bootCount: number; bootFailures: number; pid: number | null; lastBootMs: number | null; lastError: string | null }[] }> {
   const res = await fetch(`http://127.0.0.1:${d.metricsPort}/status`);
   return (await res.json()) as never;
 }
@@ -98,6 +99,24 @@ describe.skipIf(!canRun)(`jitsu daemon with the process backend ${why}`, () => {
 
     await dig(d.port, `${id}.jitsu.test`);
     expect((await status(d)).services[0]).toMatchObject({ state: 'ready', bootCount: 2 });
+    expect(await curl(`http://${subnet}.10/`)).toContain(`hello-${id}`);
+  });
+
+  it('suspends a service idle for 2×TTL with stop=suspend and resumes that same process on the next query', async () => {
+    const { id, bridge, subnet } = unique();
+    const d = await daemon({ bridge, services: [httpService(id, `${subnet}.10`, ',stop=suspend')], args: ['-f', '0.0.0.0', '-t', '1', '--sweep-interval', '0.2'], metrics: true });
+    await dig(d.port, `${id}.jitsu.test`);
+    const pid = (await status(d)).services[0]!.pid!;
+    expect(await pidsMatching(`hello-${id}`)).toEqual([pid]);
+    await d.waitForLog(new RegExp(`msg=stopping service=${id} mode=suspend`), 10_000);
+    await expect.poll(async () => (await status(d)).services[0], { timeout: 5_000 }).toMatchObject({ state: 'stopped', suspended: true });
+    // Frozen, not gone: the kernel says stopped (T), and the same pid is still there.
+    expect((await readFile(`/proc/${pid}/stat`, 'latin1')).split(') ')[1]!.charAt(0)).toBe('T');
+
+    const again = await dig(d.port, `${id}.jitsu.test`);
+    expect(again.answers[0]).toContain(`${subnet}.10`);
+    await d.waitForLog(new RegExp(`msg=resuming service=${id}`));
+    expect((await status(d)).services[0]).toMatchObject({ state: 'ready', suspended: false, bootCount: 2, pid });
     expect(await curl(`http://${subnet}.10/`)).toContain(`hello-${id}`);
   });
 
