@@ -162,6 +162,12 @@ export interface Backend {
   exitReport?(handle: BackendHandle, spec: ServiceSpec): Promise<ExitReport>;
 }
 
+/** Backend resume(), or BACKEND_UNSUPPORTED for a backend without one; a new handle when its process changed. */
+export async function resumeBackend(backend: Backend, handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
+  if (!backend.resume) throw new JitsuError('BACKEND_UNSUPPORTED', `the ${backend.name} backend cannot resume a suspended service`, { backend: backend.name });
+  return (await backend.resume(handle, spec, signal)) ?? undefined;
+}
+
 /**
  * A boot: start() — or resume() of `suspended`, a service stopped with suspend or hibernate — then
  * ready() of what runs, under one signal. `onStarted` gets the handle in between (resume()'s new
@@ -175,10 +181,7 @@ export async function bootBackend(
   onStarted: (handle: BackendHandle) => void,
   suspended?: BackendHandle,
 ): Promise<BackendHandle> {
-  let started: BackendHandle;
-  if (suspended === undefined) started = await backend.start(spec, signal);
-  else if (!backend.resume) throw new JitsuError('BACKEND_UNSUPPORTED', `the ${backend.name} backend cannot resume a suspended service`, { backend: backend.name });
-  else started = (await backend.resume(suspended, spec, signal)) ?? suspended;
+  const started = suspended === undefined ? await backend.start(spec, signal) : ((await resumeBackend(backend, suspended, spec, signal)) ?? suspended);
   onStarted(started);
   const { notes: _notes, ...handle } = started;
   await backend.ready(handle, spec, signal);

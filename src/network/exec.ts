@@ -30,7 +30,8 @@ export function runTool(cmd: string, args: readonly string[], input?: string): P
   });
 }
 
-function failure(what: string, stderr: string, details: Record<string, unknown>): JitsuError {
+/** NETWORK_SETUP naming the command and the first lines of its stderr. */
+export function failure(what: string, stderr: string, details: Record<string, unknown>): JitsuError {
   const reason = stderr.trim().split('\n').slice(0, 4).join('; ') || 'no error output';
   return new JitsuError('NETWORK_SETUP', `network setup failed: \`${what}\`: ${reason}`, { ...details, command: what, stderr: stderr.trim() });
 }

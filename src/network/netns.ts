@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { ServiceNetwork } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
-import { ip, ipBatch, runTool } from './exec.js';
+import { failure, ip, ipBatch, runTool } from './exec.js';
 import { isLinkUp, linkExists, linkMaster, setLinkUp } from './link.js';
 import { NETNS_LINK, hostLinkName, netnsName, netnsPath } from './names.js';
 import { stableMac } from './mac.js';
@@ -150,10 +150,7 @@ async function createNetns(netns: string): Promise<void> {
     'exec nsenter --net="$4" sysctl -qw net.core.somaxconn="$3" net.ipv4.tcp_max_syn_backlog="$3" net.ipv4.tcp_max_tw_buckets="$3"',
   ].join('\n');
   const res = await runTool('unshare', ['--net', 'sh', '-c', script, 'sh', netns, String(SERVICE_TCP_EHASH_ENTRIES), String(SERVICE_LISTEN_BACKLOG), netnsPath(netns)]);
-  if (res.status !== 0) {
-    const reason = res.stderr.trim().split('\n').slice(0, 4).join('; ') || `exit status ${res.status}`;
-    throw new JitsuError('NETWORK_SETUP', `network setup failed: creating netns ${netns} (unshare --net, ip netns add, sysctl): ${reason}`, { command: `ip netns add ${netns}`, stderr: res.stderr.trim() });
-  }
+  if (res.status !== 0) throw failure(`unshare --net sh -c '…ip netns add ${netns}; sysctl…'`, res.stderr, {});
 }
 
 /** PIDs of the processes whose network namespace is `netns` (what `ip netns pids` reports). */

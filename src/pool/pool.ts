@@ -93,12 +93,7 @@ export class BackendPool {
     });
   }
 
-  private async call<Op extends PoolOp>(
-    req: PoolRequest & { op: Op },
-    onCalled?: (epochMs: number) => void,
-    onSettled?: (epochMs: number) => void,
-    onStarted?: (handle: BackendHandle) => void,
-  ): Promise<PoolResults[Op]> {
+  private async call<Op extends PoolOp>(req: PoolRequest & { op: Op }, hooks: Partial<BootHooks> = {}): Promise<PoolResults[Op]> {
     if (this.closed) throw new JitsuError('ABORTED', `backend pool is closed (${req.op} ${req.spec.service})`, { service: req.spec.service });
     const t0 = performance.now();
     const res: unknown = await this.piscina.run(req);
@@ -109,16 +104,16 @@ export class BackendPool {
       this.logger.debug('backend call', { op: req.op, service: req.spec.service, ms: Number((performance.now() - t0).toFixed(2)), ok: res.ok });
     }
     if (!res.ok) {
-      if (res.started) onStarted?.(res.started);
+      if (res.started) hooks.onStarted?.(res.started);
       throw fromWireError(res.error);
     }
-    if (onCalled && res.calledAt !== undefined) onCalled(res.calledAt);
-    if (onSettled && res.settledAt !== undefined) onSettled(res.settledAt);
+    if (res.calledAt !== undefined) hooks.onCalled?.(res.calledAt);
+    if (res.settledAt !== undefined) hooks.onSettled?.(res.settledAt);
     return res.value as PoolResults[Op];
   }
 
   start(spec: ServiceSpec, timeoutMs: number, onCalled?: (epochMs: number) => void): Promise<BackendHandle> {
-    return this.call({ op: 'start', spec, timeoutMs }, onCalled);
+    return this.call({ op: 'start', spec, timeoutMs }, { onCalled });
   }
 
   async boot(spec: ServiceSpec, timeoutMs: number, hooks: BootHooks, suspended?: BackendHandle): Promise<BackendHandle> {
@@ -131,7 +126,7 @@ export class BackendPool {
     };
     this.boots.set(bootId, started);
     try {
-      const handle = await this.call({ op: 'boot', spec, timeoutMs, bootId, ...(suspended ? { suspended } : {}) }, hooks.onCalled, hooks.onSettled, started);
+      const handle = await this.call({ op: 'boot', spec, timeoutMs, bootId, ...(suspended ? { suspended } : {}) }, { ...hooks, onStarted: started });
       started(handle);
       return handle;
     } finally {
@@ -144,7 +139,7 @@ export class BackendPool {
   }
 
   async ready(handle: BackendHandle, spec: ServiceSpec, timeoutMs: number, onSettled?: (epochMs: number) => void): Promise<void> {
-    await this.call({ op: 'ready', handle, spec, timeoutMs }, undefined, onSettled);
+    await this.call({ op: 'ready', handle, spec, timeoutMs }, { onSettled });
   }
 
   async stop(handle: BackendHandle, spec: ServiceSpec, mode: StopMode, timeoutMs: number): Promise<void> {

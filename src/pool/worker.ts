@@ -5,7 +5,7 @@
  * this thread.
  */
 import { parentPort, threadId } from 'node:worker_threads';
-import { bootBackend, vanishedReport, type BackendHandle } from '../backends/backend.js';
+import { bootBackend, resumeBackend, vanishedReport, type BackendHandle } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
 import type { BootStarted, PoolRequest, PoolResponse, WorkerLoaded } from './protocol.js';
 import { epochNow, toWireError } from './protocol.js';
@@ -41,10 +41,7 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
         await backend.stop(req.handle, req.spec, req.mode, AbortSignal.timeout(req.timeoutMs));
         return { ok: true, value: null };
       case 'resume':
-        if (!backend.resume) {
-          return { ok: false, error: { code: 'BACKEND_UNSUPPORTED', message: `backend ${backend.name} cannot resume a suspended service`, details: { backend: backend.name } } };
-        }
-        return { ok: true, value: (await backend.resume(req.handle, req.spec, AbortSignal.timeout(req.timeoutMs))) ?? null };
+        return { ok: true, value: (await resumeBackend(backend, req.handle, req.spec, AbortSignal.timeout(req.timeoutMs))) ?? null };
       case 'state':
         return { ok: true, value: await backend.state(req.handle, req.spec) };
       case 'exitReport':
