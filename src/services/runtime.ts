@@ -231,7 +231,8 @@ export class ServiceRuntime {
       metrics.boots.labels({ service: this.spec.service, result: 'ok' }).inc();
       metrics.bootSeconds.labels({ backend: this.spec.backend }).observe(bootMs / 1000);
       // The answers go out first: the log line (a synchronous write) and the record of the boot's
-      // time (nothing a restart needs: the handle was persisted when it started) come after them.
+      // time (nothing a restart needs: the handle's record was queued when it started, and the
+      // store writes in order) come after them.
       const pid = this.handle!.pid;
       setImmediate(() => {
         this.log.info('ready', { boot_ms: bootMs.toFixed(1), pid });
