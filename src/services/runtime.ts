@@ -230,14 +230,11 @@ export class ServiceRuntime {
       this.lastSample = undefined;
       metrics.boots.labels({ service: this.spec.service, result: 'ok' }).inc();
       metrics.bootSeconds.labels({ backend: this.spec.backend }).observe(bootMs / 1000);
-      // The answers go out first: the log line (a synchronous write) and the record of the boot's
-      // time (nothing a restart needs: the handle's record was queued when it started, and the
-      // store writes in order) come after them.
+      // The record of the boot's time joins the store's next write (which starts after the answers
+      // go out); the log line, a synchronous write, comes after them too.
+      void this.save();
       const pid = this.handle!.pid;
-      setImmediate(() => {
-        this.log.info('ready', { boot_ms: bootMs.toFixed(1), pid });
-        void this.save();
-      });
+      setImmediate(() => this.log.info('ready', { boot_ms: bootMs.toFixed(1), pid }));
       // The answer of a cold start leaves no earlier than response_delay after the boot began.
       const wait = startedAt + this.responseDelayMs - this.deps.now();
       if (wait > 0 && this.mask.delaysAnswer) await new Promise((r) => setTimeout(r, wait));

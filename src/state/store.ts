@@ -25,12 +25,17 @@ interface StateFile {
 
 /**
  * The state directory's `state.json`. Writes are atomic (temp file + rename) and serialised, so a
- * daemon killed mid-write leaves the previous complete file, never a torn one.
+ * daemon killed mid-write leaves the previous complete file, never a torn one. A write starts on
+ * the event loop's next turn (after the I/O callbacks, so a boot's answers go out before it) and
+ * takes every change made until then: a burst of changes costs one write, and flush() covers every
+ * change made before it was called.
  */
 export class StateStore {
   private readonly path: string;
   private services: Record<string, PersistedService> = {};
   private writing: Promise<void> = Promise.resolve();
+  /** The write that has not started yet: later changes join it. */
+  private queued: Promise<void> | undefined;
 
   constructor(readonly dir: string) {
     this.path = join(dir, 'state.json');
@@ -59,13 +64,20 @@ export class StateStore {
     return { ...this.services };
   }
 
-  /** Record (or with `undefined`, forget) one service; resolves once the file is on disk. */
+  /** Record (or with `undefined`, forget) one service; resolves once a file holding it is on disk. */
   set(service: string, entry: PersistedService | undefined): Promise<void> {
     if (entry) this.services[service] = entry;
     else delete this.services[service];
-    const snapshot: StateFile = { version: 1, services: { ...this.services } };
+    if (this.queued) return this.queued;
     // A failed write must not wedge later ones: each write starts from the previous outcome, either way.
-    const next = this.writing.catch(() => undefined).then(() => this.write(snapshot));
+    const next = this.writing
+      .catch(() => undefined)
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => {
+        this.queued = undefined;
+        return this.write({ version: 1, services: { ...this.services } });
+      });
+    this.queued = next;
     this.writing = next;
     return next;
   }

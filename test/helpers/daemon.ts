@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { BUILT_DEMO_SERVER } from '../../src/demo/stage.js';
 import { DEMO_ENV } from './global-setup.js';
 import { promisify } from 'node:util';
+import { onTestFailed } from 'vitest';
 
 const run = promisify(execFile);
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -91,6 +92,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonProcess> {
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  // A failed test shows what the daemon said, so a failure in CI can be read without a rerun.
+  try {
+    onTestFailed(() => console.log(`daemon (port ${port}) output, last 6000 characters:\n${output.slice(-6000)}`));
+  } catch {
+    // Started from a beforeAll hook: no single test to attach to.
+  }
 
   const waitForLog = (pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> =>
     new Promise((resolveMatch, reject) => {
