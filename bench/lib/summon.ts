@@ -31,7 +31,7 @@ export async function serviceStatus(daemon: RunningDaemon, service: string): Pro
 
 /** Do these service keys ask the backend to prepare the next start while stopped? */
 export function preparesAhead(serviceKeys: string): boolean {
-  return /(^|,)(precreate=on|prespawn=(on|warm))(,|$)/.test(serviceKeys);
+  return /(^|,)(precreate=(on|warm)|prespawn=(on|warm))(,|$)/.test(serviceKeys);
 }
 
 /**

@@ -76,7 +76,16 @@ export const CASES: BackendCase[] = [
     id: 'process-precreate',
     keys: `backend=process,exec=${busyboxHttpdExec()},ready=tcp:80,mask=none,private_tmp=false,precreate=on`,
     idleTimeout: 0.3,
-    share: 0.06,
+    share: 0.04,
+    missing: async () => ((await which('busybox')) ? undefined : 'busybox is not installed'),
+  },
+  {
+    // The same command already serving while stopped, frozen and off the bridge: a summon is SIGCONT + link up.
+    backend: 'process',
+    id: 'process-warm',
+    keys: `backend=process,exec=${busyboxHttpdExec()},ready=tcp:80,mask=none,private_tmp=false,precreate=warm`,
+    idleTimeout: 0.3,
+    share: 0.04,
     missing: async () => ((await which('busybox')) ? undefined : 'busybox is not installed'),
   },
   {
@@ -108,7 +117,7 @@ export const CASES: BackendCase[] = [
     id: 'qemu-template',
     keys: ',snapshot=template',
     idleTimeout: 3,
-    share: 0.14,
+    share: 0.12,
     missing: qemuMissing,
   },
   {
@@ -257,7 +266,7 @@ export const bootBenchmark: Benchmark = {
     });
     out.notes.push(
       'Client: a network namespace on the daemon\'s bridge (like a host on the service LAN) running bench/macro/probe-client.js: UDP A query, TCP connect to the answer, HTTP GET, first response byte; TCP counters are that namespace\'s own.',
-      'Services: process = busybox httpd in its netns (ready=tcp:80); container = crun with the busybox rootfs (ready = port 80 listening); container-precreate = the same with precreate=on (created ahead while stopped, a summon runs crun start); qemu = microVM (TCG) with the guest image of scripts/build-guest.sh, booted cold; qemu-template = snapshot=template (the warm-up boots cold and saves the template, each counted summon restores a copy); qemu-prespawn = the same with prespawn=on (the next copy\'s QEMU waits in -incoming defer while stopped); qemu-warm = prespawn=warm (the next copy waits restored, reseeded, warmed and paused); process-precreate = precreate=on (the command waits before its exec); qemu-hibernate = stop=hibernate (each idle stop saves the guest with its RAM, each counted summon resumes it). Response delay -d 0; the idle reaper stops the service between runs.',
+      'Services: process = busybox httpd in its netns (ready=tcp:80); container = crun with the busybox rootfs (ready = port 80 listening); container-precreate = the same with precreate=on (created ahead while stopped, a summon runs crun start); qemu = microVM (TCG) with the guest image of scripts/build-guest.sh, booted cold; qemu-template = snapshot=template (the warm-up boots cold and saves the template, each counted summon restores a copy); qemu-prespawn = the same with prespawn=on (the next copy\'s QEMU waits in -incoming defer while stopped); qemu-warm = prespawn=warm (the next copy waits restored, reseeded, warmed and paused); process-precreate = precreate=on (the command waits before its exec); process-warm = precreate=warm (the command serves, frozen and off the bridge, while stopped); qemu-hibernate = stop=hibernate (each idle stop saves the guest with its RAM, each counted summon resumes it). Response delay -d 0; the idle reaper stops the service between runs.',
       'Each backend gets one uncounted warm-up boot first (its first byte is in values as "first boot after daemon start").',
       'Rows that prepare the next start while stopped (precreate, prespawn) are summoned once /status shows their standby: a query that comes earlier waits for the prepare (a warm QEMU copy takes ~0.3 s), which would be measured instead.',
       'Overhead samples are exact per boot: the increase of jitsu_orchestration_seconds_sum{step} over the run (exactly one observation each).',

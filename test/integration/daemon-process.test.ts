@@ -26,7 +26,7 @@ function httpService(id: string, ip: string, extra = ''): string {
   return `name=${id},dns=${id}.jitsu.test,ip=${ip},port=80,exec="${process.execPath} ${DEMO_HTTP} --port 80 --message hello-${id}"${extra}`;
 }
 
-async function status(d: DaemonProcess): Promise<{ services: { service: string; state: string; suspended: boolean; bootCount: number; bootFailures: number; pid: number | null; lastBootMs: number | null; lastError: string | null }[] }> {
+async function status(d: DaemonProcess): Promise<{ services: { service: string; state: string; suspended: boolean; bootCount: number; bootFailures: number; pid: number | null; standbyPid: number | null; lastBootMs: number | null; lastError: string | null }[] }> {
   const res = await fetch(`http://127.0.0.1:${d.metricsPort}/status`);
   return (await res.json()) as never;
 }
@@ -118,6 +118,32 @@ describe.skipIf(!canRun)(`jitsu daemon with the process backend ${why}`, () => {
     await d.waitForLog(new RegExp(`msg=resuming service=${id}`));
     expect((await status(d)).services[0]).toMatchObject({ state: 'ready', suspended: false, bootCount: 2, pid });
     expect(await curl(`http://${subnet}.10/`)).toContain(`hello-${id}`);
+  });
+
+  it('precreate=warm: the next command waits serving and frozen (shown in /status); a query thaws that pid; an idle stop leaves a fresh frozen one; SIGTERM ends it', async () => {
+    const { id, bridge, subnet } = unique();
+    const d = await daemon({ bridge, services: [httpService(id, `${subnet}.10`, ',precreate=warm')], args: ['-f', '0.0.0.0', '-t', '1', '--sweep-interval', '0.2'], metrics: true });
+    const procState = async (pid: number): Promise<string> => (await readFile(`/proc/${pid}/stat`, 'latin1')).split(') ')[1]!.charAt(0);
+    const frozenStandby = async (): Promise<number> => {
+      await expect.poll(async () => (await status(d)).services[0]!.standbyPid, { timeout: 20_000, interval: 50 }).not.toBeNull();
+      const pid = (await status(d)).services[0]!.standbyPid!;
+      expect(await procState(pid)).toBe('T');
+      return pid;
+    };
+    const first = await frozenStandby();
+    expect(await pidsMatching(`hello-${id}`)).toEqual([first]);
+
+    expect((await dig(d.port, `${id}.jitsu.test`)).answers[0]).toContain(`${subnet}.10`);
+    expect((await status(d)).services[0]).toMatchObject({ state: 'ready', pid: first, standbyPid: null });
+    expect(await procState(first)).not.toBe('T');
+    expect(await curl(`http://${subnet}.10/`)).toContain(`hello-${id}`);
+
+    await d.waitForLog(new RegExp(`msg=stopping service=${id} mode=destroy`), 10_000);
+    const second = await frozenStandby();
+    expect(second).not.toBe(first);
+    expect(await pidsMatching(`hello-${id}`)).toEqual([second]);
+    expect(await d.stop()).toBe(0);
+    expect(await pidsMatching(`hello-${id}`)).toEqual([]);
   });
 
   it.skipIf(!haveCommand('dnsmasq'))('forwards names it does not own to a second local resolver, and SERVFAILs when it is down (needs dnsmasq)', async () => {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackendHandle, MaskMode, ServiceSpec } from '../../src/backends/backend.js';
 import { errorCode } from '../../src/errors.js';
 import { isLinkUp } from '../../src/network/index.js';
+import { pidsMatching } from '../helpers/daemon.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { BackendPool, defaultWorkerFile } from '../../src/pool/index.js';
 import { createNetEnv, leftovers, nstatCounter } from '../helpers/net-env.js';
@@ -72,6 +73,32 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     const handle = await pool.start(s, timeoutMs);
     live.push({ handle, spec: s });
     return handle;
+  }
+
+  /** start() takes `held` over, ready(), a curl from the client netns is answered; prints the times. */
+  async function timedHeldStart(s: ServiceSpec, held: BackendHandle, label: string): Promise<BackendHandle> {
+    const t0 = performance.now();
+    const handle = await start(s);
+    const startMs = performance.now() - t0;
+    expect(handle.pid).toBe(held.pid);
+    await pool.ready(handle, s, 10_000);
+    const readyMs = performance.now() - t0;
+    await env.inClient('curl', ['-sS', '-o', '/dev/null', '--max-time', '5', `http://${s.network.ip}/`], 10_000);
+    const firstByteMs = performance.now() - t0;
+    console.log(`FIGURE process ${label}: start ${startMs.toFixed(1)} ms, ready ${readyMs.toFixed(1)} ms, first byte (curl in a netns) ${firstByteMs.toFixed(1)} ms`);
+    return handle;
+  }
+
+  /** A standby killed while it is held is found at start, and a fresh launch serves instead. */
+  async function expectDeadStandbyReplaced(s: ServiceSpec): Promise<void> {
+    const dead = await pool.prepare(s, 10_000);
+    process.kill(dead!.pid!, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+    const fresh = await start(s);
+    expect(fresh.pid).not.toBe(dead!.pid);
+    await pool.ready(fresh, s, 10_000);
+    await env.inClient('curl', ['-sS', '-o', '/dev/null', '--max-time', '5', `http://${s.network.ip}/`], 10_000);
+    await pool.stop(fresh, s, 'destroy', 5000);
   }
 
   beforeAll(async () => {
@@ -297,27 +324,13 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     // prepare() again keeps it (idempotent).
     expect((await pool.prepare(s, 10_000))?.pid).toBe(held!.pid);
 
-    const t0 = performance.now();
-    const handle = await start(s);
-    const startMs = performance.now() - t0;
-    expect(handle.pid).toBe(held!.pid);
-    await pool.ready(handle, s, 10_000);
-    const readyMs = performance.now() - t0;
+    const handle = await timedHeldStart(s, held!, 'precreate=on');
     const { stdout: comm2 } = await run('cat', [`/proc/${handle.pid}/comm`]);
     expect(comm2.trim()).toBe('busybox');
-    await env.inClient('curl', ['-sS', '-o', '/dev/null', '--max-time', '5', `http://${s.network.ip}/`], 10_000);
-    const firstByteMs = performance.now() - t0;
-    console.log(`FIGURE process precreate=on: start ${startMs.toFixed(1)} ms, ready ${readyMs.toFixed(1)} ms, first byte (curl in a netns) ${firstByteMs.toFixed(1)} ms`);
     await pool.stop(handle, s, 'destroy', 5000);
 
     // A standby that died meanwhile is found at start and replaced by a fresh launch.
-    const dead = await pool.prepare(s, 10_000);
-    process.kill(dead!.pid!, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 100));
-    const fresh = await start(s);
-    expect(fresh.pid).not.toBe(dead!.pid);
-    await pool.ready(fresh, s, 10_000);
-    await pool.stop(fresh, s, 'destroy', 5000);
+    await expectDeadStandbyReplaced(s);
 
     // Another service definition: the one waiting is ended, never started.
     const old = await pool.prepare(s, 10_000);
@@ -331,6 +344,43 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     const waiting = await pool.prepare(s, 10_000);
     expect(await pool.prepare({ ...s, options: { exec: [exec] } }, 10_000)).toBeUndefined();
     expect(await pool.state(waiting!, s)).toBe('stopped');
+  });
+
+  it('precreate=warm: prepare() leaves the command serving but frozen and off the bridge; start() thaws that same process; a dead one is replaced', async () => {
+    const exec = '/bin/busybox httpd -f -p 80 -h /';
+    const s = spec('jt2-p-warm', { exec: [exec], precreate: ['warm'] }, 'none', 80);
+    const held = await pool.prepare(s, 10_000);
+    // The program itself, already listening in its netns, stopped by SIGSTOP (state T), its link down.
+    const procState = async (pid: number): Promise<string> => (await run('cat', [`/proc/${pid}/stat`])).stdout.split(') ')[1]!.charAt(0);
+    expect((await run('cat', [`/proc/${held!.pid}/comm`])).stdout.trim()).toBe('busybox');
+    expect(await procState(held!.pid!)).toBe('T');
+    expect(await pool.state(held!, s)).toBe('paused');
+    const { stdout: listening } = await run('ip', ['netns', 'exec', `jitsu-${s.service}`, 'ss', '-ltnH', 'sport = :80']);
+    expect(listening).toMatch(/^LISTEN/);
+    expect(isLinkUp(held!.link!)).toBe(false);
+    // Off the bridge, it answers nobody.
+    await expect(env.inClient('curl', ['-sS', '-o', '/dev/null', '--max-time', '1', `http://${s.network.ip}/`], 5_000)).rejects.toThrow();
+    expect((await pool.prepare(s, 10_000))?.pid).toBe(held!.pid);
+
+    const handle = await timedHeldStart(s, held!, 'precreate=warm');
+    expect(await procState(handle.pid!)).not.toBe('T');
+    await pool.stop(handle, s, 'destroy', 5000);
+
+    // A frozen standby killed meanwhile is found at start and replaced by a fresh launch.
+    await expectDeadStandbyReplaced(s);
+    // precreate=on instead: the frozen one is ended, and what waits now is the launcher before its exec.
+    const frozen = await pool.prepare(s, 10_000);
+    const waiting = await pool.prepare({ ...s, options: { ...s.options, precreate: ['on'] } }, 10_000);
+    expect(waiting!.pid).not.toBe(frozen!.pid);
+    expect(await pool.state(frozen!, s)).toBe('stopped');
+    await pool.stop(waiting!, s, 'destroy', 5000);
+  });
+
+  it('precreate=warm: a command that never serves fails prepare() in time, with its reason, and is ended', async () => {
+    const s = spec('jt2-p-warmbad', { exec: ['/bin/sleep 31.25'], precreate: ['warm'] }, 'none', 80);
+    await expect(pool.prepare(s, 1_500)).rejects.toMatchObject({ code: 'READY_TIMEOUT', message: expect.stringMatching(/process \d+ .*port 80 in time/) });
+    await expect.poll(() => pidsMatching('sleep 31.25'), { timeout: 5_000 }).toEqual([]);
+    expect(await pool.prepare({ ...s, options: { exec: ['/bin/sleep 31.25'] } }, 5_000)).toBeUndefined();
   });
 
   it('services outlive the pool that started them; a new pool adopts the handle; no zombies', async () => {

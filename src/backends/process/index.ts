@@ -26,7 +26,7 @@ import { resolveIdentity, type Identity } from '../common/identity.js';
 import { activatePath, preloadPath } from '../common/launcher.js';
 import { LOG_MAX_BYTES, logTail, startLog } from '../common/logs.js';
 import { READY_SPINS, pollPacer, pollUntil } from '../common/readiness.js';
-import { parseProcessOptions, processOptions, type ProcessConfig } from './options.js';
+import { parseProcessOptions, processOptions, type PrecreateMode, type ProcessConfig } from './options.js';
 import { signalGroup } from '../common/process-group.js';
 import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from '../common/proc.js';
 import { maskStrategy } from '../../masking/registry.js';
@@ -282,10 +282,14 @@ function standbyKey(spec: ServiceSpec, identity: Identity | undefined): string {
   return createHash('sha256').update(JSON.stringify([spec, activatePath(), identity?.uid ?? 0, identity?.gid ?? 0])).digest('hex').slice(0, 32);
 }
 
-/** Still the command we launched (same pid and start time), in the service's current netns, its link there. */
-function standbyUsable(handle: BackendHandle): boolean {
+/**
+ * Still the command we launched (same pid and start time), waiting (precreate=on) or frozen
+ * (precreate=warm) as we left it, in the service's current netns, its link there.
+ */
+function standbyUsable(handle: BackendHandle, mode: PrecreateMode): boolean {
   const { data, pid } = processHandle.read(handle);
-  return liveness(pid, data.startTime).state === 'alive' && !!handle.link && linkExists(handle.link) && inNetns(pid, netnsLink(data.netnsPath));
+  const expected = mode === 'warm' ? 'stopped-signal' : 'alive';
+  return liveness(pid, data.startTime).state === expected && !!handle.link && linkExists(handle.link) && inNetns(pid, netnsLink(data.netnsPath));
 }
 
 async function discardStandby(spec: ServiceSpec, held: Standby): Promise<void> {
@@ -298,11 +302,17 @@ async function discardStandby(spec: ServiceSpec, held: Standby): Promise<void> {
  * when it cannot be used (then it is ended and the caller launches a new one).
  */
 async function startStandby(spec: ServiceSpec, cfg: ProcessConfig, held: Standby, signal: AbortSignal): Promise<BackendHandle | undefined> {
-  if (!cfg.precreate || held.key !== standbyKey(spec, identityOf(spec, cfg)) || !standbyUsable(held.handle)) {
+  if (cfg.precreate === 'off' || held.key !== standbyKey(spec, identityOf(spec, cfg)) || !standbyUsable(held.handle, cfg.precreate)) {
     await discardStandby(spec, held);
     return undefined;
   }
   if (signal.aborted) throw abortError(signal, 'start', { timeout: `service ${spec.service}: start aborted` }, { service: spec.service });
+  if (cfg.precreate === 'warm') {
+    // It already serves (prepare() saw it): thawed, it takes the connections its kernel queues.
+    signalGroup(processHandle.read(held.handle).pid, 'SIGCONT');
+    if (maskStrategy(spec.mask).linkUp !== 'ready' && held.handle.link) await setLinkUp(held.handle.link, true);
+    return held.handle;
+  }
   try {
     const fd = openSync(startFifo(spec), constants.O_WRONLY | constants.O_NONBLOCK);
     try {
@@ -319,22 +329,50 @@ async function startStandby(spec: ServiceSpec, cfg: ProcessConfig, held: Standby
   return held.handle;
 }
 
-/** prepare(): with precreate=on, the next command launched and waiting for its exec; else nothing. */
+/**
+ * prepare(): with precreate=on, the next command launched and waiting for its exec; with
+ * precreate=warm, the next command serving (off the bridge), then frozen; else nothing.
+ */
 async function prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHandle | undefined> {
   const cfg = parseProcessOptions(spec.service, spec.options);
   const held = readStandby(spec.runDir, checkProcessHandle);
-  const identity = cfg.precreate ? identityOf(spec, cfg) : undefined;
-  const key = cfg.precreate ? standbyKey(spec, identity) : undefined;
-  if (held && held.key === key && standbyUsable(held.handle)) return held.handle;
+  const identity = cfg.precreate !== 'off' ? identityOf(spec, cfg) : undefined;
+  const key = cfg.precreate !== 'off' ? standbyKey(spec, identity) : undefined;
+  if (held && held.key === key && standbyUsable(held.handle, cfg.precreate)) return held.handle;
   // Anything else held is stale (other keys, gone, an old netns) or no longer wanted.
   if (held) {
     removeStandby(spec.runDir);
     await discardStandby(spec, held);
   }
   if (key === undefined) return undefined;
-  const handle = await launch(spec, cfg, identity, signal, startFifo(spec));
+  const handle = cfg.precreate === 'warm' ? await launchFrozen(spec, cfg, identity, signal) : await launch(spec, cfg, identity, signal, startFifo(spec));
   writeStandby(spec.runDir, { key, handle });
   return handle;
+}
+
+/**
+ * precreate=warm: the command launched with its link down, left to run until it serves as ready()
+ * would see it, then frozen. A command that fails on the way is ended and its error is prepare()'s.
+ */
+async function launchFrozen(spec: ServiceSpec, cfg: ProcessConfig, identity: Identity | undefined, signal: AbortSignal): Promise<BackendHandle> {
+  const link = hostLinkName(spec.service);
+  if (linkExists(link) && isLinkUp(link)) await setLinkUp(link, false);
+  const handle = await launch(spec, cfg, identity, signal);
+  const { data, pid } = processHandle.read(handle);
+  try {
+    await waitServing(spec, pid, data, servingProbe(spec.ready ? [spec.ready.port] : data.ports, data.preBound ?? []), signal, 'ready');
+    await freeze(pid, data.startTime);
+  } catch (err) {
+    await stop(handle, spec, 'destroy', AbortSignal.timeout(SHUTDOWN_GRACE_MS)).catch(() => undefined);
+    throw err;
+  }
+  return handle;
+}
+
+/** SIGSTOP to the process group, resolved once the kernel reports it stopped (a group stop is asynchronous: every thread must stop). */
+async function freeze(pid: number, startTime: number): Promise<void> {
+  signalGroup(pid, 'SIGSTOP');
+  for (let i = 0; i < 200 && liveness(pid, startTime).state === 'alive'; i++) await new Promise((r) => setTimeout(r, 1));
 }
 
 /**
@@ -476,12 +514,9 @@ async function stop(handle: BackendHandle, _spec: ServiceSpec, mode: StopMode, s
   else if (mode === 'destroy') await resetConnections(data.netns);
   try {
     switch (mode) {
-      case 'suspend': {
-        signalGroup(pid, 'SIGSTOP');
-        // Group stop is asynchronous (every thread must stop): report suspended only once it is.
-        for (let i = 0; i < 200 && liveness(pid, data.startTime).state === 'alive'; i++) await new Promise((r) => setTimeout(r, 1));
+      case 'suspend':
+        await freeze(pid, data.startTime);
         return;
-      }
       case 'shutdown': {
         signalGroup(pid, 'SIGTERM');
         if (l.state === 'stopped-signal') signalGroup(pid, 'SIGCONT'); // a suspended process must run to handle TERM

@@ -20,7 +20,7 @@ describe('process backend options', () => {
       env: { A: '1', B: 'x=y' },
       cwd: '/srv',
       confinement: { user: 'jitsu-svc', privateTmp: true, readOnly: false, limits: {} },
-      precreate: false,
+      precreate: 'off',
     });
   });
   it('parses the confinement keys', () => {
@@ -32,7 +32,7 @@ describe('process backend options', () => {
   it('needs exec', () => {
     expect(fails({ port: ['80'] })).toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('exec=') });
   });
-  it.each([['port', '0'], ['port', '65536'], ['port', 'http'], ['env', 'NOEQUALS'], ['env', '1A=b'], ['cwd', 'rel/dir'], ['exec', 'echo "open'], ['user', 'a b'], ['group', 'x:y'], ['read_only', 'yes'], ['private_tmp', '1'], ['memory', '12X'], ['memory', '0'], ['cpu', '0'], ['cpu', 'half'], ['tasks', '0']])(
+  it.each([['port', '0'], ['port', '65536'], ['port', 'http'], ['env', 'NOEQUALS'], ['env', '1A=b'], ['cwd', 'rel/dir'], ['exec', 'echo "open'], ['user', 'a b'], ['group', 'x:y'], ['read_only', 'yes'], ['private_tmp', '1'], ['memory', '12X'], ['memory', '0'], ['cpu', '0'], ['cpu', 'half'], ['tasks', '0'], ['precreate', 'yes']])(
     'rejects %s=%s naming the key',
     (key, value) => {
       const opts: Record<string, string[]> = { exec: ['true'] };

@@ -72,6 +72,9 @@ export function parseLimits(options: Readonly<Record<string, readonly string[]>>
   };
 }
 
+const PRECREATE_MODES = ['off', 'on', 'warm'] as const;
+export type PrecreateMode = (typeof PRECREATE_MODES)[number];
+
 export const processOptions: readonly OptionSpec[] = [
   {
     key: 'exec',
@@ -102,9 +105,9 @@ export const processOptions: readonly OptionSpec[] = [
   {
     key: 'precreate',
     description:
-      'on: while the service is stopped, keep its next command launched up to the exec (in its netns, sockets bound, confined, waiting), so a summon only lets it exec; it holds a small process and its sockets meanwhile. off (default): launch at each start',
+      'on: while the service is stopped, keep its next command launched up to the exec (in its netns, sockets bound, confined, waiting), so a summon only lets it exec; it holds a small process and its sockets meanwhile. warm: keep the next command running until it serves, then frozen (SIGSTOP) off the bridge, so a summon only thaws it; it holds the memory of the whole program meanwhile. off (default): launch at each start',
     example: 'on',
-    validate: (v) => (v === 'on' || v === 'off' ? undefined : `precreate must be on or off, got "${v}"`),
+    validate: (v) => (PRECREATE_MODES.includes(v as PrecreateMode) ? undefined : `precreate must be ${PRECREATE_MODES.join(', ')}, got "${v}"`),
   },
   ...limitOptions,
 ];
@@ -124,8 +127,8 @@ export interface ProcessConfig {
   env: Record<string, string>;
   cwd?: string;
   confinement: ProcessConfinement;
-  /** precreate=on: prepare() launches the next command up to its exec. */
-  precreate: boolean;
+  /** What prepare() holds for the next start: nothing (off), the command up to its exec (on), or the command serving, frozen (warm). */
+  precreate: PrecreateMode;
 }
 
 /** Validate the backend keys of one service; CONFIG_INVALID names the key and the fix. */
@@ -164,6 +167,6 @@ export function parseProcessOptions(service: string, options: Readonly<Record<st
     readOnly: options['read_only']?.[0] === 'true',
     limits: parseLimits(options),
   };
-  return { command: parseCommand(options['exec']![0]!), ports, env, ...(cwd ? { cwd } : {}), confinement, precreate: options['precreate']?.[0] === 'on' };
+  return { command: parseCommand(options['exec']![0]!), ports, env, ...(cwd ? { cwd } : {}), confinement, precreate: (options['precreate']?.[0] ?? 'off') as PrecreateMode };
 }
 
