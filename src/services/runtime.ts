@@ -448,7 +448,8 @@ export class ServiceRuntime {
     const preparing: Promise<void> = (async () => {
       try {
         const before = this.standby;
-        this.standby = await calls.prepare!(this.spec, this.deps.stopTimeoutMs);
+        // Preparing may be a boot of its own (a warm copy restored, a command run until it serves).
+        this.standby = await calls.prepare!(this.spec, Math.max(this.deps.stopTimeoutMs, this.deps.bootTimeoutMs));
         if (before !== undefined || this.standby !== undefined) await this.save();
       } catch (err) {
         this.log.warn('could not prepare the next start ahead', { code: errorCode(err) ?? 'UNKNOWN', cause: errorMessage(err) });

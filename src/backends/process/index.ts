@@ -309,8 +309,21 @@ async function startStandby(spec: ServiceSpec, cfg: ProcessConfig, held: Standby
   if (signal.aborted) throw abortError(signal, 'start', { timeout: `service ${spec.service}: start aborted` }, { service: spec.service });
   if (cfg.precreate === 'warm') {
     // It already serves (prepare() saw it): thawed, it takes the connections its kernel queues.
-    signalGroup(processHandle.read(held.handle).pid, 'SIGCONT');
-    if (maskStrategy(spec.mask).linkUp !== 'ready' && held.handle.link) await setLinkUp(held.handle.link, true);
+    const { pid } = processHandle.read(held.handle);
+    try {
+      signalGroup(pid, 'SIGCONT');
+    } catch (err) {
+      appendFileSync(processHandle.read(held.handle).data.logPath, `jitsu: the command kept ready cannot be thawed (${errorMessage(err)}); launching a new one\n`);
+      await discardStandby(spec, held);
+      return undefined;
+    }
+    if (maskStrategy(spec.mask).linkUp === 'ready' || !held.handle.link) return held.handle;
+    try {
+      await setLinkUp(held.handle.link, true);
+    } catch (err) {
+      signalGroup(pid, 'SIGKILL');
+      throw err;
+    }
     return held.handle;
   }
   try {
