@@ -373,7 +373,7 @@ async function launchFrozen(spec: ServiceSpec, cfg: ProcessConfig, identity: Ide
   const handle = await launch(spec, cfg, identity, signal);
   const { data, pid } = processHandle.read(handle);
   try {
-    await waitServing(spec, pid, data, servingProbe(spec.ready ? [spec.ready.port] : data.ports, data.preBound ?? []), signal, 'ready');
+    await waitReady(spec, pid, data, signal);
     await freeze(pid, data.startTime);
   } catch (err) {
     await stop(handle, spec, 'destroy', AbortSignal.timeout(SHUTDOWN_GRACE_MS)).catch(() => undefined);
@@ -494,10 +494,15 @@ async function launched(spec: ServiceSpec, child: ChildProcess, logPath: string,
   return Promise.reject(bootFailedWith(spec, child.pid ?? 0, tail, logPath, exit));
 }
 
+/** Until the command serves as ready() means it: its ready= port, else every port= it has. */
+function waitReady(spec: ServiceSpec, pid: number, data: ProcessData, signal: AbortSignal): Promise<void> {
+  const wanted = spec.ready ? [spec.ready.port] : data.ports;
+  return waitServing(spec, pid, data, servingProbe(wanted, data.preBound ?? []), signal, 'ready');
+}
+
 async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSignal): Promise<void> {
   const { data, pid } = processHandle.read(handle);
-  const wanted = spec.ready ? [spec.ready.port] : data.ports;
-  await waitServing(spec, pid, data, servingProbe(wanted, data.preBound ?? []), signal, 'ready');
+  await waitReady(spec, pid, data, signal);
   // Last step: from here the service's own kernel answers ARP and SYNs (Synjitsu hands over now).
   if (handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
 }
