@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "jitsu_native",
-      "sources": ["native/addon.cc", "native/udp.cc", "native/pidwatch.cc", "native/notify.cc", "native/bpf.cc"],
+      "sources": ["native/addon.cc", "native/udp.cc", "native/pidwatch.cc", "native/notify.cc", "native/bpf.cc", "native/netlink.cc"],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"],

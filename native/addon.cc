@@ -416,6 +416,7 @@ void RegisterUdp(Napi::Env env, Napi::Object exports);  // native/udp.cc
 void RegisterPidWatch(Napi::Env env, Napi::Object exports);  // native/pidwatch.cc
 void RegisterNotify(Napi::Env env, Napi::Object exports);  // native/notify.cc
 void RegisterBpf(Napi::Env env, Napi::Object exports);  // native/bpf.cc
+void RegisterNetlink(Napi::Env env, Napi::Object exports);  // native/netlink.cc
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Number::New(env, 2));
   exports.Set("PacketSocket", PacketSocket::Define(env));
@@ -425,6 +426,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterPidWatch(env, exports);
   RegisterNotify(env, exports);
   RegisterBpf(env, exports);
+  RegisterNetlink(env, exports);
   return exports;
 }
 

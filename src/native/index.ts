@@ -89,6 +89,11 @@ export interface NativeAddon {
   bpfMapDelete(mapFd: number, key: Buffer): boolean;
   /** Runs a tc program once on a copy of `frame` (BPF_PROG_TEST_RUN): its verdict and the frame it left. */
   bpfTestRun(progFd: number, frame: Buffer): { result: number; frame: Buffer };
+  /**
+   * Netlink requests on one socket of `protocol` opened in the network namespace at `nsPath` (null:
+   * the thread's own): the raw replies to each, read up to the message that ends it (src/network/netlink.ts).
+   */
+  netlinkTransact(protocol: number, nsPath: string | null, requests: Buffer[]): Buffer[];
 }
 
 /** Set in a frame's third meta word when the frame did not fit a ring slot (payload incomplete). */

@@ -202,7 +202,8 @@ export class ServiceRuntime {
     const booting = (async () => {
       if (!resuming) {
         // A prepare in flight is the first half of this start: wait for it, then start what it made.
-        await this.preparing;
+        // (Only then: an await yields, and the log line below would go before the dispatch.)
+        if (this.preparing) await this.preparing;
         // start() takes over what was held, or removes it: either way it is no longer a standby.
         this.standby = undefined;
       }

@@ -1,7 +1,7 @@
 /**
  * What /proc says about a process: its state and start time (with the pid, the identity of one
  * process: a pid alone is not enough after a restart, the kernel may have reused it), its exit
- * status while a zombie, its network namespace and the sockets open there.
+ * status while a zombie, its network namespace (its sockets: src/network/sockets.ts).
  */
 import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 
@@ -78,62 +78,6 @@ export function decodeWaitStatus(status: number): { code: number | null; signal:
   const sig = status & 0x7f;
   if (sig === 0) return { code: (status >> 8) & 0xff, signal: null };
   return { code: null, signal: sig };
-}
-
-const TCP_LISTEN = '0A';
-
-export interface SocketEntry {
-  port: number;
-  /** Hex state from /proc/net/tcp (0A = LISTEN); for UDP 07 = unconnected/bound. */
-  state: string;
-}
-
-/**
- * Local ports and states from /proc/net/{tcp,tcp6,udp,udp6} text. Columns: `sl local_address
- * rem_address st ...`, local_address = HEXADDR:HEXPORT.
- */
-export function parseProcNet(text: string): SocketEntry[] {
-  const out: SocketEntry[] = [];
-  let start = text.indexOf('\n') + 1; // skip the header line
-  while (start > 0 && start < text.length) {
-    let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
-    const cols = text.slice(start, end).trim().split(/\s+/);
-    start = end + 1;
-    const local = cols[1];
-    const state = cols[3];
-    if (!local || !state) continue;
-    const port = Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
-    if (Number.isFinite(port)) out.push({ port, state });
-  }
-  return out;
-}
-
-/** TCP ports in LISTEN state in the network namespace of `pid`. */
-export function listeningTcpPorts(pid: number): Set<number> {
-  const ports = new Set<number>();
-  for (const file of ['tcp', 'tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${pid}/net/${file}`, 'latin1');
-    } catch {
-      continue;
-    }
-    for (const e of parseProcNet(text)) if (e.state === TCP_LISTEN) ports.add(e.port);
-  }
-  return ports;
-}
-
-/** Any bound UDP socket in the network namespace of `pid`? */
-export function hasUdpSocket(pid: number): boolean {
-  for (const file of ['udp', 'udp6']) {
-    try {
-      if (parseProcNet(readFileSync(`/proc/${pid}/net/${file}`, 'latin1')).length > 0) return true;
-    } catch {
-      // the process is gone or has no such table; the caller checks liveness
-    }
-  }
-  return false;
 }
 
 /** What /proc/PID/ns/net reads as for a process inside the netns mounted at `netnsPath`. */

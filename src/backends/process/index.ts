@@ -28,7 +28,8 @@ import { LOG_MAX_BYTES, logTail, startLog } from '../common/logs.js';
 import { READY_SPINS, pollPacer, pollUntil } from '../common/readiness.js';
 import { parseProcessOptions, processOptions, type PrecreateMode, type ProcessConfig } from './options.js';
 import { signalGroup } from '../common/process-group.js';
-import { decodeWaitStatus, hasUdpSocket, inNetns, listeningTcpPorts, liveness, netnsLink, readProcStat } from '../common/proc.js';
+import { decodeWaitStatus, inNetns, liveness, netnsLink, readProcStat } from '../common/proc.js';
+import { hasUdpSocket, listeningTcpPorts } from '../../network/sockets.js';
 import { maskStrategy } from '../../masking/registry.js';
 
 export { parseProcessOptions, processOptions } from './options.js';
