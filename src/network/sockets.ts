@@ -14,7 +14,7 @@ import { NETLINK_SOCK_DIAG, NLM_F_DUMP, NLM_F_REQUEST, netlinkMessage, netlinkPa
 export const TCP_STATE = { ESTABLISHED: 1, TIME_WAIT: 6, CLOSE: 7, LISTEN: 10 } as const;
 
 /** Every state bit (1..12: ESTABLISHED .. NEW_SYN_RECV). */
-const ALL_STATES = 0x1ffe;
+export const ALL_STATES = 0x1ffe;
 const bit = (state: number): number => 1 << state;
 
 export interface SocketEntry {
@@ -94,26 +94,28 @@ export function procNetSockets(pid: number, protocol: SocketProtocol, states: nu
 }
 
 /**
+ * netnsSockets asked of sock_diag only: throws (the addon's errno text, or NetlinkError for the
+ * IPv4 dump) where it cannot answer.
+ */
+export function diagSockets(pid: number, protocol: SocketProtocol, states: number): SocketEntry[] {
+  const [v4, v6] = netlinkTransact(NETLINK_SOCK_DIAG, `/proc/${pid}/ns/net`, [diagDump(AF_INET, protocol, states, 1), diagDump(AF_INET6, protocol, states, 2)]);
+  const sockets = parseDiagReply(v4!, `sock_diag ${protocol} dump`);
+  try {
+    return sockets.concat(parseDiagReply(v6!, `sock_diag ${protocol}6 dump`));
+  } catch {
+    return sockets; // IPv6 off in this kernel or namespace: nothing listens there
+  }
+}
+
+/**
  * The `protocol` sockets (IPv4 and IPv6) whose state is in the `states` mask, in the network
  * namespace of `pid`; undefined when neither sock_diag nor /proc can tell (the process is gone).
  */
 export function netnsSockets(pid: number, protocol: SocketProtocol, states: number): SocketEntry[] | undefined {
-  let replies: Buffer[];
   try {
-    replies = netlinkTransact(NETLINK_SOCK_DIAG, `/proc/${pid}/ns/net`, [diagDump(AF_INET, protocol, states, 1), diagDump(AF_INET6, protocol, states, 2)]);
+    return diagSockets(pid, protocol, states);
   } catch {
     return procNetSockets(pid, protocol, states);
-  }
-  let v4: SocketEntry[];
-  try {
-    v4 = parseDiagReply(replies[0]!, `sock_diag ${protocol} dump`);
-  } catch {
-    return procNetSockets(pid, protocol, states);
-  }
-  try {
-    return v4.concat(parseDiagReply(replies[1]!, `sock_diag ${protocol}6 dump`));
-  } catch {
-    return v4; // IPv6 off in this kernel or namespace: nothing listens there
   }
 }
 
