@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
+#include <net/if.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -141,8 +142,20 @@ Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
   return replies;
 }
 
+// linkIndex(name) -> the interface's index in this thread's namespace, 0 when there is none. Route
+// requests name links by index; if_nametoindex(3) is one ioctl where sysfs costs an open and a read.
+Napi::Value LinkIndex(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "linkIndex(name: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, if_nametoindex(info[0].As<Napi::String>().Utf8Value().c_str()));
+}
+
 }  // namespace
 
 void RegisterNetlink(Napi::Env env, Napi::Object exports) {
   exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact, "netlinkTransact"));
+  exports.Set("linkIndex", Napi::Function::New(env, LinkIndex, "linkIndex"));
 }

@@ -94,6 +94,8 @@ export interface NativeAddon {
    * the thread's own): the raw replies to each, read up to the message that ends it (src/network/netlink.ts).
    */
   netlinkTransact(protocol: number, nsPath: string | null, requests: Buffer[]): Buffer[];
+  /** if_nametoindex(3) in the thread's own network namespace: 0 when there is no such link. */
+  linkIndex(name: string): number;
 }
 
 /** Set in a frame's third meta word when the frame did not fit a ring slot (payload incomplete). */

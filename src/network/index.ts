@@ -4,7 +4,7 @@ export type { BridgeInfo, BridgeOptions } from './bridge.js';
 export { prepareServiceNetns, removeServiceNetns, SERVICE_LISTEN_BACKLOG, SERVICE_TCP_EHASH_ENTRIES } from './netns.js';
 export type { PreparedNetns, PrepareOptions } from './netns.js';
 export { netnsName, hostLinkName, netnsPath, NETNS_LINK, isValidIfName, MAX_IFNAME } from './names.js';
-export { setLinkUp, isLinkUp, isLinkForwarding, waitLinkForwarding, setPromisc, setBridgePort, linkExists, linkMaster, isBridge, bridgePorts } from './link.js';
+export { setLinkUp, isLinkUp, setLinkPassing, isLinkPassing, isLinkForwarding, waitLinkForwarding, setPromisc, setBridgePort, linkExists, linkMaster, isBridge, bridgePorts } from './link.js';
 export type { BridgePortOptions } from './link.js';
 export { defaultGateway, hostCidr, parseCidr } from './addr.js';
 export type { SubnetGateway } from './addr.js';

@@ -4,12 +4,14 @@
  */
 import { loadNative } from '../native/index.js';
 
+export const NETLINK_ROUTE = 0;
 export const NETLINK_SOCK_DIAG = 4;
 
 const NLMSG_HDRLEN = 16;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 export const NLM_F_REQUEST = 0x1;
+export const NLM_F_ACK = 0x4;
 export const NLM_F_DUMP = 0x300;
 
 /** A request: the 16-byte header (length, type, flags, seq, pid 0) and `payload`. */

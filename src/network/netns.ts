@@ -2,7 +2,7 @@ import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { ServiceNetwork } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import { failure, ip, ipBatch, runTool } from './exec.js';
-import { isLinkUp, linkExists, linkMaster, setLinkUp } from './link.js';
+import { isLinkPassing, linkExists, linkMaster, setLinkPassing, setLinkUp } from './link.js';
 import { NETNS_LINK, hostLinkName, netnsName, netnsPath } from './names.js';
 import { stableMac } from './mac.js';
 import { allPids, killUntilGone } from './procs.js';
@@ -29,11 +29,12 @@ export interface PreparedNetns {
 
 export interface PrepareOptions {
   /**
-   * Host side of the veth up after preparation? Default false: a service that is not running must
-   * neither answer ARP nor RST SYNs (Synjitsu and summon-on-SYN rely on that). The process backend
-   * brings it up when the service can accept. An adopted netns keeps its current state unless given.
+   * Host side of the veth on the bridge after preparation (link.ts setLinkPassing)? Default false: a
+   * service that is not running must neither answer ARP nor RST SYNs (Synjitsu and summon-on-SYN
+   * rely on that). The backends put it on when the service can accept. An adopted netns keeps its
+   * current state unless given.
    */
-  hostLinkUp?: boolean;
+  hostLinkPassing?: boolean;
   /**
    * Nothing of ours runs in this namespace (the daemon adopts no service there), so an existing one
    * is a dead daemon's leftover: every process still inside is killed and the namespace and veth are
@@ -93,7 +94,7 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
   else if (await matches(network, netns, hostLink)) {
     // Cheap and idempotent: the gateway (host CIDR) may have changed while the address did not.
     await ipBatch([`route replace default via ${network.gateway} dev ${NETNS_LINK} onlink`, gatewayNeighbour(network)], { netns });
-    if (opts.hostLinkUp !== undefined && isLinkUp(hostLink) !== opts.hostLinkUp) await setLinkUp(hostLink, opts.hostLinkUp);
+    if (opts.hostLinkPassing !== undefined && isLinkPassing(hostLink) !== opts.hostLinkPassing) await setLinkPassing(hostLink, opts.hostLinkPassing);
     return { ...result, adopted: true };
   }
   await removeServiceNetns(service);
@@ -111,17 +112,22 @@ export async function prepareServiceNetns(network: ServiceNetwork, service: stri
       `link set ${hostLink} addrgenmode none`,
       `link set ${hostLink} master ${network.bridge}`,
     ]);
-    const inside = [`link set lo up`];
-    if (network.family === 4) inside.push(`link set ${NETNS_LINK} addrgenmode none`);
-    inside.push(
-      `addr add ${network.ip}/${network.prefixLength} dev ${NETNS_LINK}${network.family === 6 ? ' nodad' : ''}`,
-      `link set ${NETNS_LINK} up`,
-      `route add default via ${network.gateway} dev ${NETNS_LINK} onlink`,
-      gatewayNeighbour(network),
+    const links = [`link set lo up`];
+    if (network.family === 4) links.push(`link set ${NETNS_LINK} addrgenmode none`);
+    links.push(`link set ${NETNS_LINK} up`);
+    await ipBatch(links, { netns });
+    // The host port gets its carrier while nothing inside has an address, so nothing can answer
+    // through it, and is then held off the bridge: putting it on later is one netlink request.
+    await setLinkUp(hostLink, true);
+    if (!opts.hostLinkPassing) await setLinkPassing(hostLink, false);
+    await ipBatch(
+      [
+        `addr add ${network.ip}/${network.prefixLength} dev ${NETNS_LINK}${network.family === 6 ? ' nodad' : ''}`,
+        `route add default via ${network.gateway} dev ${NETNS_LINK} onlink`,
+        gatewayNeighbour(network),
+      ],
+      { netns },
     );
-    await ipBatch(inside, { netns });
-    // Last, once the inside is configured (and waiting until the port forwards).
-    if (opts.hostLinkUp) await setLinkUp(hostLink, true);
   } catch (err) {
     await removeServiceNetns(service).catch(() => undefined);
     throw err;

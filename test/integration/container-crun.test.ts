@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { createContainerBackend } from '../../src/backends/container/index.js';
 import type { BackendHandle, ServiceSpec } from '../../src/backends/backend.js';
-import { isLinkUp } from '../../src/network/index.js';
+import { isLinkPassing } from '../../src/network/index.js';
 import { BRIDGE, clientSynRetrans, inClient, removeDirs, rootfs, serviceSpec, setupNetwork, teardownNetwork } from '../helpers/container-net.js';
 
 function has(cmd: string): boolean {
@@ -106,7 +106,7 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
 
     await backend.stop(h, spec, 'destroy', never);
     expect(await backend.state(h, spec)).toBe('stopped');
-    expect(isLinkUp('jt5web-v')).toBe(false);
+    expect(isLinkPassing('jt5web-v')).toBe(false);
     // Stop is idempotent, in every mode.
     await backend.stop(h, spec, 'destroy', never);
     await backend.stop(h, spec, 'suspend', never);
@@ -116,12 +116,12 @@ describe.skipIf(why !== '')(`container backend with real crun ${why}`, () => {
   it('mask=park keeps the veth down until ready (Synjitsu owns the early SYNs), then serves', async () => {
     const spec = serviceSpec('jt5web', 1, { rootfs: [busybox], exec: ['sh -c "sleep 0.3; exec httpd -f -p 80 -h /www"'], port: ['80'] }, 'park', runDirs);
     const h = await start(spec);
-    expect(isLinkUp('jt5web-v')).toBe(false);
+    expect(isLinkPassing('jt5web-v')).toBe(false);
     await backend.ready(h, spec, never);
-    expect(isLinkUp('jt5web-v')).toBe(true);
+    expect(isLinkPassing('jt5web-v')).toBe(true);
     expect(await httpGet(spec.network.ip)).toContain('hello from a jitsu container');
     await backend.stop(h, spec, 'destroy', never);
-    expect(isLinkUp('jt5web-v')).toBe(false);
+    expect(isLinkPassing('jt5web-v')).toBe(false);
   });
 
   it('runs an existing OCI bundle made by `crun spec`, joined to the service netns', async () => {

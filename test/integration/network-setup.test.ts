@@ -9,6 +9,8 @@ import {
   ensureHostAddresses,
   hostLinkName,
   ip,
+  isLinkForwarding,
+  isLinkPassing,
   isLinkUp,
   linkMaster,
   netnsName,
@@ -18,6 +20,7 @@ import {
   removeServiceNetns,
   SERVICE_LISTEN_BACKLOG,
   SERVICE_TCP_EHASH_ENTRIES,
+  setLinkPassing,
   setLinkUp,
   setPromisc,
   stableMac,
@@ -101,7 +104,7 @@ describe.skipIf(!isRoot)('service network (real bridge, veth, netns)', () => {
     env.track(service);
     const net = env.network(service, 2);
     const t0 = performance.now();
-    const prepared = await prepareServiceNetns(net, service, { hostLinkUp: true });
+    const prepared = await prepareServiceNetns(net, service, { hostLinkPassing: true });
     const ms = performance.now() - t0;
     expect(prepared).toMatchObject({ netns: netnsName(service), hostLink: hostLinkName(service), adopted: false });
     expect(linkMaster(prepared.hostLink)).toBe(env.bridge);
@@ -118,17 +121,27 @@ describe.skipIf(!isRoot)('service network (real bridge, veth, netns)', () => {
     // A second daemon run adopts the matching namespace without touching it.
     const again = await prepareServiceNetns(net, service);
     expect(again.adopted).toBe(true);
-    expect(isLinkUp(prepared.hostLink)).toBe(true);
+    expect(isLinkPassing(prepared.hostLink)).toBe(true);
 
-    // Host side down: the service's kernel is unreachable (no ARP answer); up again: reachable.
-    await setLinkUp(prepared.hostLink, false);
+    // Off the bridge the service's kernel is unreachable (no ARP answer), though the port keeps its
+    // link and carrier (its bridge port is disabled); on again: reachable.
+    await setLinkPassing(prepared.hostLink, false);
+    expect(isLinkPassing(prepared.hostLink)).toBe(false);
+    expect(isLinkUp(prepared.hostLink)).toBe(true);
     expect(await ping(env.clientNetns!, net.ip)).toBe(false);
-    await setLinkUp(prepared.hostLink, true);
+    await setLinkPassing(prepared.hostLink, true);
+    expect(isLinkForwarding(prepared.hostLink)).toBe(true);
+    expect(await ping(env.clientNetns!, net.ip)).toBe(true);
+    // A link that is down (an older daemon's netns) goes off as down, and on again as up.
+    await setLinkUp(prepared.hostLink, false);
+    await setLinkPassing(prepared.hostLink, false);
+    expect(isLinkUp(prepared.hostLink)).toBe(false);
+    await setLinkPassing(prepared.hostLink, true);
     expect(await ping(env.clientNetns!, net.ip)).toBe(true);
 
     // A changed address is not adopted: the namespace is rebuilt with the new config.
     const moved = { ...net, ip: `10.201.${env.subnet}.3` };
-    const rebuilt = await prepareServiceNetns(moved, service, { hostLinkUp: true });
+    const rebuilt = await prepareServiceNetns(moved, service, { hostLinkPassing: true });
     expect(rebuilt.adopted).toBe(false);
     expect(await ip(['-n', rebuilt.netns, '-br', 'addr', 'show', 'dev', 'eth0'])).toContain(`${moved.ip}/24`);
 
@@ -170,11 +183,31 @@ describe.skipIf(!isRoot)('service network (real bridge, veth, netns)', () => {
     env.track(service);
     await ensureHostAddresses(env.bridge, ['fd00:201:11::1/64']);
     const net = { bridge: env.bridge, family: 6 as const, ip: 'fd00:201:11::2', prefixLength: 64, gateway: 'fd00:201:11::1', mac: stableMac(service) };
-    const prepared = await prepareServiceNetns(net, service, { hostLinkUp: true });
+    const prepared = await prepareServiceNetns(net, service, { hostLinkPassing: true });
     expect(await ip(['-n', prepared.netns, '-6', 'route', 'show', 'default'])).toContain('via fd00:201:11::1');
     let ok = false;
     for (let i = 0; i < 20 && !ok; i++) ok = await ping(prepared.netns, 'fd00:201:11::1');
     expect(ok).toBe(true);
+    await removeServiceNetns(service);
+  });
+
+  it('prepares a service netns off the bridge, its port disabled with the carrier up, one netlink request from on', async () => {
+    const service = 'jt2-net-off';
+    env.track(service);
+    const net = env.network(service, 5);
+    const prepared = await prepareServiceNetns(net, service);
+    const port = `/sys/class/net/${prepared.hostLink}`;
+    expect(isLinkUp(prepared.hostLink)).toBe(true);
+    expect(readFileSync(`${port}/operstate`, 'latin1').trim()).toBe('up');
+    expect(readFileSync(`${port}/brport/state`, 'latin1').trim()).toBe('0');
+    expect(isLinkPassing(prepared.hostLink)).toBe(false);
+    expect(await ping(env.clientNetns!, net.ip)).toBe(false);
+    const t0 = performance.now();
+    await setLinkPassing(prepared.hostLink, true);
+    const onMs = performance.now() - t0;
+    expect(readFileSync(`${port}/brport/state`, 'latin1').trim()).toBe('3');
+    expect(await ping(env.clientNetns!, net.ip)).toBe(true);
+    console.log(`FIGURE host link on the bridge: ${(onMs * 1000).toFixed(0)} us`);
     await removeServiceNetns(service);
   });
 
@@ -198,7 +231,7 @@ describe.skipIf(!isRoot)('service network (real bridge, veth, netns)', () => {
       const service = `jt2-m${i}`;
       env.track(service);
       const t0 = performance.now();
-      await prepareServiceNetns(env.network(service, 100 + i), service, { hostLinkUp: true });
+      await prepareServiceNetns(env.network(service, 100 + i), service, { hostLinkPassing: true });
       times.push(performance.now() - t0);
     }
     for (let i = 0; i < 10; i++) await removeServiceNetns(`jt2-m${i}`);

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackendHandle, MaskMode, ServiceSpec } from '../../src/backends/backend.js';
 import { errorCode } from '../../src/errors.js';
-import { isLinkUp } from '../../src/network/index.js';
+import { isLinkPassing } from '../../src/network/index.js';
 import { pidsMatching } from '../helpers/daemon.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { BackendPool, defaultWorkerFile } from '../../src/pool/index.js';
@@ -125,7 +125,7 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
 
     await pool.stop(handle, s, 'destroy', 5000);
     expect(await pool.state(handle, s)).toBe('stopped');
-    expect(isLinkUp(handle.link!)).toBe(false);
+    expect(isLinkPassing(handle.link!)).toBe(false);
     expect(await curlFails(env, `http://${s.network.ip}:8080/`)).toBe(true);
     await pool.stop(handle, s, 'destroy', 5000); // idempotent
   });
@@ -191,19 +191,19 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
   it('park/handshake: the host side stays down until ready() (the booting service is silent)', async () => {
     const s = spec('jt2-p-park', { exec: [demoExec('--delay-ms', '300')], port: ['8080'] }, 'park');
     const handle = await start(s);
-    expect(isLinkUp(handle.link!)).toBe(false);
+    expect(isLinkPassing(handle.link!)).toBe(false);
     expect(await curlFails(env, `http://${s.network.ip}:8080/`)).toBe(true);
     await pool.ready(handle, s, 10_000);
-    expect(isLinkUp(handle.link!)).toBe(true);
+    expect(isLinkPassing(handle.link!)).toBe(true);
     expect((await env.inClient('curl', ['-sS', '--max-time', '5', `http://${s.network.ip}:8080/`])).stdout).toContain('jt2-p-park');
     // suspend + resume: the link comes back in ready(), not in resume()
     await pool.stop(handle, s, 'suspend', 5000);
-    expect(isLinkUp(handle.link!)).toBe(false);
+    expect(isLinkPassing(handle.link!)).toBe(false);
     await pool.resume(handle, s, 5000);
     expect(await pool.state(handle, s)).toBe('running');
-    expect(isLinkUp(handle.link!)).toBe(false);
+    expect(isLinkPassing(handle.link!)).toBe(false);
     await pool.ready(handle, s, 5000);
-    expect(isLinkUp(handle.link!)).toBe(true);
+    expect(isLinkPassing(handle.link!)).toBe(true);
     await pool.stop(handle, s, 'destroy', 5000);
   });
 
@@ -320,7 +320,7 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     expect(await pool.state(held!, s)).toBe('running');
     const { stdout: comm } = await run('cat', [`/proc/${held!.pid}/comm`]);
     expect(comm.trim()).toBe('jitsu-activate');
-    expect(isLinkUp(held!.link!)).toBe(false);
+    expect(isLinkPassing(held!.link!)).toBe(false);
     // prepare() again keeps it (idempotent).
     expect((await pool.prepare(s, 10_000))?.pid).toBe(held!.pid);
 
@@ -357,7 +357,7 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
     expect(await pool.state(held!, s)).toBe('paused');
     const { stdout: listening } = await run('ip', ['netns', 'exec', `jitsu-${s.service}`, 'ss', '-ltnH', 'sport = :80']);
     expect(listening).toMatch(/^LISTEN/);
-    expect(isLinkUp(held!.link!)).toBe(false);
+    expect(isLinkPassing(held!.link!)).toBe(false);
     // Off the bridge, it answers nobody.
     await expect(env.inClient('curl', ['-sS', '-o', '/dev/null', '--max-time', '1', `http://${s.network.ip}/`], 5_000)).rejects.toThrow();
     expect((await pool.prepare(s, 10_000))?.pid).toBe(held!.pid);

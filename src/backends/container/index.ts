@@ -12,7 +12,7 @@ import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { JitsuError, errorCode, errorMessage } from '../../errors.js';
-import { isLinkUp, linkExists, netnsName, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
+import { isLinkPassing, linkExists, netnsName, prepareServiceNetns, resetConnections, setLinkPassing } from '../../network/index.js';
 import { claimedAll, findInRoot, notPreBoundNote, preloadWorks, programLinkage, servingProbe } from '../common/activation.js';
 import { callAborted, type BoundedCall } from '../common/abort.js';
 import { handleCodec } from '../common/handle.js';
@@ -135,10 +135,10 @@ async function serviceNetns(spec: ServiceSpec, linkUp: boolean): Promise<{ netns
   const key = JSON.stringify(spec.network);
   const known = preparedNetns.get(spec.service);
   if (known && known.key === key && existsSync(known.netnsPath) && linkExists(known.hostLink)) {
-    if (isLinkUp(known.hostLink) !== linkUp) await setLinkUp(known.hostLink, linkUp);
+    if (isLinkPassing(known.hostLink) !== linkUp) await setLinkPassing(known.hostLink, linkUp);
     return known;
   }
-  const net = await prepareServiceNetns(spec.network, spec.service, { hostLinkUp: linkUp });
+  const net = await prepareServiceNetns(spec.network, spec.service, { hostLinkPassing: linkUp });
   const entry = { key, netnsPath: net.netnsPath, hostLink: net.hostLink, netns: net.netns };
   preparedNetns.set(spec.service, entry);
   return entry;
@@ -231,7 +231,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
 
   async function linkDown(f: ContainerFacts): Promise<void> {
     // A stopped service must not answer ARP or RST SYNs (Synjitsu and summon-on-SYN rely on that).
-    if (linkExists(f.hostLink)) await setLinkUp(f.hostLink, false);
+    if (linkExists(f.hostLink)) await setLinkPassing(f.hostLink, false);
   }
 
   /** Removes a created container (and its record); a failure to is logged by the caller via the error. */
@@ -258,7 +258,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
     const release = async (): Promise<void> => {
       if (f.poststartHooks || !releaseCreated(f.root, f.id)) await crun('start', f, crunArgv.start(f.id));
     };
-    const [started, link] = await Promise.allSettled([release(), f.parked ? undefined : setLinkUp(f.hostLink, true)]);
+    const [started, link] = await Promise.allSettled([release(), f.parked ? undefined : setLinkPassing(f.hostLink, true)]);
     if (started.status === 'rejected') {
       appendFileSync(f.log, `jitsu: the container created ahead could not be started (${errorMessage(started.reason)}); creating a new one\n`);
       await backend.stop(held.handle, spec, 'destroy', AbortSignal.timeout(commandTimeoutMs * 2)).catch(() => undefined);
@@ -432,7 +432,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         await nextCheck();
       }
       // Parked: from here the container's own kernel answers ARP and SYNs (Synjitsu hands over now).
-      if (f.parked && !isLinkUp(f.hostLink)) await setLinkUp(f.hostLink, true);
+      if (f.parked) await setLinkPassing(f.hostLink, true);
     },
 
     async stop(handle, _spec, mode: StopMode, signal) {

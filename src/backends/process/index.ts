@@ -19,7 +19,7 @@ import { findExecutable } from '../common/path-lookup.js';
 import { abortableSleep } from '../common/sleep.js';
 import { errorMessage, JitsuError } from '../../errors.js';
 import { readStandby, removeStandby, takeStandby, writeStandby, type Standby } from '../common/standby.js';
-import { hostLinkName, isLinkUp, linkExists, netnsName, netnsPath, prepareServiceNetns, resetConnections, setLinkUp } from '../../network/index.js';
+import { hostLinkName, isLinkPassing, linkExists, netnsName, netnsPath, prepareServiceNetns, resetConnections, setLinkPassing } from '../../network/index.js';
 import { claimedAll, notPreBoundNote, preloadWorks, programLinkage, servingProbe, watchClaims, type ServingProbe } from '../common/activation.js';
 import { planLimits } from './confine.js';
 import { resolveIdentity, type Identity } from '../common/identity.js';
@@ -268,7 +268,7 @@ async function linkUpUnlessWaiting(spec: ServiceSpec, handle: BackendHandle): Pr
   const parked = maskStrategy(spec.mask).linkUp === 'ready';
   if (parked || (data.preBound ?? []).length < data.ports.length || !handle.link) return;
   try {
-    await setLinkUp(handle.link, true);
+    await setLinkPassing(handle.link, true);
   } catch (err) {
     signalGroup(pid, 'SIGKILL');
     throw err;
@@ -320,7 +320,7 @@ async function startStandby(spec: ServiceSpec, cfg: ProcessConfig, held: Standby
     }
     if (maskStrategy(spec.mask).linkUp === 'ready' || !held.handle.link) return held.handle;
     try {
-      await setLinkUp(held.handle.link, true);
+      await setLinkPassing(held.handle.link, true);
     } catch (err) {
       signalGroup(pid, 'SIGKILL');
       throw err;
@@ -370,7 +370,7 @@ async function prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendH
  */
 async function launchFrozen(spec: ServiceSpec, cfg: ProcessConfig, identity: Identity | undefined, signal: AbortSignal): Promise<BackendHandle> {
   const link = hostLinkName(spec.service);
-  if (linkExists(link) && isLinkUp(link)) await setLinkUp(link, false);
+  if (linkExists(link) && isLinkPassing(link)) await setLinkPassing(link, false);
   const handle = await launch(spec, cfg, identity, signal);
   const { data, pid } = processHandle.read(handle);
   try {
@@ -399,10 +399,10 @@ async function launch(spec: ServiceSpec, cfg: ProcessConfig, identity: Identity 
   const netns = netnsName(spec.service);
   const nsPath = netnsPath(netns);
   const link = hostLinkName(spec.service);
-  if (!existsSync(nsPath) || !linkExists(link)) await prepareServiceNetns(spec.network, spec.service, { hostLinkUp: false });
+  if (!existsSync(nsPath) || !linkExists(link)) await prepareServiceNetns(spec.network, spec.service, { hostLinkPassing: false });
   const parked = maskStrategy(spec.mask).linkUp === 'ready';
   // A booting service must not answer until it can accept (park/handshake: until ready()).
-  if (parked && isLinkUp(link)) await setLinkUp(link, false);
+  if (parked && isLinkPassing(link)) await setLinkPassing(link, false);
 
   const env: NodeJS.ProcessEnv = { ...process.env, JITSU_SERVICE: spec.service, ...cfg.env };
   const argv = cfg.command.argv;
@@ -505,11 +505,11 @@ async function ready(handle: BackendHandle, spec: ServiceSpec, signal: AbortSign
   const { data, pid } = processHandle.read(handle);
   await waitReady(spec, pid, data, signal);
   // Last step: from here the service's own kernel answers ARP and SYNs (Synjitsu hands over now).
-  if (handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
+  if (handle.link) await setLinkPassing(handle.link, true);
 }
 
 async function quiesceLink(handle: BackendHandle): Promise<void> {
-  if (handle.link && linkExists(handle.link) && isLinkUp(handle.link)) await setLinkUp(handle.link, false);
+  if (handle.link && linkExists(handle.link) && isLinkPassing(handle.link)) await setLinkPassing(handle.link, false);
 }
 
 /**
@@ -569,7 +569,7 @@ async function resume(handle: BackendHandle, spec: ServiceSpec, _signal: AbortSi
   }
   // As after a boot: park/handshake services come back on the bridge in ready(), once Synjitsu can hand over.
   const parked = maskStrategy(spec.mask).linkUp === 'ready';
-  if (!parked && handle.link && !isLinkUp(handle.link)) await setLinkUp(handle.link, true);
+  if (!parked && handle.link) await setLinkPassing(handle.link, true);
 }
 
 /** How a ready service's command ended: its supervisor's exit record (written right after it reaps it) and its log. */
