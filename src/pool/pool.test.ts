@@ -85,6 +85,34 @@ describe('BackendPool', () => {
     }
   });
 
+  it('sends boots on a thread\'s own line once it offers one; a thread that ends mid-boot answers WORKER_FAILED; close() waits for boots on lines', async () => {
+    const workerFile = fileURLToPath(new URL('../../test/fixtures/pool/line-worker.mjs', import.meta.url));
+    const hooks = { onStarted: () => undefined };
+    const pool = new BackendPool({ logger: silentLogger, minThreads: 1, maxThreads: 1, workerFile });
+    try {
+      expect(await pool.loaded(20_000)).toBe(true);
+      const many = await Promise.all(['a', 'b', 'c'].map((service) => pool.boot({ ...spec, service }, 1000, hooks)));
+      expect(many.map((h) => [h.service, h.pid])).toEqual([
+        ['a', 2],
+        ['b', 2],
+        ['c', 2],
+      ]);
+      // Other calls keep piscina's queue.
+      expect((await pool.start({ ...spec, service: 'd' }, 1000)).pid).toBe(1);
+      const died = await pool.boot({ ...spec, service: 'dies' }, 1000, hooks).catch((e: unknown) => e);
+      expect(errorCode(died)).toBe('WORKER_FAILED');
+      expect((died as Error).message).toMatch(/ended during a boot/);
+    } finally {
+      await pool.close();
+    }
+    const again = new BackendPool({ logger: silentLogger, minThreads: 1, maxThreads: 1, workerFile });
+    expect(await again.loaded(20_000)).toBe(true);
+    const slow = again.boot({ ...spec, service: 'slow' }, 1000, hooks);
+    await new Promise((r) => setTimeout(r, 20));
+    await again.close();
+    expect(await slow).toMatchObject({ service: 'slow', pid: 2 });
+  });
+
   it('tells a boot\'s onStarted once, before it settles, whichever of the message and the answer comes first', async () => {
     const workerFile = fileURLToPath(new URL('../../test/fixtures/pool/boot-worker.mjs', import.meta.url));
     const pool = new BackendPool({ logger: silentLogger, minThreads: 1, maxThreads: 1, workerFile });

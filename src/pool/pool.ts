@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
 import { JitsuError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { BootHooks } from '../services/calls.js';
-import type { PoolOp, PoolRequest, PoolResults } from './protocol.js';
-import { fromWireError, isBootStarted, isPoolResponse, isWorkerLoaded } from './protocol.js';
+import type { BootCall, PoolOp, PoolRequest, PoolResponse, PoolResults } from './protocol.js';
+import { fromWireError, isBootAnswer, isBootStarted, isPoolResponse, isWorkerLoaded } from './protocol.js';
 
 /** How long close() waits for threads still loading their modules (a busy 2-core box takes ~0.5 s). */
 export const LOAD_WAIT_MS = 10_000;
@@ -40,6 +41,12 @@ export class BackendPool {
   /** Boots in flight, by bootId: who hears of the handle their start() returned. */
   private readonly boots = new Map<number, (handle: BackendHandle) => void>();
   private nextBootId = 1;
+  /** Each loaded thread's boot line (protocol.ts BootCall), and the boots out on them. */
+  private readonly bootLines = new Map<number, MessagePort>();
+  private readonly bootCalls = new Map<number, { thread: number; settle: (res: unknown) => void }>();
+  private readonly drainWaiters = new Set<() => void>();
+  private nextCallId = 1;
+  private nextLine = 0;
 
   constructor(opts: BackendPoolOptions) {
     const filename = opts.workerFile ?? defaultWorkerFile();
@@ -71,6 +78,7 @@ export class BackendPool {
       }
       if (!isWorkerLoaded(message)) return;
       this.loadedThreads.add(message.workerLoaded);
+      if (message.boots) this.addBootLine(message.workerLoaded, message.boots);
       for (const check of [...this.loadWaiters]) check();
     });
   }
@@ -96,7 +104,7 @@ export class BackendPool {
   private async call<Op extends PoolOp>(req: PoolRequest & { op: Op }, hooks: Partial<BootHooks> = {}): Promise<PoolResults[Op]> {
     if (this.closed) throw new JitsuError('ABORTED', `backend pool is closed (${req.op} ${req.spec.service})`, { service: req.spec.service });
     const t0 = performance.now();
-    const res: unknown = await this.piscina.run(req);
+    const res: unknown = req.op === 'boot' ? await this.sendBoot(req as PoolRequest & { op: 'boot' }) : await this.piscina.run(req);
     if (!isPoolResponse(res)) {
       throw new JitsuError('WORKER_FAILED', `backend worker returned a malformed answer to ${req.op} ${req.spec.service} (a bug: please report it)`, { service: req.spec.service, op: req.op });
     }
@@ -110,6 +118,62 @@ export class BackendPool {
     if (res.calledAt !== undefined) hooks.onCalled?.(res.calledAt);
     if (res.settledAt !== undefined) hooks.onSettled?.(res.settledAt);
     return res.value as PoolResults[Op];
+  }
+
+  private addBootLine(thread: number, line: MessagePort): void {
+    this.bootLines.set(thread, line);
+    line.on('message', (answer: unknown) => {
+      if (isBootAnswer(answer)) this.settleBoot(answer.callId, answer.res);
+    });
+    // The thread ended (crashed, or the pool closed): its boots get an answer, never silence.
+    line.on('close', () => {
+      this.bootLines.delete(thread);
+      for (const [callId, call] of this.bootCalls) {
+        if (call.thread !== thread) continue;
+        this.settleBoot(callId, {
+          ok: false,
+          error: { code: 'WORKER_FAILED', message: `backend worker thread ${thread} ended during a boot`, details: { thread } },
+        } satisfies PoolResponse);
+      }
+    });
+    line.unref();
+  }
+
+  private settleBoot(callId: number, res: unknown): void {
+    const call = this.bootCalls.get(callId);
+    if (!call) return;
+    this.bootCalls.delete(callId);
+    call.settle(res);
+    if (this.bootCalls.size === 0) for (const done of [...this.drainWaiters]) done();
+  }
+
+  /** A boot on a thread's own line, in turn; through piscina while no thread has offered one. */
+  private sendBoot(req: PoolRequest & { op: 'boot' }): Promise<unknown> {
+    const lines = [...this.bootLines];
+    if (lines.length === 0) return this.piscina.run(req);
+    const [thread, line] = lines[this.nextLine++ % lines.length]!;
+    const callId = this.nextCallId++;
+    return new Promise((settle, reject) => {
+      this.bootCalls.set(callId, { thread, settle });
+      try {
+        line.postMessage({ callId, req } satisfies BootCall);
+      } catch (err) {
+        this.bootCalls.delete(callId);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
+  /** Resolves once no boot is out on a line. */
+  private bootsDrained(): Promise<void> {
+    if (this.bootCalls.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.drainWaiters.delete(done);
+        resolve();
+      };
+      this.drainWaiters.add(done);
+    });
   }
 
   start(spec: ServiceSpec, timeoutMs: number, onCalled?: (epochMs: number) => void): Promise<BackendHandle> {
@@ -176,10 +240,13 @@ export class BackendPool {
     }
     let timer: NodeJS.Timeout | undefined;
     const finished = await Promise.race([
-      this.piscina.close().then(
-        () => true,
-        () => false,
-      ),
+      // Boots on the lines first: piscina ends its threads once its own queue is empty.
+      this.bootsDrained()
+        .then(() => this.piscina.close())
+        .then(
+          () => true,
+          () => false,
+        ),
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
     ]);
     clearTimeout(timer);

@@ -2,6 +2,7 @@
  * Messages between the main thread and the backend workers. Everything is structured-clone safe:
  * errors travel as `{ code, message, details }` and are rebuilt as JitsuError on the main side.
  */
+import type { MessagePort } from 'node:worker_threads';
 import type { BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backends/backend.js';
 import type { ErrorCode } from '../errors.js';
 import { JitsuError, errorCode, errorMessage, systemErrorCode } from '../errors.js';
@@ -26,10 +27,31 @@ export type PoolOp = PoolRequest['op'];
  */
 export interface WorkerLoaded {
   workerLoaded: number;
+  /** The worker's boot line (see BootCall): boots take it instead of piscina's task queue. */
+  boots?: MessagePort;
 }
 
 export function isWorkerLoaded(value: unknown): value is WorkerLoaded {
   return typeof value === 'object' && value !== null && typeof (value as Partial<WorkerLoaded>).workerLoaded === 'number';
+}
+
+/**
+ * A boot sent straight to a worker's own MessagePort, and its answer. A boot is the one call a DNS
+ * answer waits for, and piscina's task dispatch costs it 0.2-0.5 ms more than one message on a port
+ * (docs/BENCHMARKS.md, "The worker hop"); every other call keeps piscina's queue and balancing.
+ */
+export interface BootCall {
+  callId: number;
+  req: PoolRequest & { op: 'boot' };
+}
+
+export interface BootAnswer {
+  callId: number;
+  res: PoolResponse;
+}
+
+export function isBootAnswer(value: unknown): value is BootAnswer {
+  return typeof value === 'object' && value !== null && typeof (value as Partial<BootAnswer>).callId === 'number' && 'res' in value;
 }
 
 /**

@@ -4,10 +4,10 @@
  * half-started services behind). Children spawned here are detached and unref'd: they outlive
  * this thread.
  */
-import { parentPort, threadId } from 'node:worker_threads';
+import { MessageChannel, parentPort, threadId, type MessagePort } from 'node:worker_threads';
 import { bootBackend, resumeBackend, vanishedReport, type BackendHandle } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
-import type { BootStarted, PoolRequest, PoolResponse, WorkerLoaded } from './protocol.js';
+import type { BootAnswer, BootCall, BootStarted, PoolRequest, PoolResponse, WorkerLoaded } from './protocol.js';
 import { epochNow, toWireError } from './protocol.js';
 
 export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
@@ -54,7 +54,26 @@ export async function runRequest(req: PoolRequest): Promise<PoolResponse> {
 
 export default runRequest;
 
+/** This thread's boot line (protocol.ts BootCall). Unref'd: the thread's life stays piscina's. */
+function openBootLine(): MessagePort {
+  const line = new MessageChannel();
+  line.port1.on('message', (call: BootCall) => {
+    void runRequest(call.req).then((res) => {
+      try {
+        line.port1.postMessage({ callId: call.callId, res } satisfies BootAnswer);
+      } catch (err) {
+        line.port1.postMessage({ callId: call.callId, res: { ok: false, error: toWireError(err, 'boot') } } satisfies BootAnswer);
+      }
+    });
+  });
+  line.port1.unref();
+  return line.port2;
+}
+
 // Posted from the next turn of the event loop: piscina loads this module with a synchronous
 // require() of ESM, which is still running when this line is evaluated; only after it returns can
 // the thread be ended safely.
-setImmediate(() => parentPort?.postMessage({ workerLoaded: threadId } satisfies WorkerLoaded));
+setImmediate(() => {
+  const boots = openBootLine();
+  parentPort?.postMessage({ workerLoaded: threadId, boots } satisfies WorkerLoaded, [boots]);
+});

@@ -284,6 +284,8 @@ describe('ServiceManager lifecycle', () => {
       mgr.lookup('web.jitsu.test')!.ensureUp();
       await until(() => runtime.phase === 'ready');
       const pid = runtime.handle!.pid!;
+      // Watched from the turn after the answers go out.
+      await until(() => exits.watched().includes(pid));
       expect(exits.watched()).toEqual([pid]);
       exits.exit(pid);
       expect(runtime.phase).toBe('stopping'); // no longer answered as ready, at once
@@ -309,6 +311,7 @@ describe('ServiceManager lifecycle', () => {
       const runtime = mgr.runtime('web.jitsu.test')!;
       const answer = mgr.lookup('web.jitsu.test')!;
       await answer.ensureUp();
+      await until(() => exits.watched().length === 1);
       fake.bootMs = 50;
       exits.exit(runtime.handle!.pid!);
       const during = answer.ensureUp(); // chained on the cleanup
