@@ -20,7 +20,7 @@ import { sweepStale } from './lib/sweep.js';
 import { emptySection, type Benchmark, type SectionResult } from './lib/types.js';
 import { microBenchmark } from './micro/index.js';
 import { dnsQpsBenchmark } from './macro/dns-qps.js';
-import { bootBenchmark } from './macro/boot.js';
+import { BOOT_ROWS, bootBenchmark } from './macro/boot.js';
 import { firstByteBenchmark } from './macro/first-byte.js';
 import { holdBenchmark } from './macro/hold.js';
 import { relayBenchmark } from './macro/relay.js';
@@ -37,6 +37,7 @@ const SECTIONS: { bench: Benchmark; budgetS: number; quickBudgetS: number }[] = 
 
 interface Options {
   only: string[];
+  rows: string[];
   quick: boolean;
   runs: number;
   dnsSeconds: number;
@@ -46,6 +47,7 @@ interface Options {
 const HELP = `usage: node dist/bench/run.js [options]
   --only LIST        comma-separated sections: ${SECTIONS.map((s) => s.bench.id).join(',')} (default: all)
   --quick            small bounds (smoke runs): fewer runs, 2 s dnsperf runs
+  --rows LIST        boot section only: comma-separated rows (${BOOT_ROWS.join(',')}); they share its whole budget
   --runs N           runs per latency series (default 30, quick 5)
   --dns-seconds S    seconds per dnsperf run (default 6, quick 2)
   --out DIR          where latest.json, latest.md and boot-latency.svg go (default bench/results)
@@ -57,7 +59,7 @@ function usage(message: string): never {
 }
 
 function parseOptions(argv: readonly string[], root: string): Options {
-  const opts: Options = { only: [], quick: false, runs: 0, dnsSeconds: 0, out: join(root, 'bench/results') };
+  const opts: Options = { only: [], rows: [], quick: false, runs: 0, dnsSeconds: 0, out: join(root, 'bench/results') };
   const known = new Set(SECTIONS.map((s) => s.bench.id));
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -78,6 +80,9 @@ function parseOptions(argv: readonly string[], root: string): Options {
     else if (a === '--only') {
       opts.only = value().split(',').filter(Boolean);
       for (const id of opts.only) if (!known.has(id)) usage(`unknown section "${id}"`);
+    } else if (a === '--rows') {
+      opts.rows = value().split(',').filter(Boolean);
+      for (const id of opts.rows) if (!BOOT_ROWS.includes(id)) usage(`unknown boot row "${id}"`);
     } else if (a === '--runs') opts.runs = Math.round(positive(value()));
     else if (a === '--dns-seconds') opts.dnsSeconds = positive(value());
     else if (a === '--out') opts.out = resolve(value());
@@ -109,7 +114,7 @@ async function main(): Promise<void> {
     startedAt: new Date(began).toISOString(),
     durationSeconds: 0,
     command: ['node dist/bench/run.js', ...process.argv.slice(2)].join(' '),
-    options: { quick: opts.quick, runs: opts.runs, dnsSeconds: opts.dnsSeconds, only: opts.only },
+    options: { quick: opts.quick, runs: opts.runs, dnsSeconds: opts.dnsSeconds, only: opts.only, rows: opts.rows },
     machine: await machineFacts(),
     sections: {},
   };
@@ -121,7 +126,7 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     log(`section ${bench.id}: ${bench.title}`);
     try {
-      await bench.run({ quick: opts.quick, runs: opts.runs, dnsSeconds: opts.dnsSeconds, deadline: t0 + 1000 * (opts.quick ? quickBudgetS : budgetS), log, root }, out);
+      await bench.run({ quick: opts.quick, runs: opts.runs, dnsSeconds: opts.dnsSeconds, rows: opts.rows, deadline: t0 + 1000 * (opts.quick ? quickBudgetS : budgetS), log, root }, out);
       if (out.status === 'ok' && Object.keys(out.skipped).length > 0) {
         out.status = Object.keys(out.metrics).length + Object.keys(out.values).length > 0 ? 'partial' : 'skipped';
       }

@@ -8,7 +8,7 @@ export interface BenchDocument {
   startedAt: string;
   durationSeconds: number;
   command: string;
-  options: { quick: boolean; runs: number; dnsSeconds: number; only: string[] };
+  options: { quick: boolean; runs: number; dnsSeconds: number; only: string[]; rows?: string[] };
   machine: MachineFacts;
   /** Headline figures next to their goals (filled once every section ran). */
   summary?: Table;

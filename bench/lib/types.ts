@@ -36,6 +36,8 @@ export interface BenchContext {
   runs: number;
   /** Seconds per dnsperf run. */
   dnsSeconds: number;
+  /** Boot rows to run (by id, e.g. process-warm); empty: all. Selected rows share the section's whole budget. */
+  rows: string[];
   /** Wall-clock budget for this section; modules stop sampling past it. */
   deadline: number;
   log: (message: string) => void;

@@ -80,7 +80,7 @@ export const CASES: BackendCase[] = [
     missing: async () => ((await which('busybox')) ? undefined : 'busybox is not installed'),
   },
   {
-    // The same command already serving while stopped, frozen and off the bridge: a summon is SIGCONT + link up.
+    // The same command already serving while stopped, frozen and off the bridge: a summon is SIGCONT + its link back on the bridge.
     backend: 'process',
     id: 'process-warm',
     keys: `backend=process,exec=${busyboxHttpdExec()},ready=tcp:80,mask=none,private_tmp=false,precreate=warm`,
@@ -96,7 +96,7 @@ export const CASES: BackendCase[] = [
     missing: containerMissing,
   },
   {
-    // The same container created ahead while stopped (crun create): a summon is crun start + link up.
+    // The same container created ahead while stopped (crun create): a summon is crun start + its link on the bridge.
     backend: 'container',
     id: 'container-precreate',
     keys: `backend=container,rootfs=${ROOTFS},exec="/bin/httpd -f -p 80 -h /www",port=80,mask=none,precreate=on`,
@@ -149,6 +149,9 @@ export const CASES: BackendCase[] = [
   },
 ];
 
+/** The rows of the boot section, in the order they run (`--rows` picks among them). */
+export const BOOT_ROWS: readonly string[] = CASES.map((c) => c.id ?? c.backend);
+
 export const bootBenchmark: Benchmark = {
   id: 'boot',
   title: 'Boot latency to first byte per backend, summoned by a DNS query (unmasked)',
@@ -159,8 +162,11 @@ export const bootBenchmark: Benchmark = {
     const fb: [string, ReturnType<typeof summarize> | undefined][] = [];
     const overheadRows: (string | number | null)[][] = [];
     let sliceStart = began;
+    const picked = (c: BackendCase): boolean => ctx.rows.length === 0 || ctx.rows.includes(c.id ?? c.backend);
+    const shares = CASES.filter(picked).reduce((sum, c) => sum + c.share, 0);
     for (const [i, c] of CASES.entries()) {
-      const sliceEnd = sliceStart + total * c.share;
+      if (!picked(c)) continue;
+      const sliceEnd = sliceStart + (total * c.share) / shares;
       const row = c.id ?? c.backend;
       const why = await c.missing(ctx);
       if (why) {

@@ -139,7 +139,12 @@ const EBUSY = 16; // the bridge runs kernel STP, which owns the state
  * says it cannot be set for this link now (see above), then the caller gates the link with IFF_UP.
  */
 function trySetPortState(link: string, state: number): boolean {
-  const ifindex = loadNative().linkIndex(link);
+  let ifindex = 0;
+  try {
+    ifindex = loadNative().linkIndex(link);
+  } catch {
+    return false; // no addon: IFF_UP it is
+  }
   if (ifindex === 0) return false;
   try {
     const [reply] = netlinkTransact(NETLINK_ROUTE, null, [portStateRequest(ifindex, state)]);
@@ -165,7 +170,8 @@ export function isLinkPassing(link: string): boolean {
  * request (~40 µs) where raising IFF_UP waits ~0.2-0.3 ms for the kernel's linkwatch to turn the
  * carrier on. Only a port that has its carrier stays disabled: the kernel forwards on a port the
  * moment its carrier comes up (a veth's only drops with its peer, which the daemon keeps up). Any
- * other link (no bridge port, down, a bridge running STP) is gated by IFF_UP instead.
+ * other link (no bridge port, down, a bridge running STP), or any without the addon, is gated by
+ * IFF_UP instead.
  */
 export async function setLinkPassing(link: string, on: boolean): Promise<void> {
   if (on) {

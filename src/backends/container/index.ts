@@ -65,7 +65,7 @@ interface ContainerFacts {
   /** Ports pre-bound and handed in (socket activation through jitsu-preload.so). */
   activated: boolean;
   /**
-   * The veth stays down until ready(): with mask park/handshake (Synjitsu sees the early SYNs), and
+   * The veth stays off the bridge until ready(): with mask park/handshake (Synjitsu sees the early SYNs), and
    * when the program binds its ports itself (not pre-bound: its kernel would reset early SYNs).
    */
   parked: boolean;
@@ -278,7 +278,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
   /**
    * A new container: the netns (prepared or adopted), the OCI config, the launcher with its
    * pre-bound sockets, then `crun run --detach` (running at once) or `crun create` (created ahead:
-   * namespaces, mounts and sockets set up, the init waiting for `crun start`; its veth stays down).
+   * namespaces, mounts and sockets set up, the init waiting for `crun start`; its veth stays off the bridge).
    */
   async function launch(spec: ServiceSpec, config: ContainerConfig, op: 'run' | 'create', signal: AbortSignal): Promise<BackendHandle> {
     const base = await loadBaseConfig(spec.service, config);

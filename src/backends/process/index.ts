@@ -255,15 +255,15 @@ async function start(spec: ServiceSpec, signal: AbortSignal): Promise<BackendHan
     if (started) return started;
   }
   const handle = await launch(spec, cfg, identityOf(spec, cfg), signal);
-  await linkUpUnlessWaiting(spec, handle);
+  await linkOnUnlessWaiting(spec, handle);
   return handle;
 }
 
 /**
- * The link goes up at once unless parked (park/handshake: in ready()) or the ports are the
+ * The link goes on the bridge at once unless parked (park/handshake: in ready()) or the ports are the
  * program's own (not pre-bound: until it listens, its kernel would reset early SYNs).
  */
-async function linkUpUnlessWaiting(spec: ServiceSpec, handle: BackendHandle): Promise<void> {
+async function linkOnUnlessWaiting(spec: ServiceSpec, handle: BackendHandle): Promise<void> {
   const { data, pid } = processHandle.read(handle);
   const parked = maskStrategy(spec.mask).linkUp === 'ready';
   if (parked || (data.preBound ?? []).length < data.ports.length || !handle.link) return;
@@ -339,7 +339,7 @@ async function startStandby(spec: ServiceSpec, cfg: ProcessConfig, held: Standby
     await discardStandby(spec, held);
     return undefined;
   }
-  await linkUpUnlessWaiting(spec, held.handle);
+  await linkOnUnlessWaiting(spec, held.handle);
   return held.handle;
 }
 
@@ -365,7 +365,7 @@ async function prepare(spec: ServiceSpec, signal: AbortSignal): Promise<BackendH
 }
 
 /**
- * precreate=warm: the command launched with its link down, left to run until it serves as ready()
+ * precreate=warm: the command launched with its link off the bridge, left to run until it serves as ready()
  * would see it, then frozen. A command that fails on the way is ended and its error is prepare()'s.
  */
 async function launchFrozen(spec: ServiceSpec, cfg: ProcessConfig, identity: Identity | undefined, signal: AbortSignal): Promise<BackendHandle> {
