@@ -65,6 +65,8 @@ else
   # the batched UDP socket, an AF_PACKET ring in a worker thread. One vitest run: its start-up alone
   # takes minutes under TCG. Timeouts are raised: TCG runs these 20-50x slower than the host (timing
   # is not what is tested). --no-isolate: one worker runs file after file (a fresh one costs ~1 min).
+  # Tests that bound a child's run by their own clock scale it by this (test/helpers/dns-udp-native.ts).
+  export JITSU_TEST_TIME_SCALE=3
   group board 480 node node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json=/out/board.json \
     --testTimeout=240000 --hookTimeout=300000 --no-isolate \
     src/native/index.test.ts src/synjitsu/pdu src/synjitsu/flowtable src/synjitsu/cookies src/synjitsu/bpf \

@@ -76,8 +76,14 @@ export function tcIn(ns: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`tc ${args.join(' ')}: ${r.stderr.trim()}`);
 }
 
+/**
+ * How much slower than this host the tests run: the emulated armhf board sets
+ * JITSU_TEST_TIME_SCALE (test/armhf/driver.sh), where a node start alone takes seconds.
+ */
+export const TIME_SCALE = Math.max(1, Number(process.env['JITSU_TEST_TIME_SCALE'] ?? 1) || 1);
+
 /** Runs a CommonJS script with node inside the namespace (bounded in time); parses its last stdout line as JSON. */
-export function nodeIn<T>(ns: string, script: string, timeoutMs = 20_000): Promise<T> {
+export function nodeIn<T>(ns: string, script: string, timeoutMs = 20_000 * TIME_SCALE): Promise<T> {
   return new Promise<T>((resolvePromise, reject) => {
     const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -17,7 +17,7 @@ import { batchedUdpAvailable, openBatchedUdp, UDP_ADDR_STRIDE, UDP_TRUNCATED, ty
 import { silentLogger } from '../../src/observe/log.js';
 import { MetricsRegistry } from '../../src/observe/metrics.js';
 import { query } from '../helpers/dns-util.js';
-import { ADDON_PATH, client, haveNetns, makeNetns, nodeIn, tcIn, type Client } from '../helpers/dns-udp-native.js';
+import { ADDON_PATH, TIME_SCALE, client, haveNetns, makeNetns, nodeIn, tcIn, type Client } from '../helpers/dns-udp-native.js';
 
 const native = batchedUdpAvailable();
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -281,7 +281,7 @@ describe.skipIf(!native)('native batched UDP socket', () => {
       expect(r.stats.queued).toBe(0);
       expect(r.stats.sent).toBe(200);
       expect(r.got).toBe(200);
-    }, 30_000);
+    }, 30_000 * TIME_SCALE);
 
     it('beyond the queue bound replies are dropped and counted; everything else arrives', async () => {
       const r = await runIn(16);
@@ -290,7 +290,7 @@ describe.skipIf(!native)('native batched UDP socket', () => {
       expect(r.droppedReturned).toBe(r.stats.dropped);
       expect(r.stats.sent + r.stats.dropped).toBe(200);
       expect(r.got).toBe(r.stats.sent);
-    }, 30_000);
+    }, 30_000 * TIME_SCALE);
   });
 });
 

@@ -202,6 +202,8 @@ describe.skipIf(!isRoot)('service network (real bridge, veth, netns)', () => {
     expect(readFileSync(`${port}/brport/state`, 'latin1').trim()).toBe('0');
     expect(isLinkPassing(prepared.hostLink)).toBe(false);
     expect(await ping(env.clientNetns!, net.ip)).toBe(false);
+    // That ping left the client's ARP entry retrying on its own 1 s clock: start it afresh.
+    await ip(['-n', env.clientNetns!, 'neigh', 'flush', 'to', net.ip]);
     const t0 = performance.now();
     await setLinkPassing(prepared.hostLink, true);
     const onMs = performance.now() - t0;
