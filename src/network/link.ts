@@ -167,7 +167,7 @@ export function isLinkPassing(link: string): boolean {
 /**
  * Puts a service's host link on or off its bridge. Off keeps an up bridge port up and disables it
  * (the bridge then neither delivers to it nor takes frames from it), so that on is one netlink
- * request (~40 µs) where raising IFF_UP waits ~0.2-0.3 ms for the kernel's linkwatch to turn the
+ * request (~40 µs) where raising IFF_UP waits ~0.15-0.2 ms for the kernel's linkwatch to turn the
  * carrier on. Only a port that has its carrier stays disabled: the kernel forwards on a port the
  * moment its carrier comes up (a veth's only drops with its peer, which the daemon keeps up). Any
  * other link (no bridge port, down, a bridge running STP), or any without the addon, is gated by

@@ -37,8 +37,8 @@ export function isWorkerLoaded(value: unknown): value is WorkerLoaded {
 
 /**
  * A boot sent straight to a worker's own MessagePort, and its answer. A boot is the one call a DNS
- * answer waits for, and piscina's task dispatch costs it 0.2-0.5 ms more than one message on a port
- * (docs/BENCHMARKS.md, "The worker hop"); every other call keeps piscina's queue and balancing.
+ * answer waits for, and piscina's task dispatch costs it 0.1-0.3 ms more than one message on a port
+ * (docs/BENCHMARKS.md, "The bridge port and the worker hop"); every other call keeps piscina's queue and balancing.
  */
 export interface BootCall {
   callId: number;
