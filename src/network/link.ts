@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, readlinkSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readlinkSync, readdirSync, writeFileSync } from 'node:fs';
+import { readSmallFile } from '../system/files.js';
 import { basename } from 'node:path';
 import { JitsuError } from '../errors.js';
 import { bridgeTool, ip } from './exec.js';
@@ -35,7 +36,7 @@ export function bridgePorts(bridge: string): string[] {
 }
 
 function readFlags(link: string): number {
-  return Number.parseInt(readFileSync(`/sys/class/net/${link}/flags`, 'utf8').trim(), 16);
+  return Number.parseInt(readSmallFile(`/sys/class/net/${link}/flags`, 'latin1').trim(), 16);
 }
 
 export function isLinkUp(link: string): boolean {
@@ -67,7 +68,7 @@ async function setFlag(link: string, flag: number, on: boolean, fallback: readon
 
 function readSys(path: string): string | undefined {
   try {
-    return readFileSync(path, 'latin1').trim();
+    return readSmallFile(path, 'latin1').trim();
   } catch {
     return undefined;
   }

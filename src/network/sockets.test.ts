@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeAvailable } from '../native/index.js';
 import { NetlinkError, netlinkMessage } from './netlink.js';
-import { ALL_STATES, TCP_STATE, diagSockets, hasUdpSocket, isConnectionState, listeningTcpPorts, netnsSockets, openTcpConnections, parseDiagReply, parseProcNet, procNetSockets } from './sockets.js';
+import { ALL_STATES, TCP_STATE, diagSockets, hasUdpSocket, isConnectionState, listeningTcpPorts, netnsSockets, openTcpConnections, parseDiagReply, parseProcNet, procNetSockets, tcpListeningAt } from './sockets.js';
 
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0000000000000000 100 0 0 10 0
@@ -87,17 +87,24 @@ setTimeout(() => process.exit(0), 60000);
 
 const canUnshare = process.getuid?.() === 0 && spawnSync('unshare', ['--net', 'true']).status === 0;
 
+/** Runs `script` in a new network namespace (lo up, then `setup`); resolves with its first stdout line. */
+async function namespaceChild(script: string, setup = 'true'): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn('unshare', ['--net', 'sh', '-c', `ip link set lo up && ${setup} && exec "${process.execPath}" -e "$0"`, script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`namespace child exited (${code})`)));
+  });
+  return { child, line };
+}
+
 describe.skipIf(!canUnshare || !nativeAvailable())('the sockets of a real namespace (needs root, unshare and the addon)', () => {
   let child: ChildProcess;
   let ports: { tcp: number; udp: number };
 
   beforeAll(async () => {
-    child = spawn('unshare', ['--net', 'sh', '-c', `ip link set lo up && exec "${process.execPath}" -e "$0"`, CHILD], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const line = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: child.stdout! }).once('line', resolve);
-      child.once('exit', (code) => reject(new Error(`namespace child exited (${code})`)));
-    });
-    ports = JSON.parse(line) as { tcp: number; udp: number };
+    const started = await namespaceChild(CHILD);
+    child = started.child;
+    ports = JSON.parse(started.line) as { tcp: number; udp: number };
   });
 
   afterAll(() => {
@@ -118,5 +125,53 @@ describe.skipIf(!canUnshare || !nativeAvailable())('the sockets of a real namesp
       expect(sorted(diagSockets(pid, protocol, ALL_STATES))).toEqual(sorted(procNetSockets(pid, protocol, ALL_STATES)));
     }
     expect(sorted(diagSockets(pid, 'tcp', ALL_STATES)).length).toBe(3);
+  });
+});
+
+// Listeners the exact lookup must tell apart by address: one on 127.0.0.1 only, one dual-stack on [::],
+// and one on the namespace's other address 10.77.0.1 only.
+const LISTENERS = `
+const net = require('node:net');
+const listen = (host) => new Promise((r) => { const s = net.createServer().listen(0, host, () => r(s.address().port)); });
+Promise.all([listen('127.0.0.1'), listen('::'), listen('10.77.0.1')]).then(([loopback, wide, other]) => console.log(JSON.stringify({ loopback, wide, other })));
+setTimeout(() => process.exit(0), 60000);
+`;
+
+describe.skipIf(!canUnshare || !nativeAvailable())('which listener a connection to an address would reach (needs root, unshare and the addon)', () => {
+  let child: ChildProcess;
+  let ports: { loopback: number; wide: number; other: number };
+  const at = (ip: string) => ({ family: (ip.includes(':') ? 6 : 4) as 4 | 6, ip });
+
+  beforeAll(async () => {
+    const started = await namespaceChild(LISTENERS, 'ip addr add 10.77.0.1/32 dev lo');
+    child = started.child;
+    ports = JSON.parse(started.line) as typeof ports;
+  });
+
+  afterAll(() => {
+    child?.kill('SIGKILL');
+  });
+
+  it('counts a listener only at an address it takes connections for', () => {
+    const pid = child.pid!;
+    expect(tcpListeningAt(pid, at('127.0.0.1'), [ports.loopback])).toBe(true);
+    // A LISTEN dump sees the port, but a client of 10.77.0.1 would be reset.
+    expect(listeningTcpPorts(pid).has(ports.loopback)).toBe(true);
+    expect(tcpListeningAt(pid, at('10.77.0.1'), [ports.loopback])).toBe(false);
+    expect(tcpListeningAt(pid, at('10.77.0.1'), [ports.other])).toBe(true);
+    expect(tcpListeningAt(pid, at('127.0.0.1'), [ports.other])).toBe(false);
+  });
+
+  it('counts a dual-stack listener for IPv4 and IPv6 clients', () => {
+    const pid = child.pid!;
+    expect(tcpListeningAt(pid, at('10.77.0.1'), [ports.wide])).toBe(true);
+    expect(tcpListeningAt(pid, at('::1'), [ports.wide])).toBe(true);
+    expect(tcpListeningAt(pid, at('::1'), [ports.loopback])).toBe(false);
+  });
+
+  it('needs every port asked for', () => {
+    const pid = child.pid!;
+    expect(tcpListeningAt(pid, at('10.77.0.1'), [ports.wide, ports.other])).toBe(true);
+    expect(tcpListeningAt(pid, at('10.77.0.1'), [ports.wide, ports.loopback])).toBe(false);
   });
 });

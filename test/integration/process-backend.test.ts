@@ -378,7 +378,7 @@ describe.skipIf(!canRun)('process backend via the worker pool (real netns + curl
 
   it('precreate=warm: a command that never serves fails prepare() in time, with its reason, and is ended', async () => {
     const s = spec('jt2-p-warmbad', { exec: ['/bin/sleep 31.25'], precreate: ['warm'] }, 'none', 80);
-    await expect(pool.prepare(s, 1_500)).rejects.toMatchObject({ code: 'READY_TIMEOUT', message: expect.stringMatching(/process \d+ .*port 80 in time/) });
+    await expect(pool.prepare(s, 1_500)).rejects.toMatchObject({ code: 'READY_TIMEOUT', message: expect.stringMatching(/process \d+ .*port 80 of 10\.[0-9.]+ in time/) });
     await expect.poll(() => pidsMatching('sleep 31.25'), { timeout: 5_000 }).toEqual([]);
     expect(await pool.prepare({ ...s, options: { exec: ['/bin/sleep 31.25'] } }, 5_000)).toBeUndefined();
   });

@@ -2,7 +2,7 @@
  * Who a service runs as: the user/group lookup the process, container and QEMU backends share
  * (the process backend's launcher, QEMU's `-run-with user=`). Numbers need no passwd entry.
  */
-import { readFileSync } from 'node:fs';
+import { readSmallFile } from '../../system/files.js';
 import { JitsuError } from '../../errors.js';
 
 /** The unprivileged system user services run as unless `user=` says otherwise; scripts/setup.sh creates it. */
@@ -27,7 +27,7 @@ interface DbEntry {
 function readDb(path: string, withGid: boolean): DbEntry[] {
   let text = '';
   try {
-    text = readFileSync(path, 'utf8');
+    text = readSmallFile(path, 'utf8');
   } catch {
     return [];
   }

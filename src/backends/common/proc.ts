@@ -3,7 +3,8 @@
  * process: a pid alone is not enough after a restart, the kernel may have reused it), its exit
  * status while a zombie, its network namespace (its sockets: src/network/sockets.ts).
  */
-import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { readSmallFile } from '../../system/files.js';
 
 /** What /proc says about one pid. */
 export interface ProcStat {
@@ -30,7 +31,7 @@ export function parseProcStat(text: string): ProcStat | undefined {
 
 export function readProcStat(pid: number): ProcStat | undefined {
   try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+    return parseProcStat(readSmallFile(`/proc/${pid}/stat`, 'latin1'));
   } catch {
     return undefined;
   }

@@ -1,6 +1,7 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendHandle } from '../backend.js';
+import { readSmallFile, removeFile } from '../../system/files.js';
 
 /**
  * What a backend's prepare() holds ahead for the next start (a container created, a QEMU waiting
@@ -18,7 +19,7 @@ const standbyPath = (runDir: string): string => join(runDir, 'standby.json');
 /** The record, if there is one and `check` (the backend's handle decoder) accepts its handle. */
 export function readStandby(runDir: string, check: (handle: BackendHandle) => unknown): Standby | undefined {
   try {
-    const doc = JSON.parse(readFileSync(standbyPath(runDir), 'utf8')) as Partial<Standby>;
+    const doc = JSON.parse(readSmallFile(standbyPath(runDir), 'utf8')) as Partial<Standby>;
     if (typeof doc.key !== 'string' || typeof doc.handle !== 'object' || doc.handle === null) return undefined;
     check(doc.handle);
     return { key: doc.key, handle: doc.handle };
@@ -32,7 +33,7 @@ export function writeStandby(runDir: string, standby: Standby): void {
 }
 
 export function removeStandby(runDir: string): void {
-  rmSync(standbyPath(runDir), { force: true });
+  removeFile(standbyPath(runDir));
 }
 
 /** Reads and removes the record: a standby that is taken is a running service, or is ended. */

@@ -20,7 +20,7 @@ import { activatePath, preloadPath } from '../common/launcher.js';
 import { READY_SPINS, pollPacer, pollUntil } from '../common/readiness.js';
 import { LOG_MAX_BYTES, logSince } from '../common/logs.js';
 import { inNetns, isAlive, netnsLink, readProcStat } from '../common/proc.js';
-import { listeningTcpPorts } from '../../network/sockets.js';
+import { tcpListeningAt } from '../../network/sockets.js';
 import { containerOptions, parseContainerOptions, type ContainerConfig } from './options.js';
 import { CLAIMS_FILE, containerProgram, containerUser, defaultOciConfig, serviceOciConfig, type OciConfig } from './oci.js';
 import { maskStrategy } from '../../masking/registry.js';
@@ -420,7 +420,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
     async ready(handle, spec, signal) {
       const f = facts(handle);
       // Serving means: every pre-bound port taken over by the program (its claims report), and every
-      // other probed port (ready=tcp:PORT, else the first port=) listening in its netns.
+      // other probed port (ready=tcp:PORT, else the first port=) listening at its address in its netns.
       const wanted = spec.ready ? [spec.ready.port] : f.activated ? f.ports : f.ports.slice(0, 1);
       const probe = servingProbe(wanted, f.activated && f.claims ? f.ports : []);
       const nextCheck = pollPacer({ spins: READY_SPINS, firstMs: Math.min(1, pollMs), maxMs: pollMs });
@@ -428,7 +428,7 @@ export function createContainerBackend(opts: ContainerBackendOptions = {}): Back
         if (signal.aborted) throw aborted('ready', handle.service, signal);
         if (!alive(handle)) throw bootFailure(handle.service, f, 'exited before it was ready');
         const claimed = probe.claim.length === 0 || claimedAll(f.claims!, probe.claim);
-        if (claimed && (probe.listen === 'any' || probe.listen.length === 0 || probe.listen.every((p) => listeningTcpPorts(handle.pid!).has(p)))) break;
+        if (claimed && (probe.listen === 'any' || probe.listen.length === 0 || tcpListeningAt(handle.pid!, spec.network, probe.listen))) break;
         await nextCheck();
       }
       // Parked: from here the container's own kernel answers ARP and SYNs (Synjitsu hands over now).

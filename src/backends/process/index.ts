@@ -9,7 +9,8 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, constants, existsSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, constants, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { removeFile } from '../../system/files.js';
 import { isAbsolute, join } from 'node:path';
 import type { Backend, BackendHandle, ExitReport, RuntimeState, ServiceSpec, StopMode } from '../backend.js';
 import { abortError, type BoundedCall } from '../common/abort.js';
@@ -29,7 +30,7 @@ import { READY_SPINS, pollPacer, pollUntil } from '../common/readiness.js';
 import { parseProcessOptions, processOptions, type PrecreateMode, type ProcessConfig } from './options.js';
 import { signalGroup } from '../common/process-group.js';
 import { decodeWaitStatus, inNetns, liveness, netnsLink, readProcStat } from '../common/proc.js';
-import { hasUdpSocket, listeningTcpPorts } from '../../network/sockets.js';
+import { hasUdpSocket, listeningTcpPorts, tcpListeningAt } from '../../network/sockets.js';
 import { maskStrategy } from '../../masking/registry.js';
 
 export { parseProcessOptions, processOptions } from './options.js';
@@ -131,19 +132,18 @@ function bootFailed(spec: ServiceSpec, pid: number, data: ProcessData, exit: { c
   return bootFailedWith(spec, pid, logTail(data.logPath, 10), data.logPath, exit);
 }
 
-function serving(pid: number, data: ProcessData, probe: ServingProbe): boolean {
+function serving(spec: ServiceSpec, pid: number, data: ProcessData, probe: ServingProbe): boolean {
   if (probe.claim.length > 0 && !(data.claimsPath && claimedAll(data.claimsPath, probe.claim))) return false;
   if (probe.listen === 'any') return listeningTcpPorts(pid).size > 0 || hasUdpSocket(pid);
   if (probe.listen.length === 0) return true;
-  const ports = listeningTcpPorts(pid);
-  return probe.listen.every((p) => ports.has(p));
+  return tcpListeningAt(pid, spec.network, probe.listen);
 }
 
-function probeText(probe: ServingProbe): string {
+function probeText(spec: ServiceSpec, probe: ServingProbe): string {
   const parts: string[] = [];
   if (probe.claim.length > 0) parts.push(`has not taken over its pre-bound port ${probe.claim.join(',')} (no listen/accept/poll on it)`);
   if (probe.listen === 'any') parts.push('is not listening on any port');
-  else if (probe.listen.length > 0) parts.push(`is not listening on port ${probe.listen.join(',')}`);
+  else if (probe.listen.length > 0) parts.push(`is not listening on port ${probe.listen.join(',')} of ${spec.network.ip}`);
   return parts.join(' and ');
 }
 
@@ -202,12 +202,12 @@ async function pollServing(
       }
       throw bootFailed(spec, pid, data, exit);
     }
-    if (l.state === 'alive' && inNetns(pid, nsLink) && serving(pid, data, probe)) return;
+    if (l.state === 'alive' && inNetns(pid, nsLink) && serving(spec, pid, data, probe)) return;
     try {
       await nextCheck();
     } catch {
       const tail = logTail(data.logPath, 10);
-      const timeout = `service ${spec.service}: process ${pid} ${probeText(probe)} in time${tail.length ? `; last log lines: ${tail.slice(-3).join(' | ')}` : ''}`;
+      const timeout = `service ${spec.service}: process ${pid} ${probeText(spec, probe)} in time${tail.length ? `; last log lines: ${tail.slice(-3).join(' | ')}` : ''}`;
       throw abortError(signal, call, { timeout }, { service: spec.service, pid, logTail: tail });
     }
   }
@@ -419,8 +419,8 @@ async function launch(spec: ServiceSpec, cfg: ProcessConfig, identity: Identity 
   const logPath = join(spec.runDir, `${stem}.log`);
   const exitPath = join(spec.runDir, `${stem}.exit`);
   const claimsPath = join(spec.runDir, `${stem}.claims`);
-  rmSync(exitPath, { force: true });
-  rmSync(claimsPath, { force: true });
+  removeFile(exitPath);
+  removeFile(claimsPath);
   startLog(logPath);
 
   // Pre-bound sockets reach a server that binds its own port only through jitsu-preload.so, which
