@@ -80,10 +80,13 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
       console.log(`unmasked 300ms (arp ${seeded ? 'cached' : 'cold'}): connect=${res.connect}s firstByte=${res.firstByte}s`, after, before);
       expect(res.code, res.stderr).toBe(0);
       expect(res.connect).toBeGreaterThan(0.9);
-      // The SYN timer fires at 1 s; with a cold ARP cache the kernel defers the resend while the first
-      // SYN still waits in the neighbour queue, so it shows as a timeout rather than a SYN resend.
-      expect(after.timeouts - before.timeouts).toBeGreaterThanOrEqual(1);
-      if (seeded) expect(after.synRetrans - before.synRetrans).toBeGreaterThanOrEqual(1);
+      // ARP cached: only the SYN's 1 s retransmission timer can end the wait. ARP cold: the first SYN
+      // waits in the neighbour queue, and the ARP retry (1 s, retrans_time) races that same timer:
+      // either may send it, so the second-long wait is what the cold case asserts.
+      if (seeded) {
+        expect(after.timeouts - before.timeouts).toBeGreaterThanOrEqual(1);
+        expect(after.synRetrans - before.synRetrans).toBeGreaterThanOrEqual(1);
+      }
     });
   }
 
