@@ -165,7 +165,7 @@ describe.skipIf(!canRun || !haveCommand('qemu-system-x86_64'))('daemon with Synj
       expect(status.snapshots.usedBytes).toBeLessThanOrEqual(status.snapshots.maxBytes);
       const metricsText = await (await fetch(`http://127.0.0.1:${entry.daemon.metricsPort}/metrics`)).text();
       expect(metricsText).toMatch(new RegExp(`jitsu_snapshot_bytes\\{service="${id}"\\} [1-9]`));
-      console.log(`FIGURE daemon, qemu snapshot=template prespawn=${prespawn} behind handshake (TCG): connect -> first byte of a restored copy, summoned by a query then by a SYN: ${firstBytes.map((m) => m.toFixed(0)).join(', ')} ms, 0 SYN retransmits`);
+      console.log(`FIGURE daemon, qemu snapshot=template prespawn=${prespawn} behind handshake (TCG): curl's time to the first byte of a restored copy, summoned by a query then by a SYN: ${firstBytes.map((m) => m.toFixed(0)).join(', ')} ms, 0 SYN retransmits`);
     } finally {
       rmSync(snapshots, { recursive: true, force: true });
     }
