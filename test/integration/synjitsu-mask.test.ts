@@ -67,7 +67,7 @@ describe.skipIf(unavailable !== undefined)('synjitsu masking on a real bridge', 
   }
 
   for (const seeded of [false, true]) {
-    it(`without masking the same 300 ms boot costs the 1 s SYN retransmission (client ARP ${seeded ? 'cached' : 'cold'})`, async () => {
+    it(`without masking the same 300 ms boot costs the client's SYN a 1 s wait (client ARP ${seeded ? 'cached' : 'cold'})`, async () => {
       if (seeded) await rig.seedClientNeighbour();
       const before = await rig.counters();
       const boot = (async () => {
